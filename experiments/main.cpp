@@ -1,0 +1,21 @@
+// dslab: the command line. `dslab --help` lists the subcommands.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "dslab_version.hpp"
+#include "experiments/commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dslab: the techniques of DeepSeek-V3 and R1, exact CPU references and simulators"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("dslab ") + DSLAB_VERSION + " (git " +
+                                        DSLAB_GIT_COMMIT + ")");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : dslab::kBadInput;
+  }
+  return 0;
+}

@@ -1,0 +1,70 @@
+#include "reference/data.hpp"
+
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+
+namespace dslab {
+
+ByteCorpus ByteCorpus::from_text(const std::string& text, double val_fraction) {
+  if (!(val_fraction > 0 && val_fraction < 1))
+    throw std::invalid_argument("val_fraction must be in (0, 1)");
+  const size_t n_val = size_t(double(text.size()) * val_fraction);
+  const size_t n_train = text.size() - n_val;
+  ByteCorpus c;
+  c.train.assign(text.begin(), text.begin() + n_train);
+  c.val.assign(text.begin() + n_train, text.end());
+  return c;
+}
+
+ByteCorpus ByteCorpus::from_file(const std::string& path, double val_fraction) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read data file '" + path + "'");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.size() < 1024)
+    throw std::runtime_error("data file '" + path + "' has " + std::to_string(text.size()) +
+                             " bytes; at least 1024 are needed");
+  return from_text(text, val_fraction);
+}
+
+namespace {
+
+void check_fits(const std::vector<uint8_t>& data, int seq_len, const char* what) {
+  if (data.size() < size_t(seq_len) + 1)
+    throw std::runtime_error(std::string("the ") + what + " split has " +
+                             std::to_string(data.size()) + " bytes, fewer than seq_len + 1 = " +
+                             std::to_string(seq_len + 1));
+}
+
+void append_window(Batch& b, const std::vector<uint8_t>& data, size_t offset, int seq_len) {
+  for (int t = 0; t < seq_len; ++t) {
+    b.inputs.push_back(data[offset + t]);
+    b.targets.push_back(data[offset + t + 1]);
+  }
+}
+
+}  // namespace
+
+Batch train_batch(const std::vector<uint8_t>& data, int batch, int seq_len, uint64_t seed,
+                  int64_t step) {
+  check_fits(data, seq_len, "training");
+  Rng rng(seed, uint64_t(step));
+  Batch b;
+  const size_t n_offsets = data.size() - seq_len;
+  for (int i = 0; i < batch; ++i) append_window(b, data, rng.below(n_offsets), seq_len);
+  return b;
+}
+
+Batch eval_batch(const std::vector<uint8_t>& data, int batch, int seq_len, int index, int count) {
+  check_fits(data, seq_len, "validation");
+  Batch b;
+  const size_t n_offsets = data.size() - seq_len;
+  const size_t windows = size_t(batch) * count;
+  for (int i = 0; i < batch; ++i) {
+    const size_t w = size_t(index) * batch + i;
+    append_window(b, data, w * n_offsets / windows, seq_len);
+  }
+  return b;
+}
+
+}  // namespace dslab

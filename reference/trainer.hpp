@@ -1,0 +1,67 @@
+// The training loop of the reference transformer, in float:
+//   for each step: batch(seed, step) -> forward -> backward -> clip -> AdamW(lr(step))
+// Every `eval_every` steps (and at the last) the validation loss is measured
+// on fixed windows. Metrics are kept as named columns, one value per step
+// (val_* columns one per evaluation).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "reference/adamw.hpp"
+#include "reference/data.hpp"
+#include "reference/transformer.hpp"
+
+namespace dslab {
+
+struct TrainArgs {
+  int64_t steps = 1000;
+  int batch_size = 16;
+  int seq_len = 128;
+  double lr = 1e-3, min_lr = 1e-4;
+  int64_t warmup_steps = 100;
+  AdamWArgs adamw;
+  double grad_clip = 1.0;       // max global gradient norm; 0 disables
+  uint64_t seed = 1;
+  int64_t eval_every = 100;
+  int eval_batches = 8;
+  int64_t checkpoint_every = 100;
+};
+
+using Metrics = std::map<std::string, std::vector<double>>;
+
+// What one step reports to whoever drives the loop (progress, checkpoints).
+struct StepReport {
+  int64_t step = 0, steps = 0;  // step just finished (1-based count), of total
+  double train_loss = 0, lr = 0, grad_norm = 0, tokens_per_second = 0, seconds = 0;
+  bool evaluated = false;
+  double val_loss = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus);
+
+  // Runs from the current step to train_args.steps. `on_step` is called after
+  // every step; returning false stops the loop early (the state stays valid).
+  void run(const std::function<bool(const StepReport&)>& on_step);
+  // One optimisation step; returns its report.
+  StepReport train_step();
+  // Mean loss over the fixed validation windows.
+  double evaluate();
+
+  TrainArgs args;
+  Transformer<float> model;
+  AdamW<float> optimizer;
+  int64_t step = 0;    // steps completed
+  Metrics metrics;
+
+ private:
+  const ByteCorpus& corpus_;
+  LrSchedule schedule_;
+};
+
+}  // namespace dslab

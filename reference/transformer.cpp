@@ -1,0 +1,185 @@
+#include "reference/transformer.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "reference/cross_entropy.hpp"
+#include "reference/embedding.hpp"
+#include "reference/linear.hpp"
+#include "reference/rmsnorm.hpp"
+
+namespace dslab {
+
+template <class T> TransformerParams<T>::TransformerParams(const ModelArgs& a) {
+  const size_t D = a.dim, V = a.vocab_size, hd = a.head_dim(), F = a.inter_dim;
+  const size_t H = a.n_heads, KV = a.n_kv_heads;
+  embed = xt::zeros<T>({V, D});
+  layers.resize(a.n_layers);
+  for (auto& b : layers) {
+    b.attn_norm = xt::zeros<T>({D});
+    b.wq = xt::zeros<T>({H * hd, D});
+    b.wk = xt::zeros<T>({KV * hd, D});
+    b.wv = xt::zeros<T>({KV * hd, D});
+    b.wo = xt::zeros<T>({D, H * hd});
+    b.ffn_norm = xt::zeros<T>({D});
+    b.ffn.w1 = xt::zeros<T>({F, D});
+    b.ffn.w2 = xt::zeros<T>({D, F});
+    b.ffn.w3 = xt::zeros<T>({F, D});
+  }
+  norm = xt::zeros<T>({D});
+  head = xt::zeros<T>({V, D});
+}
+
+template <class T> std::vector<ParamRef<T>> TransformerParams<T>::refs() {
+  std::vector<ParamRef<T>> r;
+  r.push_back(param_ref("embed.weight", embed));
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    auto& b = layers[l];
+    r.push_back(param_ref(p + "attn_norm.weight", b.attn_norm));
+    r.push_back(param_ref(p + "attn.wq.weight", b.wq));
+    r.push_back(param_ref(p + "attn.wk.weight", b.wk));
+    r.push_back(param_ref(p + "attn.wv.weight", b.wv));
+    r.push_back(param_ref(p + "attn.wo.weight", b.wo));
+    r.push_back(param_ref(p + "ffn_norm.weight", b.ffn_norm));
+    r.push_back(param_ref(p + "ffn.w1.weight", b.ffn.w1));
+    r.push_back(param_ref(p + "ffn.w2.weight", b.ffn.w2));
+    r.push_back(param_ref(p + "ffn.w3.weight", b.ffn.w3));
+  }
+  r.push_back(param_ref("norm.weight", norm));
+  r.push_back(param_ref("head.weight", head));
+  return r;
+}
+
+template <class T> Transformer<T>::Transformer(const ModelArgs& a) : args(a), params(a), grads(a) {
+  if (a.n_heads <= 0 || a.dim % a.n_heads != 0)
+    throw std::invalid_argument("dim must be a multiple of n_heads");
+  if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)
+    throw std::invalid_argument("n_heads must be a multiple of n_kv_heads");
+  rope_ = RopeTable(a.max_seq_len, a.head_dim(), a.rope_theta);
+  cache_.resize(a.n_layers);
+}
+
+template <class T> void Transformer<T>::init_weights(uint64_t seed) {
+  Rng rng(seed);
+  const double out_std = args.init_std / std::sqrt(2.0 * args.n_layers);
+  for (auto& p : params.refs()) {
+    const bool is_gain = p.shape.size() == 1;
+    const bool is_out_proj = p.name.ends_with("attn.wo.weight") || p.name.ends_with("ffn.w2.weight");
+    const double std = is_out_proj ? out_std : args.init_std;
+    for (size_t j = 0; j < p.size(); ++j) p.data[j] = is_gain ? T(1) : T(std * rng.normal());
+  }
+}
+
+template <class T> size_t Transformer<T>::num_parameters() {
+  size_t n = 0;
+  for (const auto& p : params.refs()) n += p.size();
+  return n;
+}
+
+template <class T> void Transformer<T>::zero_grad() {
+  for (auto& g : grads.refs()) std::fill(g.data, g.data + g.size(), T(0));
+}
+
+template <class T> void Transformer<T>::block_forward(size_t l, const Tensor2<T>& x, Tensor2<T>& y) {
+  const auto& w = params.layers[l];
+  auto& c = cache_[l];
+  c.x_in = x;
+  // attention sub-layer: x_mid = x + wo(attention(rope(wq a), rope(wk a), wv a)), a = attn_norm(x)
+  rmsnorm_forward(c.attn_in, c.attn_rstd, x, w.attn_norm, args.norm_eps);
+  linear_forward(c.q, c.attn_in, w.wq);
+  linear_forward(c.k, c.attn_in, w.wk);
+  linear_forward(c.v, c.attn_in, w.wv);
+  rope_forward(c.q, shape_.seq_len, args.n_heads, rope_);
+  rope_forward(c.k, shape_.seq_len, args.n_kv_heads, rope_);
+  attention_forward(c.attn_out, c.probs, c.q, c.k, c.v, shape_);
+  Tensor2<T> proj;
+  linear_forward(proj, c.attn_out, w.wo);
+  c.x_mid = x + proj;
+  // feed-forward sub-layer: y = x_mid + ffn(ffn_norm(x_mid))
+  rmsnorm_forward(c.ffn_in, c.ffn_rstd, c.x_mid, w.ffn_norm, args.norm_eps);
+  ffn_forward(proj, c.ffn, c.ffn_in, w.ffn);
+  y = c.x_mid + proj;
+}
+
+template <class T>
+void Transformer<T>::forward_hidden(const std::vector<int>& tokens, int batch, int seq_len) {
+  if (size_t(batch) * seq_len != tokens.size()) throw std::invalid_argument("tokens != batch*seq_len");
+  if (seq_len > args.max_seq_len) throw std::invalid_argument("seq_len exceeds max_seq_len");
+  for (int t : tokens)
+    if (t < 0 || t >= args.vocab_size) throw std::invalid_argument("token id out of range");
+  shape_ = {batch, seq_len, args.n_heads, args.n_kv_heads, args.head_dim(), args.head_dim(),
+            1.0 / std::sqrt(double(args.head_dim()))};
+  tokens_ = tokens;
+  Tensor2<T> x, y;
+  embedding_forward(x, tokens, params.embed);
+  for (size_t l = 0; l < cache_.size(); ++l) {
+    block_forward(l, x, y);
+    std::swap(x, y);
+  }
+  x_final_ = std::move(x);
+  rmsnorm_forward(h_final_, final_rstd_, x_final_, params.norm, args.norm_eps);
+  linear_forward(logits_, h_final_, params.head);
+}
+
+template <class T>
+T Transformer<T>::forward(const std::vector<int>& tokens, const std::vector<int>& targets,
+                          int batch, int seq_len) {
+  if (targets.size() != tokens.size()) throw std::invalid_argument("targets != tokens in size");
+  for (int t : targets)
+    if (t < 0 || t >= args.vocab_size) throw std::invalid_argument("target id out of range");
+  forward_hidden(tokens, batch, seq_len);
+  targets_ = targets;
+  return cross_entropy_forward(probs_, losses_, logits_, targets);
+}
+
+template <class T>
+const Tensor2<T>& Transformer<T>::forward_logits(const std::vector<int>& tokens, int batch,
+                                                 int seq_len) {
+  forward_hidden(tokens, batch, seq_len);
+  targets_.clear();
+  return logits_;
+}
+
+template <class T> void Transformer<T>::block_backward(size_t l, Tensor2<T>& dx) {
+  const auto& w = params.layers[l];
+  auto& g = grads.layers[l];
+  auto& c = cache_[l];
+  // dx holds d(y). Feed-forward sub-layer: d(x_mid) = dy + ffn_norm^T ffn^T dy
+  Tensor2<T> d_in, d_norm;
+  ffn_backward(d_in, g.ffn, dx, c.ffn_in, c.ffn, w.ffn);
+  rmsnorm_backward(d_norm, g.ffn_norm, d_in, c.x_mid, w.ffn_norm, c.ffn_rstd);
+  dx += d_norm;  // now d(x_mid)
+  // Attention sub-layer.
+  Tensor2<T> d_attn, dq, dk, dv;
+  linear_backward(d_attn, g.wo, dx, c.attn_out, w.wo);
+  attention_backward(dq, dk, dv, d_attn, c.q, c.k, c.v, c.probs, shape_);
+  rope_backward(dq, shape_.seq_len, args.n_heads, rope_);
+  rope_backward(dk, shape_.seq_len, args.n_kv_heads, rope_);
+  linear_backward(d_in, g.wq, dq, c.attn_in, w.wq);
+  Tensor2<T> d_tmp;
+  linear_backward(d_tmp, g.wk, dk, c.attn_in, w.wk);
+  d_in += d_tmp;
+  linear_backward(d_tmp, g.wv, dv, c.attn_in, w.wv);
+  d_in += d_tmp;
+  rmsnorm_backward(d_norm, g.attn_norm, d_in, c.x_in, w.attn_norm, c.attn_rstd);
+  dx += d_norm;  // now d(x_in)
+}
+
+template <class T> void Transformer<T>::backward() {
+  if (targets_.empty()) throw std::logic_error("backward() needs a forward() with targets");
+  Tensor2<T> dlogits, dh, dx;
+  cross_entropy_backward(dlogits, probs_, targets_, T(1));
+  linear_backward(dh, grads.head, dlogits, h_final_, params.head);
+  rmsnorm_backward(dx, grads.norm, dh, x_final_, params.norm, final_rstd_);
+  for (size_t l = cache_.size(); l-- > 0;) block_backward(l, dx);
+  embedding_backward(grads.embed, dx, tokens_);
+}
+
+template struct TransformerParams<float>;
+template struct TransformerParams<double>;
+template class Transformer<float>;
+template class Transformer<double>;
+
+}  // namespace dslab

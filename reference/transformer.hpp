@@ -1,0 +1,97 @@
+// The reference decoder-only transformer (pre-norm, as DeepSeek's model.py):
+//   x = embed[tokens]
+//   for each layer:  x = x + attn(attn_norm(x));  x = x + ffn(ffn_norm(x))
+//   logits = head(norm(x));  loss = cross_entropy(logits, targets)
+// Attention is causal with RoPE; MHA, GQA or MQA by n_kv_heads. The FFN is SwiGLU.
+// Shapes: N = batch*seq_len tokens, D = dim, H = n_heads, KV = n_kv_heads,
+// d = head_dim = dim / n_heads, V = vocab_size.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "reference/attention.hpp"
+#include "reference/ffn.hpp"
+#include "reference/rope.hpp"
+#include "reference/tensor.hpp"
+
+namespace dslab {
+
+struct ModelArgs {
+  int vocab_size = 256;    // byte-level tokens
+  int dim = 128;
+  int n_layers = 4;
+  int n_heads = 4;
+  int n_kv_heads = 4;      // n_heads: MHA; 1: MQA; in between: GQA
+  int inter_dim = 512;     // SwiGLU hidden width
+  int max_seq_len = 256;
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-6;
+  double init_std = 0.02;
+  int head_dim() const { return dim / n_heads; }
+};
+
+template <class T> struct BlockParams {
+  Tensor1<T> attn_norm;          // [D]
+  Tensor2<T> wq, wk, wv, wo;     // [H*d, D] [KV*d, D] [KV*d, D] [D, H*d]
+  Tensor1<T> ffn_norm;           // [D]
+  FfnWeights<T> ffn;             // w1, w3 [inter_dim, D]; w2 [D, inter_dim]
+};
+
+template <class T> struct TransformerParams {
+  Tensor2<T> embed;                     // [V, D]
+  std::vector<BlockParams<T>> layers;
+  Tensor1<T> norm;                      // [D]
+  Tensor2<T> head;                      // [V, D]
+  TransformerParams() = default;
+  explicit TransformerParams(const ModelArgs& args);  // all zeros
+  // Every tensor with its DeepSeek-style name, in a fixed order.
+  std::vector<ParamRef<T>> refs();
+};
+
+// What forward keeps for backward, per layer.
+template <class T> struct BlockCache {
+  Tensor2<T> x_in, attn_in, q, k, v, attn_out, x_mid, ffn_in;
+  Tensor1<T> attn_rstd, ffn_rstd;
+  Tensor4<T> probs;
+  FfnCache<T> ffn;
+};
+
+template <class T> class Transformer {
+ public:
+  explicit Transformer(const ModelArgs& args);
+
+  // Normal(0, init_std) matrices, output projections (wo, w2) scaled by
+  // 1/sqrt(2 n_layers), unit RMSNorm gains.
+  void init_weights(uint64_t seed);
+
+  // tokens, targets: [batch*seq_len], row-major by sequence. Returns the mean
+  // cross-entropy and keeps what backward needs.
+  T forward(const std::vector<int>& tokens, const std::vector<int>& targets, int batch,
+            int seq_len);
+  // Logits [batch*seq_len, V] of the last forward (or of forward_logits).
+  const Tensor2<T>& logits() const { return logits_; }
+  // Forward without a loss, for sampling.
+  const Tensor2<T>& forward_logits(const std::vector<int>& tokens, int batch, int seq_len);
+  // Gradients of the last forward's loss, added into `grads`.
+  void backward();
+  void zero_grad();
+  size_t num_parameters();
+
+  ModelArgs args;
+  TransformerParams<T> params, grads;
+
+ private:
+  void forward_hidden(const std::vector<int>& tokens, int batch, int seq_len);
+  void block_forward(size_t l, const Tensor2<T>& x, Tensor2<T>& y);
+  void block_backward(size_t l, Tensor2<T>& dx);  // dx: in = d(output), out = d(input)
+
+  RopeTable rope_;
+  AttentionShape shape_;
+  std::vector<int> tokens_, targets_;
+  std::vector<BlockCache<T>> cache_;
+  Tensor2<T> x_final_, h_final_, logits_, probs_;
+  Tensor1<T> final_rstd_, losses_;
+};
+
+}  // namespace dslab
