@@ -15,4 +15,7 @@ void add_run_command(CLI::App& app);
 void add_list_command(CLI::App& app);
 void add_sample_command(CLI::App& app);
 
+// `dslab sim ...`: one function per simulator, each adding its subcommand to `sim`.
+void add_sim_commands(CLI::App& sim);
+
 }  // namespace dslab

@@ -11,6 +11,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("dslab ") + DSLAB_VERSION + " (git " +
                                         DSLAB_GIT_COMMIT + ")");
+  // Simulators register under `dslab sim <name>`.
+  CLI::App* sim = app.add_subcommand("sim", "Simulators for what one machine cannot run for real");
+  sim->require_subcommand(1);
+  dslab::add_sim_commands(*sim);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
