@@ -1,14 +1,24 @@
 // The dslab subcommands. Each add_* registers one subcommand (or group) on
-// the app; its callback runs the command and throws on failure.
+// the app; its callback runs the command.
+//
+// Errors: a command throws BadInput (or ConfigError) for anything the user
+// can fix: a bad option, config or file. main() prints the message and exits
+// with status 2. Anything else that goes wrong exits with status 1.
 #pragma once
+
+#include <stdexcept>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
 namespace dslab {
 
-// Exit status for bad input (config, options, files). Raised as CLI::RuntimeError(2)
-// after the message has been printed.
 inline constexpr int kBadInput = 2;
+
+class BadInput : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 void add_train_command(CLI::App& app);
 void add_run_command(CLI::App& app);
@@ -17,5 +27,8 @@ void add_sample_command(CLI::App& app);
 
 // `dslab sim ...`: one function per simulator, each adding its subcommand to `sim`.
 void add_sim_commands(CLI::App& sim);
+
+// Sets the OpenMP thread count when n > 0; returns the count in effect.
+int use_threads(int n);
 
 }  // namespace dslab

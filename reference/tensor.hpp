@@ -46,18 +46,20 @@ template <class E> ParamRef<typename E::value_type> param_ref(const std::string&
 class Rng {
  public:
   explicit Rng(uint64_t seed) : state_(seed) {}
-  // A generator for stream `stream` of `seed` (e.g. the batch of one step).
-  Rng(uint64_t seed, uint64_t stream) : state_(seed ^ (0x9E3779B97F4A7C15ull * (stream + 1))) { next(); }
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  // An independent generator for stream `stream` of `seed` (e.g. the batch of
+  // one step). The start state is hashed, so streams s and s+1 do not walk
+  // the same sequence shifted by one draw.
+  Rng(uint64_t seed, uint64_t stream) : state_(mix(seed ^ mix(stream + 0x632BE59BD9B4E019ull))) {}
+  uint64_t next() { return mix(state_ += 0x9E3779B97F4A7C15ull); }
   double uniform() { return (next() >> 11) * 0x1.0p-53; }       // [0, 1)
   uint64_t below(uint64_t n) { return n == 0 ? 0 : next() % n; }  // [0, n)
   double normal();                                               // N(0, 1), Box-Muller
  private:
+  static uint64_t mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
   uint64_t state_;
 };
 
