@@ -1,16 +1,21 @@
 // HDF5 run files and checkpoints.
 //
 // A result file (FILE.h5) holds:
-//   /config                 string dataset: the effective config (TOML)
-//   /metrics/<name>         1-D float64 datasets (step, train_loss, val_loss, lr, ...)
+//   /config                 string dataset (variable-length UTF-8): the effective config (TOML)
+//   /metrics/<name>         1-D float64 datasets, the trainer's metric columns
+//                           (step, train_loss, lr, grad_norm, tokens_per_second,
+//                           step_seconds, val_step, val_loss)
 //   /model/<param name>     the final weights (float32, their shapes)
-//   attributes on /: dslab_version, git_commit, seed, threads, wall_seconds,
-//                    steps, num_parameters, complete = 1
+//   attributes on /: dslab_version, git_commit (strings), seed, threads,
+//                    steps (steps completed), num_parameters, complete = 1
+//                    (integers), wall_seconds (float64)
 // A checkpoint (FILE.ckpt.h5, kept beside FILE.h5 while a run is incomplete)
-// holds the same plus /optimizer/m/<name>, /optimizer/v/<name>, and the
-// attributes step and adamw_t, enough to resume bitwise exactly.
-// Both are written to FILE.tmp-<pid> first and renamed when complete, so a
-// killed run never leaves a partial file under the final name.
+// holds the same with complete = 0, plus /optimizer/m/<name>,
+// /optimizer/v/<name> (float32, the parameter's shape) and the attribute
+// adamw_t: enough to resume bitwise exactly.
+// Both are written to FILE.tmp-<pid> first and renamed when closed, so a
+// killed run never leaves a partial file under the final name. Every failure
+// is a std::runtime_error naming the file.
 #pragma once
 
 #include <string>
@@ -29,19 +34,25 @@ struct RunInfo {
 
 std::string checkpoint_path(const std::string& result_path);  // FILE.h5 -> FILE.ckpt.h5
 
+// Write the trainer's state whole, or throw leaving nothing behind. The
+// parent folder is created when missing.
 void write_result(const std::string& path, const RunInfo& info, Trainer& trainer);
 void write_checkpoint(const std::string& path, const RunInfo& info, Trainer& trainer);
 
 // Restores weights, optimizer state, step and metrics into a trainer built
 // from the same config. Throws std::runtime_error when the file is missing,
-// unreadable, or its config differs from `config_text` (naming the difference).
+// unreadable, its config differs from `config_text` (naming the first
+// differing line), or its parameter names or shapes differ from the model's;
+// the trainer is left unchanged then.
 void read_checkpoint(const std::string& path, const std::string& config_text, Trainer& trainer);
 
-// True when `path` is a readable result file with complete = 1.
+// True when `path` is a readable result file with complete = 1; false for a
+// missing, unreadable or non-HDF5 file and for a checkpoint.
 bool result_complete(const std::string& path);
 
 // The config text and the final weights of a result file (or checkpoint),
-// for `dslab sample`. Throws std::runtime_error naming the file on failure.
+// for `dslab sample`. Throws std::runtime_error naming the file on failure
+// (read_model also when parameter names or shapes differ from the model's).
 std::string read_config_text(const std::string& path);
 void read_model(const std::string& path, Transformer<float>& model);
 

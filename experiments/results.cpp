@@ -1,0 +1,322 @@
+// HDF5 run files and checkpoints; the layout is described in results.hpp.
+#include "experiments/results.hpp"
+
+#include <unistd.h>
+
+#include <H5Cpp.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "dslab_version.hpp"
+
+namespace dslab {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Runs `f`, turning HDF5's exceptions into a std::runtime_error naming the
+// file. HDF5's own printing of its error stack is switched off: the message
+// we throw is the report.
+template <class F> decltype(auto) with_hdf5(const std::string& path, F&& f) {
+  H5::Exception::dontPrint();
+  try {
+    return f();
+  } catch (const H5::Exception& e) {
+    throw std::runtime_error("cannot read " + path + " (not a dslab HDF5 file?): " +
+                             e.getFuncName() + ": " + e.getDetailMsg());
+  }
+}
+
+std::string shape_text(const std::vector<size_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// ---- writing ---------------------------------------------------------------
+
+H5::StrType utf8_string_type() {
+  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+  type.setCset(H5T_CSET_UTF8);
+  return type;
+}
+
+void set_attr(H5::H5Object& obj, const char* name, int64_t value) {
+  obj.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace())
+      .write(H5::PredType::NATIVE_INT64, &value);
+}
+void set_attr(H5::H5Object& obj, const char* name, uint64_t value) {
+  obj.createAttribute(name, H5::PredType::STD_U64LE, H5::DataSpace())
+      .write(H5::PredType::NATIVE_UINT64, &value);
+}
+void set_attr(H5::H5Object& obj, const char* name, double value) {
+  obj.createAttribute(name, H5::PredType::IEEE_F64LE, H5::DataSpace())
+      .write(H5::PredType::NATIVE_DOUBLE, &value);
+}
+void set_attr(H5::H5Object& obj, const char* name, const std::string& value) {
+  const H5::StrType type = utf8_string_type();
+  obj.createAttribute(name, type, H5::DataSpace()).write(type, value);
+}
+
+void write_text(H5::Group& g, const char* name, const std::string& text) {
+  const H5::StrType type = utf8_string_type();
+  g.createDataSet(name, type, H5::DataSpace()).write(text, type);
+}
+
+void write_doubles(H5::Group& g, const std::string& name, const std::vector<double>& x) {
+  const hsize_t n = x.size();
+  H5::DataSet ds = g.createDataSet(name, H5::PredType::IEEE_F64LE, H5::DataSpace(1, &n));
+  if (n > 0) ds.write(x.data(), H5::PredType::NATIVE_DOUBLE);
+}
+
+void write_floats(H5::Group& g, const std::string& name, const std::vector<size_t>& shape,
+                  const float* data) {
+  const std::vector<hsize_t> dims(shape.begin(), shape.end());
+  H5::DataSet ds = g.createDataSet(name, H5::PredType::IEEE_F32LE,
+                                   H5::DataSpace(int(dims.size()), dims.data()));
+  ds.write(data, H5::PredType::NATIVE_FLOAT);
+}
+
+// What a result file and a checkpoint share: config, attributes, metrics, weights.
+void write_run(H5::Group& root, const RunInfo& info, Trainer& trainer, bool complete) {
+  write_text(root, "config", info.config_text);
+  set_attr(root, "dslab_version", std::string(DSLAB_VERSION));
+  set_attr(root, "git_commit", std::string(DSLAB_GIT_COMMIT));
+  set_attr(root, "seed", info.seed);
+  set_attr(root, "threads", int64_t(info.threads));
+  set_attr(root, "wall_seconds", info.wall_seconds);
+  set_attr(root, "steps", trainer.step);
+  set_attr(root, "num_parameters", int64_t(trainer.model.num_parameters()));
+  set_attr(root, "complete", int64_t(complete ? 1 : 0));
+
+  H5::Group metrics = root.createGroup("metrics");
+  for (const auto& [name, column] : trainer.metrics) write_doubles(metrics, name, column);
+  H5::Group model = root.createGroup("model");
+  for (const auto& p : trainer.model.params.refs()) write_floats(model, p.name, p.shape, p.data);
+}
+
+// AdamW's step count and moments, each moment in its parameter's shape.
+void write_optimizer(H5::Group& root, Trainer& trainer) {
+  const auto refs = trainer.model.params.refs();
+  const AdamW<float>& opt = trainer.optimizer;
+  if (opt.m.size() != refs.size() || opt.v.size() != refs.size())
+    throw std::logic_error("optimizer state does not line up with the model parameters");
+  set_attr(root, "adamw_t", opt.t);
+  H5::Group group = root.createGroup("optimizer");
+  H5::Group m = group.createGroup("m"), v = group.createGroup("v");
+  for (size_t i = 0; i < refs.size(); ++i) {
+    write_floats(m, refs[i].name, refs[i].shape, opt.m[i].data());
+    write_floats(v, refs[i].name, refs[i].shape, opt.v[i].data());
+  }
+}
+
+// Writes through `fill` into PATH.tmp-<pid> and renames it to PATH once the
+// file is closed. On any failure the temporary file is removed and a
+// runtime_error names PATH.
+void write_whole(const std::string& path, const std::function<void(H5::Group&)>& fill) {
+  H5::Exception::dontPrint();
+  const std::string tmp = path + ".tmp-" + std::to_string(getpid());
+  std::string reason;
+  try {
+    const fs::path parent = fs::path(path).parent_path();
+    if (!parent.empty()) fs::create_directories(parent);
+    {
+      H5::H5File file(tmp, H5F_ACC_TRUNC);
+      H5::Group root = file.openGroup("/");
+      fill(root);
+      root.close();
+      file.close();
+    }
+    fs::rename(tmp, path);
+    return;
+  } catch (const H5::Exception& e) {
+    reason = e.getFuncName() + ": " + e.getDetailMsg();
+  } catch (const std::exception& e) {
+    reason = e.what();
+  }
+  std::error_code ignored;
+  fs::remove(tmp, ignored);
+  throw std::runtime_error("cannot write " + path + ": " + reason);
+}
+
+// ---- reading ---------------------------------------------------------------
+
+H5::H5File open_for_reading(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw std::runtime_error(path + ": no such file");
+  return H5::H5File(path, H5F_ACC_RDONLY);
+}
+
+int64_t get_int_attr(const H5::H5Object& obj, const char* name) {
+  int64_t value = 0;
+  obj.openAttribute(name).read(H5::PredType::NATIVE_INT64, &value);
+  return value;
+}
+
+std::string read_text(const H5::Group& g, const char* name) {
+  H5::DataSet ds = g.openDataSet(name);
+  std::string text;
+  ds.read(text, ds.getStrType());
+  return text;
+}
+
+std::set<std::string> member_names(const H5::Group& g) {
+  std::set<std::string> names;
+  for (hsize_t i = 0; i < g.getNumObjs(); ++i) names.insert(g.getObjnameByIdx(i));
+  return names;
+}
+
+// Reads the float32 tensors of `group` named and shaped as `refs`, into new
+// buffers; throws naming the first missing, extra or misshapen tensor.
+std::vector<std::vector<float>> read_tensors(const std::string& path, const H5::H5File& file,
+                                             const std::string& group,
+                                             const std::vector<ParamRef<float>>& refs) {
+  if (!file.nameExists(group)) throw std::runtime_error(path + ": has no " + group);
+  const H5::Group g = file.openGroup(group);
+  std::set<std::string> extra = member_names(g);
+  for (const auto& p : refs) {
+    if (!extra.erase(p.name))
+      throw std::runtime_error(path + ": " + group + " has no " + p.name +
+                               ", which the model has (a different model config?)");
+  }
+  if (!extra.empty())
+    throw std::runtime_error(path + ": " + group + "/" + *extra.begin() +
+                             " is not a parameter of the model (a different model config?)");
+
+  std::vector<std::vector<float>> values;
+  for (const auto& p : refs) {
+    H5::DataSet ds = g.openDataSet(p.name);
+    const H5::DataSpace space = ds.getSpace();
+    std::vector<hsize_t> dims(size_t(space.getSimpleExtentNdims()));
+    space.getSimpleExtentDims(dims.data());
+    const std::vector<size_t> shape(dims.begin(), dims.end());
+    if (shape != p.shape)
+      throw std::runtime_error(path + ": " + group + "/" + p.name + " has shape " +
+                               shape_text(shape) + ", the model expects " + shape_text(p.shape));
+    values.emplace_back(p.size());
+    ds.read(values.back().data(), H5::PredType::NATIVE_FLOAT);
+  }
+  return values;
+}
+
+void copy_into(const std::vector<std::vector<float>>& values, const std::vector<ParamRef<float>>& refs) {
+  for (size_t i = 0; i < refs.size(); ++i) std::copy(values[i].begin(), values[i].end(), refs[i].data);
+}
+
+Metrics read_metrics_group(const std::string& path, const H5::H5File& file) {
+  if (!file.nameExists("metrics")) throw std::runtime_error(path + ": has no /metrics");
+  const H5::Group g = file.openGroup("metrics");
+  Metrics metrics;
+  for (const std::string& name : member_names(g)) {
+    H5::DataSet ds = g.openDataSet(name);
+    const H5::DataSpace space = ds.getSpace();
+    if (space.getSimpleExtentNdims() != 1)
+      throw std::runtime_error(path + ": /metrics/" + name + " is not a 1-D dataset");
+    std::vector<double>& column = metrics[name];
+    column.resize(size_t(space.getSimpleExtentNpoints()));
+    if (!column.empty()) ds.read(column.data(), H5::PredType::NATIVE_DOUBLE);
+  }
+  return metrics;
+}
+
+// "" when equal; otherwise where the two texts first differ, line by line.
+std::string first_difference(const std::string& stored, const std::string& given) {
+  std::istringstream a(stored), b(given);
+  std::string la, lb;
+  for (int line = 1;; ++line) {
+    const bool has_a = bool(std::getline(a, la)), has_b = bool(std::getline(b, lb));
+    if (!has_a && !has_b) return stored == given ? "" : "they differ in line endings";
+    if (!has_a) la = "(end of text)";
+    if (!has_b) lb = "(end of text)";
+    if (!has_a || !has_b || la != lb)
+      return "line " + std::to_string(line) + " is `" + la + "` in the checkpoint and `" + lb +
+             "` in the given config";
+  }
+}
+
+}  // namespace
+
+std::string checkpoint_path(const std::string& result_path) {
+  const std::string ext = ".h5";
+  if (result_path.size() >= ext.size() &&
+      result_path.compare(result_path.size() - ext.size(), ext.size(), ext) == 0)
+    return result_path.substr(0, result_path.size() - ext.size()) + ".ckpt.h5";
+  return result_path + ".ckpt.h5";
+}
+
+void write_result(const std::string& path, const RunInfo& info, Trainer& trainer) {
+  write_whole(path, [&](H5::Group& root) { write_run(root, info, trainer, true); });
+}
+
+void write_checkpoint(const std::string& path, const RunInfo& info, Trainer& trainer) {
+  write_whole(path, [&](H5::Group& root) {
+    write_run(root, info, trainer, false);
+    write_optimizer(root, trainer);
+  });
+}
+
+void read_checkpoint(const std::string& path, const std::string& config_text, Trainer& trainer) {
+  with_hdf5(path, [&] {
+    const H5::H5File file = open_for_reading(path);
+    const std::string stored = read_text(file, "config");
+    const std::string difference = first_difference(stored, config_text);
+    if (!difference.empty())
+      throw std::runtime_error("checkpoint " + path +
+                               " was written for a different config than the one given: " +
+                               difference);
+    if (!file.attrExists("adamw_t"))
+      throw std::runtime_error(path + ": has no optimizer state (not a checkpoint)");
+
+    const auto refs = trainer.model.params.refs();
+    const auto weights = read_tensors(path, file, "/model", refs);
+    const auto m = read_tensors(path, file, "/optimizer/m", refs);
+    const auto v = read_tensors(path, file, "/optimizer/v", refs);
+    Metrics metrics = read_metrics_group(path, file);
+    const int64_t step = get_int_attr(file, "steps"), t = get_int_attr(file, "adamw_t");
+
+    copy_into(weights, refs);
+    for (size_t i = 0; i < refs.size(); ++i) {
+      std::copy(m[i].begin(), m[i].end(), trainer.optimizer.m[i].data());
+      std::copy(v[i].begin(), v[i].end(), trainer.optimizer.v[i].data());
+    }
+    trainer.optimizer.t = t;
+    trainer.step = step;
+    trainer.metrics = std::move(metrics);
+  });
+}
+
+bool result_complete(const std::string& path) {
+  H5::Exception::dontPrint();
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  try {
+    const H5::H5File file(path, H5F_ACC_RDONLY);
+    return file.attrExists("complete") && get_int_attr(file, "complete") == 1;
+  } catch (const H5::Exception&) {
+    return false;
+  }
+}
+
+std::string read_config_text(const std::string& path) {
+  return with_hdf5(path, [&] { return read_text(open_for_reading(path), "config"); });
+}
+
+void read_model(const std::string& path, Transformer<float>& model) {
+  with_hdf5(path, [&] {
+    const auto refs = model.params.refs();
+    copy_into(read_tensors(path, open_for_reading(path), "/model", refs), refs);
+  });
+}
+
+Metrics read_metrics(const std::string& path) {
+  return with_hdf5(path, [&] { return read_metrics_group(path, open_for_reading(path)); });
+}
+
+}  // namespace dslab
