@@ -362,8 +362,20 @@ std::string unknown_top_level_key(const std::string& key) {
 // ---------------------------------------------------------------------------
 // Reading TOML
 
+bool is_file(const std::string& path) {
+  std::error_code ec;
+  return fs::is_regular_file(path, ec);
+}
+
+// The same file reached by another path compares equal (for cycles of extends).
+std::string identity(const std::string& path) {
+  std::error_code ec;
+  const fs::path canonical = fs::weakly_canonical(path, ec);
+  return ec ? fs::absolute(path).lexically_normal().string() : canonical.string();
+}
+
 std::optional<std::string> read_text(const std::string& path) {
-  if (!fs::is_regular_file(path)) return std::nullopt;
+  if (!is_file(path)) return std::nullopt;
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
   std::ostringstream text;
@@ -524,7 +536,7 @@ void apply_tables(Loader& L, const toml::table& root, const std::string& file, b
 }
 
 // Applies `path` after the chain of files it extends. `chain`: the files
-// being read, outermost first (canonical paths, and as shown in messages).
+// being read, outermost first (identities, and as shown in messages).
 void apply_file(Loader& L, const std::string& path, std::vector<std::string>& chain,
                 std::vector<std::string>& shown) {
   const auto text = read_text(path);
@@ -537,11 +549,11 @@ void apply_file(Loader& L, const std::string& path, std::vector<std::string>& ch
       fail(origin, "extends must be a string (a config path relative to this file), got " +
                        describe_node(*extends));
     const std::string base = (fs::path(path).parent_path() / name->get()).lexically_normal().string();
-    const std::string canonical = fs::weakly_canonical(base).string();
+    const std::string canonical = identity(base);
     if (std::find(chain.begin(), chain.end(), canonical) != chain.end())
       fail(origin, "extends = " + toml_string(name->get()) + " makes a cycle: " + join(shown, " -> ") +
                        " -> " + base);
-    if (!fs::is_regular_file(base))
+    if (!is_file(base))
       fail(origin, "extends = " + toml_string(name->get()) + ": no such file " + base);
     chain.push_back(canonical);
     shown.push_back(base);
@@ -664,7 +676,7 @@ struct Override {
 RunConfig load_with_overrides(const std::string& path, const std::vector<Override>& overrides) {
   Loader L;
   L.source = path;
-  std::vector<std::string> chain = {fs::weakly_canonical(path).string()}, shown = {path};
+  std::vector<std::string> chain = {identity(path)}, shown = {path};
   apply_file(L, path, chain, shown);
   for (const Override& o : overrides) apply_override(L, o.text, o.origin);
   return finish(L);
@@ -851,7 +863,7 @@ Experiment load_experiment(const std::string& path) {
     } else if (key == "config") {
       const std::string config = one_line(*node, at, key);
       e.config_path = (fs::path(path).parent_path() / config).lexically_normal().string();
-      if (!fs::is_regular_file(e.config_path))
+      if (!is_file(e.config_path))
         fail(at, "config = " + toml_string(config) + ": no such file " + e.config_path);
     } else if (key == "smoke") {
       const toml::table* table = node->as_table();

@@ -52,7 +52,8 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 // parse_run_config_text(c.text).text == c.text, floats bit for bit.
 RunConfig parse_run_config_text(const std::string& text);
 
-// One line per key of the schema: "model.dim  integer 1..65536  default 128  model width".
+// One line per key of the schema, in aligned columns:
+//   "model.dim  integer  1 .. 65536  default 128  model width D"
 std::vector<std::string> describe_config_keys();
 
 // Where the "kjv" data path points: $DSLAB_DATA/kjv.txt if DSLAB_DATA is set,
