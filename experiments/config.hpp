@@ -9,8 +9,11 @@
 //
 // Every key is checked against one schema: an unknown key, a wrong type or a
 // value out of range raises ConfigError naming the file, the line, the key
-// path and what is allowed. `--set key.path=value` overrides are parsed as
-// TOML values and checked the same way.
+// path and what is allowed; then the cross-field rules (dim divisible by
+// n_heads, even head_dim for RoPE, seq_len <= max_seq_len, ...) are checked.
+// `--set key.path=value` overrides are parsed as TOML values (`v = value`)
+// and checked the same way; for a string key, a value that is not a TOML
+// string is taken as raw text (`--set data.path=corpus.txt`).
 #pragma once
 
 #include <stdexcept>
@@ -41,14 +44,16 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Loads a run config file, applies `overrides` ("key.path=value", in order)
-// and validates. Throws ConfigError.
+// Loads a run config file, applies `overrides` ("key.path=value", in order,
+// after extends) and validates. Throws ConfigError.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
 
 // Parses the effective config text kept in a result file (no extends, no file).
+// parse_run_config_text(c.text).text == c.text, floats bit for bit.
 RunConfig parse_run_config_text(const std::string& text);
 
-// One line per key of the schema: "model.dim  integer 1..65536  default 128  model width".
+// One line per key of the schema, in aligned columns:
+//   "model.dim  integer  1 .. 65536  default 128  model width D"
 std::vector<std::string> describe_config_keys();
 
 // Where the "kjv" data path points: $DSLAB_DATA/kjv.txt if DSLAB_DATA is set,
@@ -66,10 +71,13 @@ std::string resolve_data_path(const std::string& path);
 //   [runs.set]                               # overrides; a list value is swept
 //   "model.n_kv_heads" = [1, 2, 4]
 //   "train.seed" = [1, 2, 3]
-// Each [[runs]] entry expands to the cartesian product of its list values.
+// Each [[runs]] entry expands to the cartesian product of its list values,
+// the first key varying slowest; only swept keys enter the run name. A run's
+// overrides are applied after the config's extends; with --smoke the smoke
+// overrides are applied after the run's, so they win.
 struct ExperimentRun {
   std::string name;                      // e.g. "gqa-n_kv_heads=2-seed=3"
-  std::vector<std::string> overrides;    // "key.path=value" in the order of the file
+  std::vector<std::string> overrides;    // "key.path=value" (a TOML value), in file order
 };
 
 struct Experiment {
@@ -82,7 +90,7 @@ struct Experiment {
 };
 
 // Throws ConfigError (file, line, key) for a malformed experiment, including
-// any expanded run whose config would be invalid.
+// any expanded run whose config would be invalid with or without --smoke.
 Experiment load_experiment(const std::string& path);
 
 }  // namespace dslab
