@@ -83,7 +83,7 @@ ByteCorpus load_corpus(const DataArgs& data) {
 struct TrainOptions {
   std::string config, out, label;
   std::vector<std::string> sets;
-  bool resume = false;
+  bool resume = false, list_keys = false;
   int threads = 0;
 };
 
@@ -150,20 +150,21 @@ int use_threads(int n) {
 void add_train_command(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
   auto* cmd = app.add_subcommand("train", "Train the reference transformer from a config file");
-  cmd->add_option("config", o->config, "Run config (TOML)")->required();
-  cmd->add_option("--out", o->out, "Result file to write (HDF5)")->required();
+  cmd->add_option("config", o->config, "Run config (TOML)");
+  cmd->add_option("--out", o->out, "Result file to write (HDF5)");
   cmd->add_option("--set", o->sets, "Override a config key: key.path=value (repeatable)");
   cmd->add_flag("--resume", o->resume, "Continue from the checkpoint kept beside --out");
   cmd->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all cores)")
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--label", o->label, "Prefix for progress lines");
-  auto* keys = cmd->add_flag("--keys", "List every config key with its type, range and default");
-  keys->trigger_on_parse();
-  keys->each([](const std::string&) {
-    for (const auto& line : describe_config_keys()) std::cout << line << "\n";
-    throw CLI::Success();
-  });
+  cmd->add_flag("--keys", o->list_keys, "List every config key with its type, range and default");
   cmd->callback([o] {
+    if (o->list_keys) {
+      for (const auto& line : describe_config_keys()) std::cout << line << "\n";
+      return;
+    }
+    if (o->config.empty() || o->out.empty())
+      throw BadInput("train needs a config file and --out FILE.h5 (see dslab train --help)");
     TrainOptions opts = *o;
     if (!opts.label.empty()) opts.label = "[" + opts.label + "] ";
     train(opts);
