@@ -79,10 +79,11 @@ void write_problem(const OptimProblem& pb, const std::string& path) {
 TEST(AdamW, MatchesTorchAdamW) {
   const OptimProblem pb;
   const std::string dir = test::temp_dir("adamw_oracle");
-  write_problem(pb, dir + "/in.h5");
-  const std::string failure = oracle::run_script("adamw_oracle.py", dir + "/in.h5", dir + "/out.h5");
+  const std::string in_path = dir + "/in.h5", out_path = dir + "/out.h5";
+  write_problem(pb, in_path);
+  const std::string failure = oracle::run_script("adamw_oracle.py", in_path, out_path);
   ASSERT_TRUE(failure.empty()) << failure;
-  const H5::H5File out(dir + "/out.h5", H5F_ACC_RDONLY);
+  const H5::H5File out(out_path, H5F_ACC_RDONLY);
 
   std::vector<std::vector<double>> values = pb.initial;
   std::vector<ParamRef<double>> params, grads;
