@@ -31,7 +31,8 @@ template <class T> class AdamW {
 // sqrt(sum of squares) over all gradients, accumulated in double in a fixed order.
 template <class T> double global_grad_norm(const std::vector<ParamRef<T>>& grads);
 
-// Scales all gradients by min(1, max_norm / norm). max_norm <= 0 disables.
+// When norm > max_norm, scales all gradients by max_norm / (norm + 1e-6), the
+// factor torch.nn.utils.clip_grad_norm_ uses. max_norm <= 0 disables.
 template <class T> void clip_grad_norm(const std::vector<ParamRef<T>>& grads, double norm,
                                        double max_norm);
 
