@@ -139,6 +139,38 @@ TEST(PipelineOpLists, DualPipeStructure) {
   }
 }
 
+// The review's "cut-in-half" (Sec. 2.4.1): DualPipeV over pp stages with M
+// micro-batches is the first half of DualPipe's ranks with 2M, op for op and,
+// with free point-to-point links, to the same times.
+TEST(PipelineOpLists, DualPipeVIsDualPipeCutInHalf) {
+  CostDraw draw;
+  for (int pp : {4, 8, 12, 16})
+    for (int m : {pp, pp + 1, 3 * pp}) {
+      const double f = draw(0.5, 2), b = draw(0.5, 3), w = draw(0, 1) * b, fb = draw(0.6, 1.1) * (f + b);
+      const Schedule full = make(ScheduleKind::DualPipe, pp, 2 * m);
+      const Schedule half = make(ScheduleKind::DualPipeV, pp, m);
+      const SimResult rf = simulate(full, uniform(f, b, w, fb));
+      const SimResult rh = simulate(half, uniform(f, b, w, fb));
+      for (int r = 0; r < half.ranks; ++r) {
+        ASSERT_EQ(full.ops[r].size(), half.ops[r].size()) << "pp " << pp << " m " << m;
+        for (size_t i = 0; i < half.ops[r].size(); ++i) {
+          const Op& a = full.ops[r][i];
+          const Op& c = half.ops[r][i];
+          EXPECT_EQ(a.kind, c.kind);
+          EXPECT_EQ(a.split, c.split);
+          const bool fwd = a.kind == OpKind::F || a.kind == OpKind::FB;
+          const bool bwd = a.kind != OpKind::F;
+          if (fwd) EXPECT_EQ(full.dir(a.f), half.dir(c.f));
+          if (fwd) EXPECT_EQ(a.f.mb, c.f.mb);
+          if (bwd) EXPECT_EQ(full.dir(a.b), half.dir(c.b));
+          if (bwd) EXPECT_EQ(a.b.mb, c.b.mb);
+          EXPECT_NEAR(rf.ranks[r].times[i].start, rh.ranks[r].times[i].start, 1e-9 * rf.makespan);
+        }
+      }
+      EXPECT_NEAR(rf.makespan, rh.makespan, 1e-9 * rf.makespan);
+    }
+}
+
 // --- Closed forms: bubbles -----------------------------------------------
 
 // 1F1B and GPipe with uniform costs: makespan M(F+B) + (PP-1)(F+B), any F, B.
