@@ -160,10 +160,14 @@ TEST(PipelineOpLists, DualPipeVIsDualPipeCutInHalf) {
           EXPECT_EQ(a.split, c.split);
           const bool fwd = a.kind == OpKind::F || a.kind == OpKind::FB;
           const bool bwd = a.kind != OpKind::F;
-          if (fwd) EXPECT_EQ(full.dir(a.f), half.dir(c.f));
-          if (fwd) EXPECT_EQ(a.f.mb, c.f.mb);
-          if (bwd) EXPECT_EQ(full.dir(a.b), half.dir(c.b));
-          if (bwd) EXPECT_EQ(a.b.mb, c.b.mb);
+          if (fwd) {
+            EXPECT_EQ(full.dir(a.f), half.dir(c.f));
+            EXPECT_EQ(a.f.mb, c.f.mb);
+          }
+          if (bwd) {
+            EXPECT_EQ(full.dir(a.b), half.dir(c.b));
+            EXPECT_EQ(a.b.mb, c.b.mb);
+          }
           EXPECT_NEAR(rf.ranks[r].times[i].start, rh.ranks[r].times[i].start, 1e-9 * rf.makespan);
         }
       }
