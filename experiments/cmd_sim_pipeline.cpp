@@ -74,8 +74,8 @@ void add_sim_pipeline_command(CLI::App& sim) {
                   "Weight-gradient part of the backward: one value or one per stage")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--cost-fb", o->costs.fb,
-                  "Overlapped forward+backward pair time (default: F + B of its chunks)");
+  CLI::Option* fb = cmd->add_option(
+      "--cost-fb", o->costs.fb, "Overlapped forward+backward pair time (default: F + B of its chunks)");
   cmd->add_option("--p2p-latency", o->costs.p2p_latency, "Point-to-point latency per message")
       ->capture_default_str();
   cmd->add_option("--p2p-bandwidth", o->costs.p2p_bandwidth,
@@ -96,7 +96,11 @@ void add_sim_pipeline_command(CLI::App& sim) {
   cmd->add_option("--json", o->json, "Result file (JSON)")->required();
   cmd->add_option("--trace", o->trace, "Chrome trace JSON (Perfetto), 1 time unit = 1 ms");
   cmd->add_option("--svg", o->svg, "Gantt chart (SVG)");
-  cmd->callback([o] { run_pipeline(*o); });
+  cmd->callback([o, fb] {
+    if (fb->count() > 0 && !(o->costs.fb >= 0))
+      bad_input("--cost-fb must be >= 0 (got " + fb->as<std::string>() + ")");
+    run_pipeline(*o);
+  });
 }
 
 }  // namespace dslab

@@ -426,6 +426,11 @@ TEST(PipelineCli, BadInputExitsTwoNamingTheRule) {
                             &out),
             2);
   EXPECT_NE(out.find("--cost-w must not exceed --cost-b"), std::string::npos) << out;
+  EXPECT_EQ(test::run_dslab("sim pipeline --schedule dualpipe --pp 4 --microbatches 8 "
+                            "--cost-fb -1 --json " + dir + "/r.json",
+                            &out),
+            2);
+  EXPECT_NE(out.find("--cost-fb must be >= 0"), std::string::npos) << out;
   EXPECT_EQ(test::run_dslab("sim pipeline --schedule 1f1b --pp 4 --microbatches 8 --json " + dir +
                                 "/no/such/dir/r.json",
                             &out),
