@@ -3,7 +3,7 @@
 namespace dslab {
 
 void add_sim_commands(CLI::App& sim) {
-  (void)sim;
+  add_sim_fp8_command(sim);
 }
 
 }  // namespace dslab

@@ -17,5 +17,6 @@ void add_sample_command(CLI::App& app);
 
 // `dslab sim ...`: one function per simulator, each adding its subcommand to `sim`.
 void add_sim_commands(CLI::App& sim);
+void add_sim_fp8_command(CLI::App& sim);
 
 }  // namespace dslab

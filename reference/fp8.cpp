@@ -276,11 +276,16 @@ static double round_integer(double v, Rounding r) {
   return v;
 }
 
+// Exponent of a nonzero normal double, and 2^e: FP8 products and partial sums
+// stay far inside double's normal range.
+static int exponent_of(double v) { return int((std::bit_cast<uint64_t>(v) >> 52) & 0x7FF) - 1023; }
+static double pow2(int e) { return std::bit_cast<double>(uint64_t(e + 1023) << 52); }
+
 // v cut to `bits` mantissa bits below its own leading bit.
 static double cut_to_bits(double v, int bits, Rounding r) {
   if (v == 0.0) return 0.0;
-  const int e = std::ilogb(v);
-  return std::ldexp(round_integer(std::ldexp(v, bits - e), r), e - bits);
+  const int e = exponent_of(v);
+  return round_integer(v * pow2(bits - e), r) * pow2(e - bits);
 }
 
 void validate(const AccumulatorModel& model, const QuantizedMatrix& a, const QuantizedMatrix& b) {
@@ -321,17 +326,17 @@ static float dot_accumulated(const float* av, const float* bv, const QuantizedMa
   for (size_t k0 = 0; k0 < k_total; k0 += step) {
     const size_t k1 = std::min(k0 + step, k_total);
     // Exact products (FP8 x FP8 fits in a double), and the largest exponent.
-    int e_max = partial != 0.0 ? std::ilogb(partial) : INT32_MIN;
+    int e_max = partial != 0.0 ? exponent_of(partial) : INT32_MIN;
     for (size_t k = k0; k < k1; ++k) {
       products[k - k0] = double(av[k]) * double(bv[k]);
-      if (products[k - k0] != 0.0) e_max = std::max(e_max, std::ilogb(products[k - k0]));
+      if (products[k - k0] != 0.0) e_max = std::max(e_max, exponent_of(products[k - k0]));
     }
     if (e_max != INT32_MIN) {
       // Align every term to 2^(e_max - bits), cut, add exactly, cut the sum.
-      const double to_units = std::ldexp(1.0, bits - e_max);
+      const double to_units = pow2(bits - e_max);
       double sum = round_integer(partial * to_units, model.alignment);
       for (size_t k = k0; k < k1; ++k) sum += round_integer(products[k - k0] * to_units, model.alignment);
-      partial = cut_to_bits(std::ldexp(sum, e_max - bits), bits, model.alignment);
+      partial = cut_to_bits(sum * pow2(e_max - bits), bits, model.alignment);
     }
     // Promotion: every N_C products and at the end of K.
     if (k1 % interval == 0 || k1 == k_total) {
@@ -356,17 +361,24 @@ Tensor2<float> gemm(const QuantizedMatrix& a, const QuantizedMatrix& b, const Ac
   return c;
 }
 
+// decode(q) * s of every element, in double.
+static Tensor2<double> dequantize_double(const QuantizedMatrix& q) {
+  Tensor2<double> x = Tensor2<double>::from_shape(q.codes.shape());
+  for (size_t r = 0; r < q.rows(); ++r)
+    for (size_t c = 0; c < q.cols(); ++c) x(r, c) = double(decode(q.format, q.codes(r, c))) * double(q.scale(r, c));
+  return x;
+}
+
 Tensor2<double> gemm_exact(const QuantizedMatrix& a, const QuantizedMatrix& b) {
   if (a.cols() != b.cols()) throw std::invalid_argument("gemm_exact: A and B must have the same K");
   const size_t M = a.rows(), N = b.rows(), K = a.cols();
-  Tensor2<double> c = xt::zeros<double>({M, N});
+  const Tensor2<double> ad = dequantize_double(a), bd = dequantize_double(b);
+  Tensor2<double> c = Tensor2<double>::from_shape({M, N});
 #pragma omp parallel for collapse(2) schedule(static)
   for (size_t m = 0; m < M; ++m)
     for (size_t n = 0; n < N; ++n) {
       double sum = 0.0;
-      for (size_t k = 0; k < K; ++k)
-        sum += double(decode(a.format, a.codes(m, k))) * double(a.scale(m, k)) *
-               (double(decode(b.format, b.codes(n, k))) * double(b.scale(n, k)));
+      for (size_t k = 0; k < K; ++k) sum += ad(m, k) * bd(n, k);
       c(m, n) = sum;
     }
   return c;
