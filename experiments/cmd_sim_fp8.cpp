@@ -119,13 +119,21 @@ Parsed parse_common(const Common& o, const CLI::App* cmd, bool allow_hdf5) {
   Parsed p;
   try {
     p.format = fp8::parse_format(o.format);
+  } catch (const std::invalid_argument& e) {
+    bad_input(std::string("--format: ") + e.what());
+  }
+  try {
     if (!(allow_hdf5 && o.dist == "hdf5")) p.dist.dist = sim::parse_distribution(o.dist);
-    p.dist.outlier_rate = o.outlier_rate;
-    p.dist.outlier_scale = o.outlier_scale;
-    p.dist.dof = o.dof;
+  } catch (const std::invalid_argument& e) {
+    bad_input(std::string("--dist: ") + e.what() + (allow_hdf5 ? ", or hdf5 (with --input and --dataset)" : ""));
+  }
+  p.dist.outlier_rate = o.outlier_rate;
+  p.dist.outlier_scale = o.outlier_scale;
+  p.dist.dof = o.dof;
+  try {
     sim::validate(p.dist);
   } catch (const std::invalid_argument& e) {
-    bad_input(std::string("--format/--dist: ") + e.what() + (allow_hdf5 ? " (or hdf5 with --input)" : ""));
+    bad_input(e.what());
   }
   const bool outliers = o.dist == "outliers";
   if (!outliers && (cmd->count("--outlier-rate") || cmd->count("--outlier-scale")))
