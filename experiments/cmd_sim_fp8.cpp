@@ -3,6 +3,7 @@
 // name, then renamed) and prints a short summary.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -201,7 +202,9 @@ void add_quantize(CLI::App& fp8_cmd) {
       bad_input("--input and --dataset go together with --dist hdf5, and only with it");
     if (from_file && (cmd->count("--rows") || cmd->count("--cols")))
       bad_input("--rows/--cols describe a synthetic tensor; with --dist hdf5 the dataset's shape is used");
-    if (!from_file && (o->rows == 0 || o->cols == 0 || o->rows * o->cols > (size_t(1) << 28)))
+    constexpr size_t kMaxElements = size_t(1) << 28;
+    if (!from_file && (o->rows == 0 || o->cols == 0 || o->rows > kMaxElements || o->cols > kMaxElements ||
+                       o->rows * o->cols > kMaxElements))
       bad_input("--rows and --cols must be positive with rows*cols at most 2^28");
     const Tensor2<float> x =
         from_file ? read_hdf5_tensor(o->input, o->dataset) : sim::sample(p.dist, o->rows, o->cols, o->seed);
@@ -293,7 +296,8 @@ void add_gemm(CLI::App& fp8_cmd) {
     if (o->m == 0 || o->n == 0 || o->m > 8192 || o->n > 8192) bad_input("--m and --n must be 1..8192");
     if (o->k.empty()) bad_input("--k needs at least one value");
     for (size_t k : o->k)
-      if (k == 0 || k > (size_t(1) << 20)) bad_input("--k values must be 1..1048576, got " + std::to_string(k));
+      if (k == 0 || k > (size_t(1) << 20) || std::max(o->m, o->n) * k > (size_t(1) << 26))
+        bad_input("--k values must be 1..1048576 with max(m, n)*k at most 2^26, got k = " + std::to_string(k));
 
     json doc = provenance(*o, p.format);
     doc["command"] = "gemm";
