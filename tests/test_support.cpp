@@ -1,6 +1,7 @@
 #include "tests/test_support.hpp"
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -15,7 +16,8 @@ namespace dslab::test {
 
 std::string temp_dir(const std::string& name) {
   namespace fs = std::filesystem;
-  fs::path p = fs::path(DSLAB_TEST_TMP) / name;
+  // The process id keeps test cases that ctest runs side by side apart.
+  fs::path p = fs::path(DSLAB_TEST_TMP) / (name + "-" + std::to_string(getpid()));
   fs::remove_all(p);
   fs::create_directories(p);
   return p.string();

@@ -5,7 +5,7 @@
 
 namespace dslab::test {
 
-// A fresh, empty directory under the build tree for this test.
+// A fresh, empty directory under the build tree for this test process.
 std::string temp_dir(const std::string& name);
 
 // Writes `bytes` bytes of deterministic English-like text (for byte-level
