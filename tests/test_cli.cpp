@@ -1,0 +1,227 @@
+// The dslab program end to end: exit statuses, nothing written on bad input,
+// a killed run leaves no result, --resume equals an uninterrupted run, the
+// same numbers for 1 and 2 threads, and `dslab run` skipping and resuming.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "experiments/results.hpp"
+#include "tests/test_support.hpp"
+
+extern char** environ;
+
+namespace dslab {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+const std::string kTiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml";
+
+struct Dir {
+  std::string path, corpus;
+  explicit Dir(const std::string& name)
+      : path(test::temp_dir(name)), corpus(test::write_text_corpus(path, 60000)) {}
+  std::string operator/(const std::string& f) const { return path + "/" + f; }
+  // Train options for the tiny config on this folder's corpus.
+  std::string tiny(const std::string& extra) const {
+    return kTiny + " --set data.path=" + corpus + " " + extra;
+  }
+};
+
+// Metrics that must repeat exactly (timing columns excluded).
+void expect_same_run(const std::string& a, const std::string& b) {
+  const Metrics ma = read_metrics(a), mb = read_metrics(b);
+  for (const char* name : {"step", "train_loss", "grad_norm", "lr", "val_step", "val_loss"}) {
+    ASSERT_TRUE(ma.count(name) && mb.count(name)) << name;
+    EXPECT_EQ(ma.at(name), mb.at(name)) << name;
+  }
+  const RunConfig cfg = parse_run_config_text(read_config_text(a));
+  Transformer<float> x(cfg.model), y(cfg.model);
+  read_model(a, x);
+  read_model(b, y);
+  auto px = x.params.refs(), py = y.params.refs();
+  for (size_t i = 0; i < px.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(px[i].data, py[i].data, px[i].size() * sizeof(float))) << px[i].name;
+}
+
+pid_t spawn_dslab(const std::vector<std::string>& args) {
+  std::vector<std::string> all = {DSLAB_BINARY};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t quiet;
+  posix_spawn_file_actions_init(&quiet);
+  posix_spawn_file_actions_addopen(&quiet, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  EXPECT_EQ(0, posix_spawn(&pid, DSLAB_BINARY, &quiet, nullptr, argv.data(), environ));
+  posix_spawn_file_actions_destroy(&quiet);
+  return pid;
+}
+
+// Starts a long training run and SIGKILLs it as soon as its first checkpoint exists.
+void train_and_kill(const Dir& d, const std::string& out, const std::vector<std::string>& sets) {
+  std::vector<std::string> args = {"train", kTiny, "--out", out, "--threads", "1",
+                                   "--set", "data.path=" + d.corpus};
+  for (const auto& s : sets) args.insert(args.end(), {"--set", s});
+  const pid_t pid = spawn_dslab(args);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(checkpoint_path(out)) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed";
+}
+
+TEST(Cli, VersionNamesTheCommit) {
+  std::string out;
+  EXPECT_EQ(test::run_dslab("--version", &out), 0);
+  EXPECT_THAT(out, HasSubstr("dslab "));
+  EXPECT_THAT(out, HasSubstr("(git "));
+}
+
+TEST(Cli, BadConfigExitsTwoAndWritesNothing) {
+  Dir d("cli_bad_config");
+  std::ofstream(d / "bad.toml") << "[model]\ndim = 64\ndimm = 3\n";
+  std::string out;
+  EXPECT_EQ(test::run_dslab("train " + d / "bad.toml" + " --out " + d / "r.h5", &out), 2);
+  EXPECT_THAT(out, HasSubstr(d / "bad.toml" + ":3"));
+  EXPECT_THAT(out, HasSubstr("model.dimm"));
+  EXPECT_EQ(test::run_dslab("train " + d.tiny("--set model.n_heads=four --out " + d / "r.h5"), &out), 2);
+  EXPECT_THAT(out, HasSubstr("model.n_heads"));
+  EXPECT_EQ(test::run_dslab("train " + d.tiny("--set train.lr=-1 --out " + d / "r.h5"), &out), 2);
+  EXPECT_THAT(out, HasSubstr("train.lr"));
+  EXPECT_EQ(test::run_dslab("train " + kTiny + " --set data.path=" + d / "missing.txt" + " --out " +
+                                d / "r.h5", &out), 2);
+  EXPECT_THAT(out, HasSubstr("missing.txt"));
+  EXPECT_EQ(test::run_dslab("train " + d.tiny("--threads 0 --out " + d / "r.h5"), &out), 2);
+  EXPECT_EQ(test::run_dslab("train --no-such-option", &out), 2);
+  EXPECT_FALSE(fs::exists(d / "r.h5"));
+  EXPECT_FALSE(fs::exists(checkpoint_path(d / "r.h5")));
+}
+
+TEST(Cli, ExistingResultIsNeverOverwritten) {
+  Dir d("cli_existing");
+  std::ofstream(d / "r.h5") << "precious";
+  std::string out;
+  EXPECT_EQ(test::run_dslab("train " + d.tiny("--out " + d / "r.h5"), &out), 2);
+  EXPECT_THAT(out, HasSubstr("already exists"));
+  EXPECT_EQ(test::read_file(d / "r.h5"), "precious");
+}
+
+TEST(Cli, KilledRunLeavesNoResultAndResumeEqualsUninterrupted) {
+  Dir d("cli_resume");
+  const std::vector<std::string> sets = {"train.steps=300", "train.checkpoint_every=2",
+                                         "train.eval_every=50"};
+  std::string set_args;
+  for (const auto& s : sets) set_args += " --set " + s;
+  ASSERT_EQ(test::run_dslab("train " + d.tiny(set_args + " --threads 1 --out " + d / "straight.h5")), 0);
+
+  train_and_kill(d, d / "killed.h5", sets);
+  EXPECT_FALSE(fs::exists(d / "killed.h5"));
+  ASSERT_TRUE(fs::exists(checkpoint_path(d / "killed.h5")));
+  for (const auto& e : fs::directory_iterator(d.path))
+    EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos) << e.path();
+
+  std::string out;
+  EXPECT_EQ(test::run_dslab("train " + d.tiny(set_args + " --out " + d / "killed.h5"), &out), 2)
+      << "an unfinished run's checkpoint must not be silently replaced";
+  ASSERT_EQ(test::run_dslab("train " + d.tiny(set_args + " --threads 1 --resume --out " +
+                                              d / "killed.h5"), &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("resuming from"));
+  EXPECT_FALSE(fs::exists(checkpoint_path(d / "killed.h5")));
+  expect_same_run(d / "straight.h5", d / "killed.h5");
+}
+
+TEST(Cli, SameNumbersForOneAndTwoThreads) {
+  Dir d("cli_threads");
+  ASSERT_EQ(test::run_dslab("train " + d.tiny("--threads 1 --out " + d / "t1.h5")), 0);
+  ASSERT_EQ(test::run_dslab("train " + d.tiny("--threads 2 --out " + d / "t2.h5")), 0);
+  expect_same_run(d / "t1.h5", d / "t2.h5");
+}
+
+TEST(Cli, RunSkipsCompleteRunsAndResumesUnfinishedOnes) {
+  Dir d("cli_run");
+  fs::create_directories(d / "configs");
+  fs::copy_file(kTiny, d / "configs/tiny.toml");
+  std::ofstream(d / "sweep.toml") << "description = \"two seeds\"\n"
+                                  << "config = \"configs/tiny.toml\"\n"
+                                  << "[smoke]\n\"train.steps\" = 6\n\"train.eval_every\" = 2\n"
+                                  << "[[runs]]\nname = \"s\"\n[runs.set]\n"
+                                  << "\"data.path\" = \"" << d.corpus << "\"\n"
+                                  << "\"train.steps\" = 12\n\"train.seed\" = [1, 2]\n";
+  const std::string results = d / "results";
+  std::string out;
+  ASSERT_EQ(test::run_dslab("run " + d / "sweep.toml" + " --dry-run --results " + results, &out), 0);
+  EXPECT_THAT(out, HasSubstr("s-seed=1"));
+  EXPECT_THAT(out, HasSubstr("[new]"));
+  EXPECT_FALSE(fs::exists(results));
+
+  ASSERT_EQ(test::run_dslab("run " + d / "sweep.toml" + " --jobs 2 --results " + results, &out), 0)
+      << out;
+  const std::string r1 = results + "/sweep/s-seed=1.h5", r2 = results + "/sweep/s-seed=2.h5";
+  ASSERT_TRUE(result_complete(r1) && result_complete(r2));
+  EXPECT_NE(read_metrics(r1).at("train_loss"), read_metrics(r2).at("train_loss"));
+  const auto written = fs::last_write_time(r1);
+
+  fs::remove(r2);
+  ASSERT_EQ(test::run_dslab("run " + d / "sweep.toml" + " --results " + results, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("[s-seed=1] complete, skipped"));
+  EXPECT_EQ(fs::last_write_time(r1), written);
+  EXPECT_TRUE(result_complete(r2));
+
+  // A sweep killed mid-run: the unfinished run resumes from its checkpoint.
+  fs::remove(r2);
+  train_and_kill(d, r2, {"train.steps=300", "train.checkpoint_every=2", "train.seed=2"});
+  ASSERT_EQ(test::run_dslab("run " + d / "sweep.toml" + " --dry-run --results " + results, &out), 0);
+  EXPECT_THAT(out, HasSubstr("[resumable]"));
+
+  ASSERT_EQ(test::run_dslab("run " + d / "sweep.toml" + " --smoke --results " + results, &out), 0)
+      << out;
+  EXPECT_TRUE(result_complete(results + "/smoke/sweep/s-seed=1.h5"));
+  EXPECT_EQ(read_metrics(results + "/smoke/sweep/s-seed=1.h5").at("step").size(), 6u);
+}
+
+TEST(Cli, ListShowsOneLinePerExperiment) {
+  Dir d("cli_list");
+  fs::create_directories(d / "configs");
+  fs::copy_file(kTiny, d / "configs/tiny.toml");
+  std::ofstream(d / "a.toml") << "description = \"first\"\nconfig = \"configs/tiny.toml\"\n"
+                              << "[[runs]]\nname = \"x\"\n[runs.set]\n\"train.seed\" = [1, 2, 3]\n";
+  std::ofstream(d / "b.toml") << "description = \"broken\"\n";
+  std::string out;
+  ASSERT_EQ(test::run_dslab("list " + d.path, &out), 0);
+  EXPECT_THAT(out, HasSubstr("a"));
+  EXPECT_THAT(out, HasSubstr("3 runs  first"));
+  EXPECT_THAT(out, HasSubstr("invalid"));
+  EXPECT_EQ(test::run_dslab("list " + d / "nowhere", &out), 2);
+}
+
+TEST(Cli, SampleContinuesThePrompt) {
+  Dir d("cli_sample");
+  ASSERT_EQ(test::run_dslab("train " + d.tiny("--out " + d / "m.h5")), 0);
+  std::string a, b;
+  ASSERT_EQ(test::run_dslab("sample " + d / "m.h5" + " --prompt 'the lord' --tokens 40 --seed 5", &a), 0);
+  EXPECT_EQ(a.rfind("the lord", 0), 0u) << a;
+  EXPECT_GE(a.size(), 48u);
+  ASSERT_EQ(test::run_dslab("sample " + d / "m.h5" + " --prompt 'the lord' --tokens 40 --seed 5", &b), 0);
+  EXPECT_EQ(a, b) << "same seed, same sample";
+  EXPECT_EQ(test::run_dslab("sample " + d / "none.h5" + " --tokens 5", &a), 2);
+  EXPECT_EQ(test::run_dslab("sample " + d / "m.h5" + " --tokens 0", &a), 2);
+}
+
+}  // namespace
+}  // namespace dslab
