@@ -57,6 +57,13 @@ template <class T> T dot(const T* x, const T* y, long n) {
   return xsimd::hadd(s);
 }
 
+// sum_i x[i] * y[i] * z[i].
+template <class T> T dot(const T* x, const T* y, const T* z, long n) {
+  Batch<T> s(T(0));
+  for_each_batch<T>(n, [&](long i, long w) { s += load(x + i, w) * load(y + i, w) * load(z + i, w); });
+  return xsimd::hadd(s);
+}
+
 // y[i] = exp(x[i] - shift); returns sum_i y[i]. y may be x.
 template <class T> T exp_shifted_sum(T* y, const T* x, T shift, long n) {
   Batch<T> s(T(0));
