@@ -5,9 +5,10 @@
 //                    [--inter_dim=704] [--vocab_size=256] [--seq_len=256] [--batch=8]
 //                    [--warmup=2] [--steps=10] [Google Benchmark flags]
 //
-// Each benchmark iteration is one step. Counters: median_step_ms (median over
-// the timed steps, after `warmup` untimed ones), tokens_per_s (batch*seq_len
-// over the median), peak_rss_MiB (VmHWM of this process), first_loss.
+// Each benchmark iteration is one step. Counters: median_step_ms (wall clock,
+// median over the timed steps, after `warmup` untimed ones), median_cpu_ms
+// (CPU time of all threads, median), tokens_per_s (batch*seq_len over the
+// median wall time), peak_rss_MiB (VmHWM of this process), first_loss.
 // Time it with OMP_NUM_THREADS set and OPENBLAS_NUM_THREADS=1.
 #include <benchmark/benchmark.h>
 
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <string>
@@ -103,6 +105,19 @@ double peak_rss_mib() {
   return kib / 1024.0;
 }
 
+// CPU time of the whole process (all threads), in seconds.
+double process_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 // Random bytes below vocab_size: timing does not depend on the text.
 dslab::ByteCorpus random_corpus(int vocab_size, size_t bytes) {
   dslab::Rng rng(1234);
@@ -136,18 +151,19 @@ void BM_TrainStep(benchmark::State& state, std::map<std::string, int> f) {
     if (trainer.step == 1) first_loss = loss;
   };
   for (int i = 0; i < f["warmup"]; ++i) step();
-  std::vector<double> seconds;
+  std::vector<double> seconds, cpu_seconds;
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
+    const double cpu0 = process_cpu_seconds();
     step();
+    cpu_seconds.push_back(process_cpu_seconds() - cpu0);
     seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::sort(seconds.begin(), seconds.end());
-  const size_t n = seconds.size();
-  const double median = n % 2 ? seconds[n / 2] : 0.5 * (seconds[n / 2 - 1] + seconds[n / 2]);
+  const double wall = median(seconds);
   const double tokens = double(train.batch_size) * train.seq_len;
-  state.counters["median_step_ms"] = median * 1e3;
-  state.counters["tokens_per_s"] = tokens / median;
+  state.counters["median_step_ms"] = wall * 1e3;
+  state.counters["median_cpu_ms"] = median(cpu_seconds) * 1e3;
+  state.counters["tokens_per_s"] = tokens / wall;
   state.counters["peak_rss_MiB"] = peak_rss_mib();
   state.counters["first_loss"] = first_loss;
 }

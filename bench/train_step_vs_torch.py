@@ -10,9 +10,9 @@ weight decay 0.1 on matrices). float32, the same number of threads.
 Each side runs in its own process (so peak RSS is its own): dslab's
 bench_train_step with OMP_NUM_THREADS=threads OPENBLAS_NUM_THREADS=1, and this
 script's --torch-worker with torch.set_num_threads(threads). The sides
-alternate for --rounds rounds; each round reports the median step time over
---steps timed steps after --warmup untimed ones, and the table shows the
-median over rounds.
+alternate for --rounds rounds; each round reports the median step time (wall
+clock and process CPU time) over --steps timed steps after --warmup untimed
+ones, and the table shows the median over rounds.
 
     /usr/bin/python3 bench/train_step_vs_torch.py --build-dir build
 
@@ -155,14 +155,16 @@ def torch_worker(a):
     first_loss = step()
     for _ in range(a.warmup - 1):
         step()
-    seconds = []
+    seconds, cpu_seconds = [], []
     for _ in range(a.steps):
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         step()
+        cpu_seconds.append(time.process_time() - cpu0)
         seconds.append(time.perf_counter() - t0)
     median = statistics.median(seconds)
     print(json.dumps({
         "median_step_ms": median * 1e3,
+        "median_cpu_ms": statistics.median(cpu_seconds) * 1e3,
         "tokens_per_s": a.batch * a.seq_len / median,
         "peak_rss_MiB": vm_kib("VmHWM") / 1024,
         "rss_after_import_MiB": rss_after_import,
@@ -226,6 +228,7 @@ def main():
         a.warmup = max(a.warmup, 1)
         return torch_worker(a)
 
+    load_before = os.getloadavg()[0]
     rounds = {"dslab": [], "torch": []}
     for r in range(a.rounds):
         for side, run in (("dslab", run_dslab), ("torch", run_torch)):
@@ -238,23 +241,24 @@ def main():
         return statistics.median(float(x[key]) for x in rounds[side])
 
     torch_ms = med("torch", "median_step_ms")
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; {a.threads} threads per side; "
-          f"torch {rounds['torch'][0]['version']}")
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; {a.threads} thread(s) per side; "
+          f"torch {rounds['torch'][0]['version']}; 1-minute load average {load_before:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after")
     print(f"Config: dim {a.dim}, n_layers {a.n_layers}, n_heads {a.n_heads}, inter_dim {a.inter_dim}, "
           f"vocab {a.vocab_size}, seq_len {a.seq_len}, batch {a.batch}, float32; "
           f"{a.warmup} warm-up + {a.steps} timed steps per round, {a.rounds} rounds; "
           f"date {time.strftime('%Y-%m-%d')}\n")
-    print("| implementation | median step (ms) | per-round medians (ms) | tokens/s | peak RSS (MiB) | "
-          "first loss | speed vs PyTorch |")
-    print("|---|---|---|---|---|---|---|")
+    print("| implementation | median step (ms) | per-round medians (ms) | tokens/s | CPU time per step (ms) "
+          "| peak RSS (MiB) | first loss | speed vs PyTorch |")
+    print("|---|---|---|---|---|---|---|---|")
     for side, label in (("dslab", "dslab reference"), ("torch", "PyTorch eager")):
         ms = med(side, "median_step_ms")
         per_round = ", ".join(f"{float(x['median_step_ms']):.0f}" for x in rounds[side])
         print(f"| {label} | {ms:.1f} | {per_round} | {a.batch * a.seq_len / ms * 1e3:.0f} | "
-              f"{med(side, 'peak_rss_MiB'):.0f} | {float(rounds[side][0]['first_loss']):.4f} | "
-              f"{torch_ms / ms:.2f}x |")
-    print(f"\nPyTorch's RSS right after `import torch`: {med('torch', 'rss_after_import_MiB'):.0f} MiB.")
-
+              f"{med(side, 'median_cpu_ms'):.0f} | {med(side, 'peak_rss_MiB'):.0f} | "
+              f"{float(rounds[side][0]['first_loss']):.4f} | {torch_ms / ms:.2f}x |")
+    print(f"\nPyTorch's RSS right after `import torch`: {med('torch', 'rss_after_import_MiB'):.0f} MiB. "
+          "CPU time counts every thread of the process, spin-waiting included.")
 
 if __name__ == "__main__":
     main()
