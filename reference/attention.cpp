@@ -1,29 +1,28 @@
 #include "reference/attention.hpp"
 
-#include <cmath>
+#include <algorithm>
 #include <vector>
 
 #include "reference/gemm.hpp"
+#include "reference/simd.hpp"
 
 namespace dslab {
 
 namespace {
 
-// Row-wise causal softmax of a [T, T] score matrix, in place.
-template <class T> void causal_softmax(T* s, int seq_len) {
-  for (int i = 0; i < seq_len; ++i) {
-    T* row = s + long(i) * seq_len;
-    T m = row[0];
-    for (int j = 1; j <= i; ++j) m = std::max(m, row[j]);
-    T sum = 0;
-    for (int j = 0; j <= i; ++j) {
-      row[j] = std::exp(row[j] - m);
-      sum += row[j];
-    }
-    const T inv = T(1) / sum;
-    for (int j = 0; j <= i; ++j) row[j] *= inv;
-    for (int j = i + 1; j < seq_len; ++j) row[j] = 0;
-  }
+// Queries are taken in blocks of kBlock rows. Query block [r0, r1) attends to
+// keys [0, r1) only: the blocks above the diagonal are never computed. The
+// block size is fixed, so the arithmetic does not depend on the thread count.
+constexpr int kBlock = 64;
+
+// Causal softmax of row i of a score matrix, in place: columns [0, i] become
+// probabilities, columns (i, end) become 0.
+template <class T> void causal_softmax_row(T* row, int i, int end) {
+  const T m = simd::max(row, i + 1);
+  const T sum = simd::exp_shifted_sum(row, row, m, i + 1);
+  const T inv = T(1) / sum;
+  for (int j = 0; j <= i; ++j) row[j] *= inv;
+  std::fill(row + i + 1, row + end, T(0));
 }
 
 }  // namespace
@@ -40,19 +39,28 @@ void attention_forward(Tensor2<T>& out, Tensor4<T>& probs, const Tensor2<T>& q,
   for (int bh = 0; bh < B * H; ++bh) {
     const int b = bh / H, h = bh % H, g = h / G;
     const long row0 = long(b) * Tn;
+    const T* qh = q.data() + row0 * ldq + h * dh;
+    const T* kh = k.data() + row0 * ldk + g * dh;
+    const T* vh = v.data() + row0 * ldv + g * dv;
     T* p = &probs(b, h, 0, 0);
-    // scores = scale * Q K^T   [T, T]
-    gemm_serial<T>(false, true, Tn, Tn, dh, T(s.softmax_scale), q.data() + row0 * ldq + h * dh,
-                   ldq, k.data() + row0 * ldk + g * dh, ldk, T(0), p, Tn);
-    causal_softmax(p, Tn);
-    // out = P V   [T, dv]
-    gemm_serial<T>(false, false, Tn, dv, Tn, T(1), p, Tn, v.data() + row0 * ldv + g * dv, ldv,
-                   T(0), out.data() + row0 * ldo + h * dv, ldo);
+    T* oh = out.data() + row0 * ldo + h * dv;
+    for (int r0 = 0; r0 < Tn; r0 += kBlock) {
+      const int r1 = std::min(r0 + kBlock, Tn), m = r1 - r0;
+      T* pr = p + long(r0) * Tn;
+      // scores = scale * Q K^T   [m, r1]
+      gemm_serial<T>(false, true, m, r1, dh, T(s.softmax_scale), qh + long(r0) * ldq, ldq, kh, ldk,
+                     T(0), pr, Tn);
+      for (int i = r0; i < r1; ++i) causal_softmax_row(p + long(i) * Tn, i, Tn);
+      // out = P V   [m, dv]
+      gemm_serial<T>(false, false, m, dv, r1, T(1), pr, Tn, vh, ldv, T(0), oh + long(r0) * ldo,
+                     ldo);
+    }
   }
 }
 
 // Parallel over (batch, kv head): the query heads sharing a kv head add into
-// its dk, dv one after another, in head order.
+// its dk, dv one after another, in head order. Row blocks of dP and dS stop at
+// the diagonal block; dk and dv take key block [c0, c1) from queries [c0, T).
 template <class T>
 void attention_backward(Tensor2<T>& dq, Tensor2<T>& dk, Tensor2<T>& dv, const Tensor2<T>& dout,
                         const Tensor2<T>& q, const Tensor2<T>& k, const Tensor2<T>& v,
@@ -60,40 +68,56 @@ void attention_backward(Tensor2<T>& dq, Tensor2<T>& dk, Tensor2<T>& dv, const Te
   const int B = s.batch, Tn = s.seq_len, H = s.n_heads, KV = s.n_kv_heads, G = H / KV;
   const int dh = s.head_dim, dvh = s.v_head_dim;
   const int ldq = H * dh, ldk = KV * dh, ldv = KV * dvh, ldo = H * dvh;
+  const T scale = T(s.softmax_scale);
   ensure_shape(dq, {size_t(B) * Tn, size_t(ldq)});
   ensure_shape(dk, {size_t(B) * Tn, size_t(ldk)});
   ensure_shape(dv, {size_t(B) * Tn, size_t(ldv)});
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int bg = 0; bg < B * KV; ++bg) {
-    const int b = bg / KV, g = bg % KV;
-    const long row0 = long(b) * Tn;
-    std::vector<T> dscore(size_t(Tn) * Tn);
-    for (int hg = 0; hg < G; ++hg) {
-      const int h = g * G + hg;
-      const T* p = &probs(b, h, 0, 0);
-      const T* dout_h = dout.data() + row0 * ldo + h * dvh;
-      const T beta = hg == 0 ? T(0) : T(1);
-      // dv += P^T dout
-      gemm_serial<T>(true, false, Tn, dvh, Tn, T(1), p, Tn, dout_h, ldo, beta,
-                     dv.data() + row0 * ldv + g * dvh, ldv);
-      // dP = dout V^T, then dS = P * (dP - rowsum(P * dP))
-      gemm_serial<T>(false, true, Tn, Tn, dvh, T(1), dout_h, ldo, v.data() + row0 * ldv + g * dvh,
-                     ldv, T(0), dscore.data(), Tn);
-      for (int i = 0; i < Tn; ++i) {
-        const T* pi = p + long(i) * Tn;
-        T* di = dscore.data() + long(i) * Tn;
-        T dot = 0;
-        for (int j = 0; j <= i; ++j) dot += pi[j] * di[j];
-        for (int j = 0; j <= i; ++j) di[j] = pi[j] * (di[j] - dot);
-        for (int j = i + 1; j < Tn; ++j) di[j] = 0;
+#pragma omp parallel
+  {
+    std::vector<T> dscore(size_t(Tn) * Tn);  // dP, then dS, below the diagonal blocks
+    T* ds = dscore.data();
+#pragma omp for schedule(dynamic, 1)
+    for (int bg = 0; bg < B * KV; ++bg) {
+      const int b = bg / KV, g = bg % KV;
+      const long row0 = long(b) * Tn;
+      const T* kg = k.data() + row0 * ldk + g * dh;
+      const T* vg = v.data() + row0 * ldv + g * dvh;
+      T* dkg = dk.data() + row0 * ldk + g * dh;
+      T* dvg = dv.data() + row0 * ldv + g * dvh;
+      for (int hg = 0; hg < G; ++hg) {
+        const int h = g * G + hg;
+        const T* p = &probs(b, h, 0, 0);
+        const T* qh = q.data() + row0 * ldq + h * dh;
+        const T* dout_h = dout.data() + row0 * ldo + h * dvh;
+        T* dqh = dq.data() + row0 * ldq + h * dh;
+        const T beta = hg == 0 ? T(0) : T(1);
+        for (int r0 = 0; r0 < Tn; r0 += kBlock) {
+          const int r1 = std::min(r0 + kBlock, Tn), m = r1 - r0;
+          // dP = dout V^T   [m, r1]
+          gemm_serial<T>(false, true, m, r1, dvh, T(1), dout_h + long(r0) * ldo, ldo, vg, ldv,
+                         T(0), ds + long(r0) * Tn, Tn);
+          // dS = P * (dP - rowsum(P * dP)), zero above the diagonal
+          for (int i = r0; i < r1; ++i) {
+            const T* pi = p + long(i) * Tn;
+            T* di = ds + long(i) * Tn;
+            const T dot = simd::dot(pi, di, i + 1);
+            for (int j = 0; j <= i; ++j) di[j] = pi[j] * (di[j] - dot);
+            std::fill(di + i + 1, di + r1, T(0));
+          }
+          // dq = scale * dS K   [m, dh]
+          gemm_serial<T>(false, false, m, dh, r1, scale, ds + long(r0) * Tn, Tn, kg, ldk, T(0),
+                         dqh + long(r0) * ldq, ldq);
+        }
+        for (int c0 = 0; c0 < Tn; c0 += kBlock) {
+          const int c1 = std::min(c0 + kBlock, Tn), n = c1 - c0, rows = Tn - c0;
+          const long at = long(c0) * Tn + c0;  // element (c0, c0)
+          // dv += P^T dout ;  dk += scale * dS^T Q   [n, dvh], [n, dh]
+          gemm_serial<T>(true, false, n, dvh, rows, T(1), p + at, Tn, dout_h + long(c0) * ldo, ldo,
+                         beta, dvg + long(c0) * ldv, ldv);
+          gemm_serial<T>(true, false, n, dh, rows, scale, ds + at, Tn, qh + long(c0) * ldq, ldq,
+                         beta, dkg + long(c0) * ldk, ldk);
+        }
       }
-      // dq = scale * dS K ;  dk += scale * dS^T Q
-      gemm_serial<T>(false, false, Tn, dh, Tn, T(s.softmax_scale), dscore.data(), Tn,
-                     k.data() + row0 * ldk + g * dh, ldk, T(0), dq.data() + row0 * ldq + h * dh,
-                     ldq);
-      gemm_serial<T>(true, false, Tn, dh, Tn, T(s.softmax_scale), dscore.data(), Tn,
-                     q.data() + row0 * ldq + h * dh, ldq, beta, dk.data() + row0 * ldk + g * dh,
-                     ldk);
     }
   }
 }

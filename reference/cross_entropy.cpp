@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "reference/simd.hpp"
+
 namespace dslab {
 
 template <class T>
@@ -14,13 +16,8 @@ T cross_entropy_forward(Tensor2<T>& probs, Tensor1<T>& losses, const Tensor2<T>&
   for (long n = 0; n < N; ++n) {
     const T* z = logits.data() + n * V;
     T* p = probs.data() + n * V;
-    T m = z[0];
-    for (long v = 1; v < V; ++v) m = std::max(m, z[v]);
-    T sum = 0;
-    for (long v = 0; v < V; ++v) {
-      p[v] = std::exp(z[v] - m);
-      sum += p[v];
-    }
+    const T m = simd::max(z, V);
+    const T sum = simd::exp_shifted_sum(p, z, m, V);
     for (long v = 0; v < V; ++v) p[v] /= sum;
     losses(n) = std::log(sum) + m - z[targets[n]];
   }

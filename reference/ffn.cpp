@@ -1,14 +1,12 @@
 #include "reference/ffn.hpp"
 
-#include <cmath>
-
-#include "reference/gemm.hpp"
 #include "reference/linear.hpp"
+#include "reference/simd.hpp"
 
 namespace dslab {
 
 namespace {
-template <class T> T sigmoid(T a) { return T(1) / (T(1) + std::exp(-a)); }
+template <class B> B sigmoid(const B& a) { return B(1) / (B(1) + xsimd::exp(-a)); }
 }  // namespace
 
 template <class T>
@@ -16,11 +14,16 @@ void ffn_forward(Tensor2<T>& y, FfnCache<T>& c, const Tensor2<T>& x, const FfnWe
   linear_forward(c.h1, x, w.w1);
   linear_forward(c.h3, x, w.w3);
   ensure_shape(c.gated, {c.h1.shape(0), c.h1.shape(1)});
-  const long n = c.h1.size();
+  const long N = c.h1.shape(0), F = c.h1.shape(1);
 #pragma omp parallel for schedule(static)
-  for (long i = 0; i < n; ++i) {
-    const T a = c.h1.data()[i];
-    c.gated.data()[i] = a * sigmoid(a) * c.h3.data()[i];
+  for (long n = 0; n < N; ++n) {
+    const T* h1 = c.h1.data() + n * F;
+    const T* h3 = c.h3.data() + n * F;
+    T* gated = c.gated.data() + n * F;
+    simd::for_each_batch<T>(F, [&](long i, long w) {
+      const auto a = simd::load(h1 + i, w);
+      simd::store(gated + i, a * sigmoid(a) * simd::load(h3 + i, w), w);
+    });
   }
   linear_forward(y, c.gated, w.w2);
 }
@@ -28,16 +31,25 @@ void ffn_forward(Tensor2<T>& y, FfnCache<T>& c, const Tensor2<T>& x, const FfnWe
 template <class T>
 void ffn_backward(Tensor2<T>& dx, FfnWeights<T>& dw, const Tensor2<T>& dy, const Tensor2<T>& x,
                   const FfnCache<T>& c, const FfnWeights<T>& w) {
-  Tensor2<T> dgated, dh1, dh3;
+  // [N, inter_dim] scratch kept between calls (one per calling thread): fresh
+  // buffers would cost a page fault per 4 KiB on every call.
+  static thread_local Tensor2<T> dgated_scratch, dh1_scratch;
+  Tensor2<T>& dgated = dgated_scratch;
+  Tensor2<T>& dh1 = dh1_scratch;
   linear_backward(dgated, dw.w2, dy, c.gated, w.w2);
-  dh1.resize(dgated.shape());
-  dh3.resize(dgated.shape());
-  const long n = dgated.size();
+  Tensor2<T>& dh3 = dgated;  // overwritten in place
+  ensure_shape(dh1, {dgated.shape(0), dgated.shape(1)});
+  const long N = dgated.shape(0), F = dgated.shape(1);
 #pragma omp parallel for schedule(static)
-  for (long i = 0; i < n; ++i) {
-    const T a = c.h1.data()[i], sg = sigmoid(a), g = dgated.data()[i];
-    dh3.data()[i] = g * a * sg;                                        // d/dh3 = silu(h1)
-    dh1.data()[i] = g * c.h3.data()[i] * sg * (T(1) + a * (T(1) - sg));  // silu'(a)
+  for (long n = 0; n < N; ++n) {
+    const long row = n * F;
+    simd::for_each_batch<T>(F, [&](long i, long w) {
+      const auto a = simd::load(c.h1.data() + row + i, w), sg = sigmoid(a);
+      const auto g = simd::load(dgated.data() + row + i, w);
+      const auto h3 = simd::load(c.h3.data() + row + i, w);
+      simd::store(dh3.data() + row + i, g * a * sg, w);                          // d/dh3 = silu(h1)
+      simd::store(dh1.data() + row + i, g * h3 * sg * (T(1) + a * (T(1) - sg)), w);  // silu'(a)
+    });
   }
   // dx = dh1 w1 + dh3 w3
   Tensor2<T> dx3;

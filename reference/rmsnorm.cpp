@@ -1,7 +1,9 @@
 #include "reference/rmsnorm.hpp"
 
+#include <algorithm>
 #include <cmath>
 
+#include "reference/simd.hpp"
 
 namespace dslab {
 
@@ -14,8 +16,7 @@ void rmsnorm_forward(Tensor2<T>& y, Tensor1<T>& rstd, const Tensor2<T>& x, const
 #pragma omp parallel for schedule(static)
   for (long n = 0; n < N; ++n) {
     const T* xn = x.data() + n * D;
-    T ss = 0;
-    for (long d = 0; d < D; ++d) ss += xn[d] * xn[d];
+    const T ss = simd::dot(xn, xn, D);
     const T r = T(1) / std::sqrt(ss / T(D) + T(eps));
     rstd(n) = r;
     T* yn = y.data() + n * D;
@@ -34,17 +35,22 @@ void rmsnorm_backward(Tensor2<T>& dx, Tensor1<T>& dg, const Tensor2<T>& dy, cons
     const T* dyn = dy.data() + n * D;
     T* dxn = dx.data() + n * D;
     const T r = rstd(n);
-    T dot = 0;  // sum_d g*dy*x
-    for (long d = 0; d < D; ++d) dot += g(d) * dyn[d] * xn[d];
+    const T dot = simd::dot(g.data(), dyn, xn, D);  // sum_d g*dy*x
     const T c = dot * r * r * r / T(D);
     for (long d = 0; d < D; ++d) dxn[d] = r * g(d) * dyn[d] - c * xn[d];
   }
-  // Gain gradient: a sum over tokens, kept serial for a fixed order.
-  for (long n = 0; n < N; ++n) {
-    const T* xn = x.data() + n * D;
-    const T* dyn = dy.data() + n * D;
-    const T r = rstd(n);
-    for (long d = 0; d < D; ++d) dg(d) += dyn[d] * xn[d] * r;
+  // Gain gradient: a sum over tokens, taken in token order for every feature;
+  // threads share out the features.
+  constexpr long kCols = 64;
+#pragma omp parallel for schedule(static)
+  for (long d0 = 0; d0 < D; d0 += kCols) {
+    const long d1 = std::min(D, d0 + kCols);
+    for (long n = 0; n < N; ++n) {
+      const T* xn = x.data() + n * D;
+      const T* dyn = dy.data() + n * D;
+      const T r = rstd(n);
+      for (long d = d0; d < d1; ++d) dg(d) += dyn[d] * xn[d] * r;
+    }
   }
 }
 

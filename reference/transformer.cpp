@@ -94,7 +94,7 @@ template <class T> void Transformer<T>::block_forward(size_t l, const Tensor2<T>
   rope_forward(c.q, shape_.seq_len, args.n_heads, rope_);
   rope_forward(c.k, shape_.seq_len, args.n_kv_heads, rope_);
   attention_forward(c.attn_out, c.probs, c.q, c.k, c.v, shape_);
-  Tensor2<T> proj;
+  Tensor2<T>& proj = scratch_.proj;
   linear_forward(proj, c.attn_out, w.wo);
   c.x_mid = x + proj;
   // feed-forward sub-layer: y = x_mid + ffn(ffn_norm(x_mid))
@@ -112,13 +112,14 @@ void Transformer<T>::forward_hidden(const std::vector<int>& tokens, int batch, i
   shape_ = {batch, seq_len, args.n_heads, args.n_kv_heads, args.head_dim(), args.head_dim(),
             1.0 / std::sqrt(double(args.head_dim()))};
   tokens_ = tokens;
-  Tensor2<T> x, y;
+  Tensor2<T>& x = scratch_.x;
+  Tensor2<T>& y = scratch_.y;
   embedding_forward(x, tokens, params.embed);
   for (size_t l = 0; l < cache_.size(); ++l) {
     block_forward(l, x, y);
     std::swap(x, y);
   }
-  x_final_ = std::move(x);
+  std::swap(x_final_, x);
   rmsnorm_forward(h_final_, final_rstd_, x_final_, params.norm, args.norm_eps);
   linear_forward(logits_, h_final_, params.head);
 }
@@ -147,18 +148,22 @@ template <class T> void Transformer<T>::block_backward(size_t l, Tensor2<T>& dx)
   auto& g = grads.layers[l];
   auto& c = cache_[l];
   // dx holds d(y). Feed-forward sub-layer: d(x_mid) = dy + ffn_norm^T ffn^T dy
-  Tensor2<T> d_in, d_norm;
+  Tensor2<T>& d_in = scratch_.d_in;
+  Tensor2<T>& d_norm = scratch_.d_norm;
   ffn_backward(d_in, g.ffn, dx, c.ffn_in, c.ffn, w.ffn);
   rmsnorm_backward(d_norm, g.ffn_norm, d_in, c.x_mid, w.ffn_norm, c.ffn_rstd);
   dx += d_norm;  // now d(x_mid)
   // Attention sub-layer.
-  Tensor2<T> d_attn, dq, dk, dv;
+  Tensor2<T>& d_attn = scratch_.d_attn;
+  Tensor2<T>& dq = scratch_.dq;
+  Tensor2<T>& dk = scratch_.dk;
+  Tensor2<T>& dv = scratch_.dv;
   linear_backward(d_attn, g.wo, dx, c.attn_out, w.wo);
   attention_backward(dq, dk, dv, d_attn, c.q, c.k, c.v, c.probs, shape_);
   rope_backward(dq, shape_.seq_len, args.n_heads, rope_);
   rope_backward(dk, shape_.seq_len, args.n_kv_heads, rope_);
   linear_backward(d_in, g.wq, dq, c.attn_in, w.wq);
-  Tensor2<T> d_tmp;
+  Tensor2<T>& d_tmp = scratch_.d_tmp;
   linear_backward(d_tmp, g.wk, dk, c.attn_in, w.wk);
   d_in += d_tmp;
   linear_backward(d_tmp, g.wv, dv, c.attn_in, w.wv);
@@ -169,7 +174,9 @@ template <class T> void Transformer<T>::block_backward(size_t l, Tensor2<T>& dx)
 
 template <class T> void Transformer<T>::backward() {
   if (targets_.empty()) throw std::logic_error("backward() needs a forward() with targets");
-  Tensor2<T> dlogits, dh, dx;
+  Tensor2<T>& dlogits = scratch_.dlogits;
+  Tensor2<T>& dh = scratch_.dh;
+  Tensor2<T>& dx = scratch_.dx;
   cross_entropy_backward(dlogits, probs_, targets_, T(1));
   linear_backward(dh, grads.head, dlogits, h_final_, params.head);
   rmsnorm_backward(dx, grads.norm, dh, x_final_, params.norm, final_rstd_);

@@ -92,6 +92,11 @@ template <class T> class Transformer {
   std::vector<BlockCache<T>> cache_;
   Tensor2<T> x_final_, h_final_, logits_, probs_;
   Tensor1<T> final_rstd_, losses_;
+  // Temporaries of forward and backward, kept from step to step: fresh
+  // buffers would cost a page fault per 4 KiB on every step.
+  struct Scratch {
+    Tensor2<T> x, y, proj, dlogits, dh, dx, d_in, d_norm, d_attn, dq, dk, dv, d_tmp;
+  } scratch_;
 };
 
 }  // namespace dslab
