@@ -89,7 +89,16 @@ void select_experts(int* chosen, const T* biased, bool has_bias, const MoeArgs& 
 template <class T>
 void gate_forward(Routing<T>& r, const Tensor2<T>& x, const Tensor2<T>& gate_weight,
                   const Tensor1<T>& bias, const MoeArgs& a) {
-  const int N = x.shape(0), E = a.n_routed_experts, K = a.n_activated_experts;
+  linear_forward(r.scores, x, gate_weight);  // logits z [N, E], turned into s in place
+  route_logits(r, r.scores, bias, a);
+}
+
+template <class T>
+void route_logits(Routing<T>& r, const Tensor2<T>& logits, const Tensor1<T>& bias, const MoeArgs& a) {
+  const int N = logits.shape(0), E = a.n_routed_experts, K = a.n_activated_experts;
+  if (int(logits.shape(1)) != E)
+    throw std::invalid_argument("MoE: logits have " + std::to_string(logits.shape(1)) +
+                                " columns; n_routed_experts = " + std::to_string(E));
   const bool has_bias = bias.size() > 0;
   if (has_bias && int(bias.size()) != E)
     throw std::invalid_argument("MoE: the expert bias has " + std::to_string(bias.size()) +
@@ -99,7 +108,7 @@ void gate_forward(Routing<T>& r, const Tensor2<T>& x, const Tensor2<T>& gate_wei
   r.n_tokens = N;
   r.n_experts = E;
   r.topk = K;
-  linear_forward(r.scores, x, gate_weight);  // logits z [N, E], turned into s in place
+  if (&logits != &r.scores) r.scores = logits;
   r.indices.assign(size_t(N) * K, 0);
   ensure_shape(r.weights, {size_t(N), size_t(K)});
   r.kept.assign(size_t(N) * K, 1);
@@ -170,14 +179,12 @@ void gate_weights_backward(Tensor2<T>& dscores, const Tensor2<T>& dweights, cons
 }
 
 template <class T>
-void gate_scores_backward(Tensor2<T>& dx, Tensor2<T>& dgate_weight, const Tensor2<T>& dscores,
-                          const Tensor2<T>& x, const Tensor2<T>& gate_weight, const Routing<T>& r,
-                          const MoeArgs& a) {
+void gate_logits_backward(Tensor2<T>& dlogits, const Tensor2<T>& dscores, const Routing<T>& r, ScoreFunc f) {
   const int N = r.n_tokens, E = r.n_experts;
-  Tensor2<T> dlogits = Tensor2<T>::from_shape({size_t(N), size_t(E)});
+  ensure_shape(dlogits, {size_t(N), size_t(E)});
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < N; ++t) {
-    if (a.score_func == ScoreFunc::Softmax) {  // dz = s * (ds - <ds, s>)
+    if (f == ScoreFunc::Softmax) {  // dz = s * (ds - <ds, s>)
       T dot = 0;
       for (int e = 0; e < E; ++e) dot += dscores(t, e) * r.scores(t, e);
       for (int e = 0; e < E; ++e) dlogits(t, e) = r.scores(t, e) * (dscores(t, e) - dot);
@@ -185,6 +192,14 @@ void gate_scores_backward(Tensor2<T>& dx, Tensor2<T>& dgate_weight, const Tensor
       for (int e = 0; e < E; ++e) dlogits(t, e) = dscores(t, e) * r.scores(t, e) * (T(1) - r.scores(t, e));
     }
   }
+}
+
+template <class T>
+void gate_scores_backward(Tensor2<T>& dx, Tensor2<T>& dgate_weight, const Tensor2<T>& dscores,
+                          const Tensor2<T>& x, const Tensor2<T>& gate_weight, const Routing<T>& r,
+                          const MoeArgs& a) {
+  Tensor2<T> dlogits;
+  gate_logits_backward(dlogits, dscores, r, a.score_func);
   Tensor2<T> dx_gate;
   linear_backward(dx_gate, dgate_weight, dlogits, x, gate_weight);
   dx += dx_gate;
@@ -531,6 +546,8 @@ void update_bias(Tensor1<T>& bias, const std::vector<double>& load, double gamma
 
 #define DSLAB_MOE_INSTANTIATE(T)                                                                            \
   template void select_experts<T>(int*, const T*, bool, const MoeArgs&);                                   \
+  template void route_logits<T>(Routing<T>&, const Tensor2<T>&, const Tensor1<T>&, const MoeArgs&);        \
+  template void gate_logits_backward<T>(Tensor2<T>&, const Tensor2<T>&, const Routing<T>&, ScoreFunc);      \
   template void gate_forward<T>(Routing<T>&, const Tensor2<T>&, const Tensor2<T>&, const Tensor1<T>&,      \
                                 const MoeArgs&);                                                           \
   template void gate_weights_backward<T>(Tensor2<T>&, const Tensor2<T>&, const Routing<T>&, const MoeArgs&); \

@@ -74,7 +74,12 @@ template <class T> struct Routing {
 template <class T>
 void select_experts(int* chosen, const T* biased, bool has_bias, const MoeArgs& a);
 
-// logits -> scores -> selection -> gate values; capacity dropping if asked.
+// logits [N, E] -> scores -> selection -> gate values; capacity dropping if asked.
+// `logits` may be r.scores itself (it is turned into the scores in place).
+template <class T>
+void route_logits(Routing<T>& r, const Tensor2<T>& logits, const Tensor1<T>& bias, const MoeArgs& a);
+
+// z = x W_g^T, then route_logits.
 template <class T>
 void gate_forward(Routing<T>& r, const Tensor2<T>& x, const Tensor2<T>& gate_weight,
                   const Tensor1<T>& bias, const MoeArgs& a);
@@ -83,6 +88,10 @@ void gate_forward(Routing<T>& r, const Tensor2<T>& x, const Tensor2<T>& gate_wei
 template <class T>
 void gate_weights_backward(Tensor2<T>& dscores, const Tensor2<T>& dweights, const Routing<T>& r,
                            const MoeArgs& a);
+
+// dlogits [N, E] (overwritten) from d loss / d s through softmax or sigmoid.
+template <class T>
+void gate_logits_backward(Tensor2<T>& dlogits, const Tensor2<T>& dscores, const Routing<T>& r, ScoreFunc f);
 
 // From d loss / d s: dlogits, then dx (accumulated) and dgate_weight (accumulated).
 template <class T>
