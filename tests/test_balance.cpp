@@ -133,9 +133,11 @@ TEST_F(Balance, BalancingMethodsLowerMaxVio) {
 }
 
 TEST_F(Balance, DynamicsSameBitsForAnyThreadCount) {
-  const DynamicsConfig c = small_dynamics(Method::Sequence);
-  DynamicsConfig cs = c;
+  DynamicsConfig cs = small_dynamics(Method::Sequence);
   cs.alpha = 0.3;
+  cs.steps = 20;
+  cs.val_tokens = cs.batch;
+  cs.record_every = 1;
   const DynamicsReport a = run_dynamics(cs);
   omp_set_num_threads(2);
   const DynamicsReport b = run_dynamics(cs);
@@ -212,7 +214,9 @@ TEST(BalanceCli, BadInputExitsTwoNamingTheOption) {
     EXPECT_NE(log.find(what), std::string::npos) << args << ": " << log;
   }
   std::string log;
-  EXPECT_EQ(test::run_dslab("sim balance degeneracy --json " + dir + "/no/such/folder/x.json", &log), 2);
+  EXPECT_EQ(test::run_dslab("sim balance degeneracy --experts 8 --topk 2 --tokens 16 --json " + dir +
+                                "/no/such/folder/x.json",
+                            &log), 2);
   EXPECT_NE(log.find("cannot write"), std::string::npos) << log;
 }
 
