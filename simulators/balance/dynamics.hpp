@@ -12,8 +12,8 @@
 //   - the task loss of token t is 1 - sum_k w_{t,k} q_{c_t, e_{t,k}}, w the gate
 //     values renormalised over the chosen experts: 0 when every chosen expert
 //     is preferred.
-// Left alone, the router follows the skewed cluster frequencies and overloads
-// the experts of frequent clusters. Balancing methods: none, the expert-level
+// Left alone, the router follows the skewed frequencies and overloads the
+// popular experts and those of frequent clusters. Balancing methods: none, the expert-level
 // aux loss (Eq. (21)-(23)), V3's sequence-wise loss, V2's device-level loss,
 // and the auxiliary-loss-free bias (Eq. (24)) with the sign or proportional update.
 #pragma once
