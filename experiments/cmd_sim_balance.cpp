@@ -1,0 +1,214 @@
+// `dslab sim balance degeneracy ...` and `dslab sim balance dynamics ...`: the
+// load-balancing simulator (review Sec. 2.2.3). Each writes one JSON file (to
+// a temporary name, then renamed) and prints a short summary.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dslab_version.hpp"
+#include "experiments/commands.hpp"
+#include "simulators/balance/degeneracy.hpp"
+#include "simulators/balance/dynamics.hpp"
+
+namespace dslab {
+namespace {
+
+using nlohmann::json;
+
+// The whole document to PATH.tmp-<pid>, then renamed to PATH.
+void write_json(const std::string& path, const json& doc) {
+  const std::string tmp = path + ".tmp-" + std::to_string(getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << doc.dump(1) << "\n";
+    out.close();
+    if (!out) {
+      std::filesystem::remove(tmp);
+      throw BadInput("sim balance: cannot write --json file '" + path + "' (does its folder exist?)");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp);
+    throw BadInput("sim balance: cannot write --json file '" + path + "': " + ec.message());
+  }
+}
+
+// These problems are small: one thread is fastest, and the numbers are the
+// same for any count.
+void add_threads_option(CLI::App* cmd, int& threads) {
+  cmd->add_option("--threads", threads, "OpenMP threads (same results for any count)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+json provenance(const std::string& command, uint64_t seed) {
+  return {{"dslab_version", DSLAB_VERSION}, {"git_commit", DSLAB_GIT_COMMIT}, {"command", command}, {"seed", seed}};
+}
+
+void add_degeneracy(CLI::App& balance) {
+  struct Options {
+    balance::DegeneracyConfig c;
+    int threads = 1;
+    std::string json_path;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = balance.add_subcommand(
+      "degeneracy", "The f_i*P_i loss at uniform P: its value (constant in f) and its gradient (not zero)");
+  cmd->add_option("--experts", o->c.experts, "routed experts E")->capture_default_str();
+  cmd->add_option("--topk", o->c.topk, "experts per token K (below E/2)")->capture_default_str();
+  cmd->add_option("--tokens", o->c.tokens, "tokens T (even, T*K a multiple of E)")->capture_default_str();
+  cmd->add_option("--alpha", o->c.alpha, "balance loss coefficient")->capture_default_str();
+  cmd->add_option("--eps", o->c.epsilons, "logit scales of the uniform_p_skewed_f states")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--seed", o->c.seed, "random seed")->capture_default_str();
+  add_threads_option(cmd, o->threads);
+  cmd->add_option("--json", o->json_path, "write the results to this JSON file")->required();
+  cmd->callback([o] {
+    use_threads(o->threads);
+    balance::DegeneracyReport rep;
+    try {
+      rep = balance::run_degeneracy(o->c);
+    } catch (const std::invalid_argument& e) {
+      throw BadInput(std::string("sim balance degeneracy: ") + e.what());
+    }
+    json doc = provenance("degeneracy", o->c.seed);
+    doc["experts"] = o->c.experts;
+    doc["topk"] = o->c.topk;
+    doc["tokens"] = o->c.tokens;
+    doc["alpha"] = o->c.alpha;
+    doc["epsilons"] = o->c.epsilons;
+    doc["states"] = json::array();
+    std::printf("%-32s %8s %10s %12s %10s %10s %10s\n", "state", "MaxVio", "loss", "spread(f)", "grad_norm",
+                "fd_error", "alignment");
+    for (const auto& s : rep.states) {
+      doc["states"].push_back({{"name", s.name},
+                               {"description", s.description},
+                               {"load", s.load},
+                               {"f", s.f},
+                               {"P", s.P},
+                               {"max_vio", s.max_vio},
+                               {"loss", s.loss},
+                               {"value_spread_over_f", s.value_spread_over_f},
+                               {"value_grad_f_norm", s.value_grad_f_norm},
+                               {"grad_norm", s.grad_norm},
+                               {"grad_fd_error", s.grad_fd_error},
+                               {"grad_closed_form_error", s.grad_closed_form_error},
+                               {"fd_step", s.fd_step},
+                               {"alignment", s.alignment_defined ? json(s.alignment) : json(nullptr)},
+                               {"push", s.push}});
+      std::printf("%-32s %8.3f %10.6f %12.3e %10.3e %10.2e %10s\n", s.name.c_str(), s.max_vio, s.loss,
+                  s.value_spread_over_f, s.grad_norm, s.grad_fd_error,
+                  s.alignment_defined ? std::to_string(s.alignment).c_str() : "-");
+    }
+    write_json(o->json_path, doc);
+  });
+}
+
+void add_dynamics(CLI::App& balance) {
+  struct Options {
+    balance::DynamicsConfig c;
+    std::string method = "none", score_func = "sigmoid", json_path;
+    int threads = 1;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = balance.add_subcommand(
+      "dynamics", "Train a router on skewed synthetic clusters with one balancing method; MaxVio and task loss");
+  balance::DynamicsConfig& c = o->c;
+  cmd->add_option("--method", o->method, "none, aux, sequence, device, bias-sign, bias-proportional")
+      ->capture_default_str();
+  cmd->add_option("--alpha", c.alpha, "coefficient of the aux, sequence or device loss")->capture_default_str();
+  cmd->add_option("--gamma", c.gamma, "bias update rate of bias-sign / bias-proportional (Eq. (24))")
+      ->capture_default_str();
+  cmd->add_option("--experts", c.experts, "routed experts E")->capture_default_str();
+  cmd->add_option("--topk", c.topk, "experts per token K")->capture_default_str();
+  cmd->add_option("--dim", c.dim, "token feature dimension")->capture_default_str();
+  cmd->add_option("--clusters", c.clusters, "token clusters")->capture_default_str();
+  cmd->add_option("--zipf", c.zipf, "cluster frequency exponent: p(c) ~ (c+1)^-zipf")->capture_default_str();
+  cmd->add_option("--preferred", c.preferred, "preferred experts per cluster (quality 1)")->capture_default_str();
+  cmd->add_option("--popularity", c.popularity, "expert popularity exponent: weight (e+1)^-popularity")
+      ->capture_default_str();
+  cmd->add_option("--noise", c.noise, "feature noise around a cluster centre")->capture_default_str();
+  cmd->add_option("--seq-topic", c.seq_topic, "share of a sequence's tokens from its topic cluster")
+      ->capture_default_str();
+  cmd->add_option("--quality-min", c.quality_min, "lowest quality of a non-preferred expert")->capture_default_str();
+  cmd->add_option("--quality-max", c.quality_max, "highest quality of a non-preferred expert")->capture_default_str();
+  cmd->add_option("--score-func", o->score_func, "softmax or sigmoid")->capture_default_str();
+  cmd->add_option("--steps", c.steps, "SGD steps")->capture_default_str();
+  cmd->add_option("--batch", c.batch, "tokens per step (a multiple of --seq-len)")->capture_default_str();
+  cmd->add_option("--seq-len", c.seq_len, "tokens per sequence")->capture_default_str();
+  cmd->add_option("--lr", c.lr, "SGD learning rate of the router")->capture_default_str();
+  cmd->add_option("--init-std", c.init_std, "router weight init standard deviation")->capture_default_str();
+  cmd->add_option("--devices", c.devices, "devices for the device method (contiguous placement)")
+      ->capture_default_str();
+  cmd->add_option("--val-tokens", c.val_tokens, "held-out tokens for MaxVio_global")->capture_default_str();
+  cmd->add_option("--record-every", c.record_every, "record the training curves every N steps")
+      ->capture_default_str();
+  cmd->add_option("--seed", c.seed, "random seed")->capture_default_str();
+  add_threads_option(cmd, o->threads);
+  cmd->add_option("--json", o->json_path, "write the results to this JSON file")->required();
+  cmd->callback([o] {
+    use_threads(o->threads);
+    balance::DynamicsConfig& c = o->c;
+    balance::DynamicsReport rep;
+    try {
+      c.method = balance::parse_method(o->method);
+      c.score_func = parse_score_func(o->score_func);
+      rep = balance::run_dynamics(c);
+    } catch (const std::invalid_argument& e) {
+      throw BadInput(std::string("sim balance dynamics: ") + e.what());
+    }
+    json doc = provenance("dynamics", c.seed);
+    doc["config"] = {{"method", o->method},       {"alpha", c.alpha},
+                     {"gamma", c.gamma},          {"experts", c.experts},
+                     {"topk", c.topk},            {"dim", c.dim},
+                     {"clusters", c.clusters},    {"zipf", c.zipf},
+                     {"preferred", c.preferred}, {"popularity", c.popularity},
+                     {"noise", c.noise},          {"seq_topic", c.seq_topic},
+                     {"quality_min", c.quality_min}, {"quality_max", c.quality_max},
+                     {"score_func", o->score_func}, {"steps", c.steps},
+                     {"batch", c.batch},          {"seq_len", c.seq_len},
+                     {"lr", c.lr},                {"init_std", c.init_std},
+                     {"devices", c.devices},      {"val_tokens", c.val_tokens},
+                     {"record_every", c.record_every}};
+    doc["curves"] = {{"step", rep.step},
+                     {"maxvio_batch", rep.maxvio_batch},
+                     {"task_loss", rep.task_loss},
+                     {"balance_loss", rep.balance_loss}};
+    doc["maxvio_batch_tail"] = rep.maxvio_batch_tail;
+    doc["maxvio_global"] = rep.maxvio_global;
+    doc["maxvio_batch_val"] = rep.maxvio_batch_val;
+    doc["val_task_loss"] = rep.val_task_loss;
+    doc["specialization"] = rep.specialization;
+    doc["val_load_share"] = rep.val_load_share;
+    doc["device_load_share"] = rep.device_load_share;
+    doc["bias"] = rep.bias;
+    write_json(o->json_path, doc);
+    std::printf("%s alpha=%g gamma=%g: MaxVio_global %.3f, MaxVio_batch (val) %.3f, (train, last 20%%) %.3f, "
+                "task loss %.4f, specialization %.3f\n",
+                o->method.c_str(), c.alpha, c.gamma, rep.maxvio_global, rep.maxvio_batch_val,
+                rep.maxvio_batch_tail, rep.val_task_loss, rep.specialization);
+  });
+}
+
+}  // namespace
+
+void add_sim_balance_command(CLI::App& sim) {
+  CLI::App* balance = sim.add_subcommand("balance", "MoE load balancing (Sec. 2.2.3): the f*P degeneracy "
+                                                    "and router training dynamics");
+  balance->require_subcommand(1);
+  add_degeneracy(*balance);
+  add_dynamics(*balance);
+}
+
+}  // namespace dslab
