@@ -23,8 +23,11 @@ void list_experiments(const std::string& folder) {
     char line[512];
     try {
       const Experiment e = load_experiment(f.string());
-      std::snprintf(line, sizeof line, "%-22s %4zu run%s  %s", e.name.c_str(), e.runs.size(),
-                    e.runs.size() == 1 ? " " : "s", e.description.c_str());
+      if (e.config_path.empty())
+        std::snprintf(line, sizeof line, "%-22s  sweep   %s", e.name.c_str(), e.description.c_str());
+      else
+        std::snprintf(line, sizeof line, "%-22s %4zu run%s  %s", e.name.c_str(), e.runs.size(),
+                      e.runs.size() == 1 ? " " : "s", e.description.c_str());
     } catch (const ConfigError& err) {
       std::snprintf(line, sizeof line, "%-22s  invalid: %s", f.stem().c_str(), err.what());
     }

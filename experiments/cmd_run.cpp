@@ -5,11 +5,15 @@
 // results are skipped and unfinished ones resume from their checkpoints, so a
 // killed sweep picks up where it stopped. --smoke shrinks every run to
 // seconds and writes under <results>/smoke/ so it never stands in for a real run.
+// Then the experiment's notebook, if it names one, is executed headlessly to
+// draw the figures (into <results>/figures, or <results>/smoke/figures). A
+// simulator sweep is its notebook alone.
 #include <omp.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -26,7 +30,7 @@ namespace {
 
 struct RunOptions {
   std::string experiment, results = "results";
-  bool smoke = false, dry_run = false;
+  bool smoke = false, dry_run = false, no_notebook = false;
   int jobs = 1, threads = 0;
 };
 
@@ -40,6 +44,50 @@ std::string run_state(const std::string& out) {
   if (std::filesystem::exists(checkpoint_path(out))) return "resumable";
   if (std::filesystem::exists(out)) return "blocked (a file that is not a complete result)";
   return "new";
+}
+
+int wait_for(pid_t pid) {
+  int status = 0;
+  if (waitpid(pid, &status, 0) < 0) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Executes the notebook with jupyter nbconvert; the notebook finds the results
+// and the dslab program through DSLAB_RESULTS, DSLAB_FIGURES and DSLAB.
+void execute_notebook(const std::string& notebook, const std::filesystem::path& results, bool smoke) {
+  namespace fs = std::filesystem;
+  const fs::path out = fs::temp_directory_path() / ("dslab-notebook-" + std::to_string(getpid()));
+  std::vector<std::string> args = {"jupyter", "nbconvert", "--to", "notebook", "--execute",
+                                   "--ExecutePreprocessor.kernel_name=python3",
+                                   "--ExecutePreprocessor.timeout=1800", "--output-dir",
+                                   out.string(), notebook};
+  std::vector<std::string> env_strings = {
+      "DSLAB_RESULTS=" + fs::absolute(results).string(),
+      "DSLAB_FIGURES=" + fs::absolute(results / "figures").string(),
+      "DSLAB=" + fs::read_symlink("/proc/self/exe").string(), "MPLBACKEND=Agg",
+      "PYDEVD_DISABLE_FILE_VALIDATION=1", std::string("DSLAB_SMOKE=") + (smoke ? "1" : "0")};
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  for (char** e = environ; *e; ++e) {
+    const std::string var = *e;
+    const bool replaced = std::any_of(env_strings.begin(), env_strings.end(), [&](const auto& s) {
+      return var.compare(0, s.find('=') + 1, s, 0, s.find('=') + 1) == 0;
+    });
+    if (!replaced) envp.push_back(*e);
+  }
+  envp.push_back(nullptr);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::cerr << "executing " << notebook << " (figures in " << (results / "figures").string() << ")\n";
+  pid_t pid = 0;
+  if (posix_spawnp(&pid, "jupyter", nullptr, nullptr, argv.data(), envp.data()) != 0)
+    throw std::runtime_error("could not start jupyter to execute " + notebook +
+                             " (install jupyter-nbconvert, or run scripts/quickstart, which does)");
+  const int rc = wait_for(pid);
+  fs::remove_all(out);
+  if (rc != 0) throw std::runtime_error("notebook " + notebook + " failed (jupyter exit status " +
+                                        std::to_string(rc) + ")");
 }
 
 pid_t spawn_train(const Experiment& e, const PlannedRun& r, int threads) {
@@ -59,10 +107,7 @@ pid_t spawn_train(const Experiment& e, const PlannedRun& r, int threads) {
   return pid;
 }
 
-void run_experiment(const RunOptions& o) {
-  const Experiment e = load_experiment(o.experiment);
-  const std::filesystem::path dir =
-      std::filesystem::path(o.results) / (o.smoke ? "smoke" : "") / e.name;
+void train_runs(const Experiment& e, const std::filesystem::path& dir, const RunOptions& o) {
   std::vector<PlannedRun> todo;
   for (const auto& run : e.runs) {
     PlannedRun p{run.name, (dir / (run.name + ".h5")).string(), run.overrides};
@@ -112,6 +157,18 @@ void run_experiment(const RunOptions& o) {
             << "\n";
 }
 
+void run_experiment(const RunOptions& o) {
+  const Experiment e = load_experiment(o.experiment);
+  const std::filesystem::path results = std::filesystem::path(o.results) / (o.smoke ? "smoke" : "");
+  train_runs(e, results / e.name, o);
+  if (e.notebook.empty() || o.no_notebook) return;
+  if (o.dry_run) {
+    std::cout << "then notebook " << e.notebook << "\n";
+    return;
+  }
+  execute_notebook(e.notebook, results, o.smoke);
+}
+
 }  // namespace
 
 void add_run_command(CLI::App& app) {
@@ -121,6 +178,7 @@ void add_run_command(CLI::App& app) {
       ->required();
   cmd->add_flag("--smoke", o->smoke, "Shrink every run to seconds (results go under <results>/smoke/)");
   cmd->add_flag("--dry-run", o->dry_run, "List the runs, their files and states; run nothing");
+  cmd->add_flag("--no-notebook", o->no_notebook, "Train the runs but do not execute the notebook");
   cmd->add_option("--jobs", o->jobs, "Runs trained at the same time")->check(CLI::Range(1, 256));
   cmd->add_option("--threads", o->threads, "Threads in all, shared among the jobs")
       ->check(CLI::Range(1, 1024));

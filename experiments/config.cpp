@@ -856,6 +856,7 @@ Experiment load_experiment(const std::string& path) {
   e.name = fs::path(path).stem().string();
   std::vector<Override> smoke;
   const toml::array* runs = nullptr;
+  bool has_sweep = false;
   for (const auto& [key, node] : in_file_order(root)) {
     const std::string at = where(*node, path);
     if (key == "description") {
@@ -879,15 +880,30 @@ Experiment load_experiment(const std::string& path) {
       runs = node->as_array();
       if (!runs || !runs->is_array_of_tables())
         fail(at, "runs must be [[runs]] tables, each with a name, got " + describe_node(*node));
+    } else if (key == "notebook") {
+      const std::string notebook = one_line(*node, at, key);
+      e.notebook = (fs::path(path).parent_path() / notebook).lexically_normal().string();
+      if (!is_file(e.notebook))
+        fail(at, "notebook = " + toml_string(notebook) + ": no such file " + e.notebook);
+    } else if (key == "sweep") {
+      if (!node->is_table()) fail(at, "sweep must be the table [sweep], got " + describe_node(*node));
+      has_sweep = true;  // the notebook's own parameters, read by the notebook
     } else {
-      const auto hint = nearest(key, {"description", "config", "smoke", "runs"});
+      const auto hint = nearest(key, {"description", "config", "smoke", "runs", "notebook", "sweep"});
       fail(at, "unknown key '" + key + "' (" + (hint ? "did you mean '" + *hint + "'? " : "") +
-                   "an experiment holds description, config, [smoke] and [[runs]])");
+                   "an experiment holds description, config, [smoke], [[runs]], notebook, [sweep])");
     }
   }
   if (e.description.empty()) fail(path, "missing description = \"...\" (one line for dslab list)");
+  if (e.config_path.empty() && !e.notebook.empty()) {
+    // A simulator sweep: its notebook runs the simulators and draws the figures.
+    if (runs) fail(path, "a sweep (notebook without config) has no [[runs]]; its notebook runs it");
+    return e;
+  }
+  if (has_sweep) fail(path, "[sweep] belongs to a notebook-only experiment (no config, no [[runs]])");
   if (e.config_path.empty())
-    fail(path, "missing config = \"...\" (the run config, relative to this file)");
+    fail(path, "missing config = \"...\" (the run config, relative to this file), or notebook = "
+               "\"...\" for a simulator sweep");
   if (!runs || runs->empty()) fail(path, "no runs: add a [[runs]] table with a name");
   std::map<std::string, std::string> seen;  // run name -> where its entry is
   for (const toml::node& entry : *runs) expand_run(e, *entry.as_table(), path, smoke, seen);

@@ -64,6 +64,7 @@ std::string resolve_data_path(const std::string& path);
 // An experiment file lists runs of one base config:
 //   description = "one line for `dslab list`"
 //   config = "configs/small.toml"            # relative to the experiment file
+//   notebook = "../notebooks/small.ipynb"    # optional: draws the figures from the runs
 //   [smoke]                                  # overrides applied by --smoke
 //   "train.steps" = 20
 //   [[runs]]
@@ -71,10 +72,9 @@ std::string resolve_data_path(const std::string& path);
 //   [runs.set]                               # overrides; a list value is swept
 //   "model.n_kv_heads" = [1, 2, 4]
 //   "train.seed" = [1, 2, 3]
-// Each [[runs]] entry expands to the cartesian product of its list values,
-// the first key varying slowest; only swept keys enter the run name. A run's
-// overrides are applied after the config's extends; with --smoke the smoke
-// overrides are applied after the run's, so they win.
+// Each [[runs]] entry expands to the cartesian product of its list values.
+// A simulator sweep has a notebook but no config and no runs: its [sweep]
+// table holds the notebook's parameters, and the notebook runs the simulator.
 struct ExperimentRun {
   std::string name;                      // e.g. "gqa-n_kv_heads=2-seed=3"
   std::vector<std::string> overrides;    // "key.path=value" (a TOML value), in file order
@@ -84,7 +84,8 @@ struct Experiment {
   std::string name;            // file stem, e.g. "quickstart"
   std::string path;
   std::string description;
-  std::string config_path;     // resolved base config
+  std::string config_path;     // resolved base config; empty for a simulator sweep
+  std::string notebook;        // resolved notebook path, or empty
   std::vector<std::string> smoke_overrides;
   std::vector<ExperimentRun> runs;
 };

@@ -442,5 +442,43 @@ TEST(Experiment, MalformedFilesNameTheProblem) {
               HasSubstr("e.toml:6: run 'a': train.seed must be an integer, got float 1.5"));
 }
 
+TEST(Experiment, SweepIsANotebookWithParameters) {
+  const std::string dir = experiment_dir("experiment_sweep");
+  write(dir, "nb.ipynb", "{}");
+  const std::string ok = write(dir, "s.toml",
+                               "description = \"a sweep\"\nnotebook = \"nb.ipynb\"\n[sweep]\npp = [4, 8]\n");
+  const Experiment e = load_experiment(ok);
+  EXPECT_EQ(e.notebook, dir + "/nb.ipynb");
+  EXPECT_TRUE(e.config_path.empty());
+  EXPECT_TRUE(e.runs.empty());
+  const auto error_of = [&](const std::string& body) {
+    const std::string path = write(dir, "e.toml", body);
+    return config_error([&] { load_experiment(path); });
+  };
+  EXPECT_THAT(error_of("description = \"d\"\nnotebook = \"none.ipynb\"\n"),
+              HasSubstr("e.toml:2: notebook = \"none.ipynb\": no such file"));
+  EXPECT_THAT(error_of("description = \"d\"\nnotebook = \"nb.ipynb\"\n[[runs]]\nname = \"a\"\n"),
+              HasSubstr("has no [[runs]]"));
+  EXPECT_THAT(error_of("description = \"d\"\nconfig = \"configs/base.toml\"\n[sweep]\nx = 1\n"
+                       "[[runs]]\nname = \"a\"\n"),
+              HasSubstr("[sweep] belongs to a notebook-only experiment"));
+  const std::string with_notebook = write(
+      dir, "t.toml",
+      "description = \"d\"\nconfig = \"configs/base.toml\"\nnotebook = \"nb.ipynb\"\n[[runs]]\nname = \"a\"\n");
+  EXPECT_EQ(load_experiment(with_notebook).notebook, dir + "/nb.ipynb");
+  EXPECT_EQ(load_experiment(with_notebook).runs.size(), 1u);
+}
+
+TEST(Experiment, EveryShippedExperimentLoads) {
+  namespace fs = std::filesystem;
+  int count = 0;
+  for (const auto& f : fs::directory_iterator(std::string(DSLAB_SOURCE_DIR) + "/experiments"))
+    if (f.path().extension() == ".toml") {
+      EXPECT_NO_THROW(load_experiment(f.path().string())) << f.path();
+      ++count;
+    }
+  EXPECT_GE(count, 1);
+}
+
 }  // namespace
 }  // namespace dslab
