@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "reference/mla.hpp"
+#include "reference/transformer.hpp"
 
 namespace dslab {
 namespace {
@@ -144,6 +145,55 @@ TEST_F(Mla, GradientsWithYarnScale) {
   a.mscale = 0.707;
   check_gradients(a);
 }
+
+// The whole transformer with attn = "mla": every coordinate of every
+// parameter (gains random too), two layers, positions that RoPE rotates.
+void check_model_gradients(const std::string& rope, int q_lora_rank) {
+  ModelArgs args;
+  args.vocab_size = 11;
+  args.dim = 8;
+  args.n_layers = 2;
+  args.n_heads = 2;
+  args.inter_dim = 12;
+  args.max_seq_len = 8;
+  args.init_std = 0.4;
+  args.attn = "mla";
+  args.q_lora_rank = q_lora_rank;
+  args.kv_lora_rank = 5;
+  args.qk_nope_head_dim = 4;
+  args.qk_rope_head_dim = 2;
+  args.v_head_dim = 3;
+  args.rope = rope;
+  const int batch = 2, seq_len = 5;
+  Rng rng(61);
+  std::vector<int> tokens, targets;
+  for (int n = 0; n < batch * seq_len; ++n) {
+    tokens.push_back(int(rng.below(args.vocab_size)));
+    targets.push_back(int(rng.below(args.vocab_size)));
+  }
+  Transformer<double> model(args);
+  model.init_weights(62);
+  for (auto& p : model.params.refs())
+    if (p.shape.size() == 1)
+      for (size_t j = 0; j < p.size(); ++j) p.data[j] = 1.0 + 0.3 * rng.normal();
+  auto loss = [&] { return model.forward(tokens, targets, batch, seq_len); };
+  model.zero_grad();
+  loss();
+  model.backward();
+  const auto params = model.params.refs();
+  const auto grads = model.grads.refs();
+  const size_t attn_tensors = q_lora_rank > 0 ? 7 : 5;
+  ASSERT_EQ(params.size(), 1 + (attn_tensors + 5) * size_t(args.n_layers) + 2);
+  for (size_t i = 0; i < params.size(); ++i) {
+    ASSERT_EQ(params[i].name, grads[i].name);
+    EXPECT_LE(gradient_error(loss, params[i].data, grads[i].data, params[i].size()), kGradTolerance)
+        << params[i].name;
+  }
+}
+
+TEST_F(Mla, ModelGradientsDecoupled) { check_model_gradients("decoupled", 6); }
+TEST_F(Mla, ModelGradientsNoRopeDirectWq) { check_model_gradients("none", 0); }
+TEST_F(Mla, ModelGradientsFullRope) { check_model_gradients("full", 6); }
 
 // ---------------------------------------------------------------------------
 // Decoding
