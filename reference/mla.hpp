@@ -65,7 +65,7 @@ template <class T> struct MlaWeights {
   std::vector<ParamRef<T>> refs(const std::string& prefix);
 };
 
-// What the forward keeps for the backward. rope: the table for rope_dim().
+// What the forward keeps for the backward.
 template <class T> struct MlaCache {
   int batch = 0, seq_len = 0;
   Tensor2<T> x;                 // [N, D] input

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <string>
@@ -194,6 +195,45 @@ void check_model_gradients(const std::string& rope, int q_lora_rank) {
 TEST_F(Mla, ModelGradientsDecoupled) { check_model_gradients("decoupled", 6); }
 TEST_F(Mla, ModelGradientsNoRopeDirectWq) { check_model_gradients("none", 0); }
 TEST_F(Mla, ModelGradientsFullRope) { check_model_gradients("full", 6); }
+
+// The same numbers, bit for bit, for any thread count (parallel loops only
+// over independent outputs).
+TEST_F(Mla, ModelIsBitwiseTheSameForAnyThreadCount) {
+  ModelArgs args;
+  args.vocab_size = 32;
+  args.dim = 32;
+  args.n_layers = 2;
+  args.n_heads = 4;
+  args.inter_dim = 48;
+  args.max_seq_len = 16;
+  args.attn = "mla";
+  args.q_lora_rank = 12;
+  args.kv_lora_rank = 10;
+  args.qk_nope_head_dim = 6;
+  args.qk_rope_head_dim = 4;
+  args.v_head_dim = 5;
+  const int batch = 3, seq_len = 16;
+  Rng rng(71);
+  std::vector<int> tokens, targets;
+  for (int n = 0; n < batch * seq_len; ++n) {
+    tokens.push_back(int(rng.below(args.vocab_size)));
+    targets.push_back(int(rng.below(args.vocab_size)));
+  }
+  auto gradients = [&](int threads) {
+    omp_set_num_threads(threads);
+    Transformer<float> model(args);
+    model.init_weights(72);
+    model.zero_grad();
+    model.forward(tokens, targets, batch, seq_len);
+    model.backward();
+    std::vector<float> g;
+    for (const auto& r : model.grads.refs()) g.insert(g.end(), r.data, r.data + r.size());
+    return g;
+  };
+  const std::vector<float> one = gradients(1), three = gradients(3);
+  ASSERT_EQ(one.size(), three.size());
+  EXPECT_EQ(std::memcmp(one.data(), three.data(), one.size() * sizeof(float)), 0);
+}
 
 // ---------------------------------------------------------------------------
 // Decoding
