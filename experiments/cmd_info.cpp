@@ -23,7 +23,6 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -170,11 +169,12 @@ AttentionParams attention_params(const Arch& a) {
   if (!a.mla) return {D * H * a.head_dim * 2 + D * a.n_kv_heads * a.head_dim * 2, 0};
   AttentionParams p;
   const int64_t rq = a.q_lora_rank, dc = a.kv_lora_rank;
-  p.matrices = rq > 0 ? D * rq + rq * H * a.qk_head_dim() : D * H * a.qk_head_dim();  // wq_a, wq_b | wq
-  p.norms = (rq > 0 ? rq : 0) + dc;                                                    // q_norm, kv_norm
-  p.matrices += D * (dc + a.qk_rope_head_dim);                                         // wkv_a
-  p.matrices += dc * H * (a.qk_nope_head_dim + a.v_head_dim);                          // wkv_b
-  p.matrices += H * a.v_head_dim * D;                                                  // wo
+  // wq_a and wq_b, or wq
+  p.matrices = rq > 0 ? D * rq + rq * H * a.qk_head_dim() : D * H * a.qk_head_dim();
+  p.norms = (rq > 0 ? rq : 0) + dc;                            // q_norm, kv_norm
+  p.matrices += D * (dc + a.qk_rope_head_dim);                 // wkv_a
+  p.matrices += dc * H * (a.qk_nope_head_dim + a.v_head_dim);  // wkv_b
+  p.matrices += H * a.v_head_dim * D;                          // wo
   return p;
 }
 
@@ -187,7 +187,8 @@ Counts count_params(const Arch& a, bool activated) {
   c.attention = L * attn.matrices;
   c.dense_ffn = a.n_dense_layers * 3 * D * a.inter_dim;
   const int64_t expert = 3 * D * a.moe_inter_dim;
-  c.moe_routed_experts = moe_layers * (activated ? a.n_activated_experts : a.n_routed_experts) * expert;
+  const int64_t routed = activated ? a.n_activated_experts : a.n_routed_experts;
+  c.moe_routed_experts = moe_layers * routed * expert;
   c.moe_shared_experts = moe_layers * a.n_shared_experts * expert;
   // The gate's weight [n_routed, D], and with sigmoid scores V3's per-expert bias.
   c.moe_gate = moe_layers * a.n_routed_experts * (D + (a.score_func == "sigmoid" ? 1 : 0));
@@ -301,8 +302,9 @@ void print_text(const std::string& model, const Json& j) {
               j.contains("rope") ? (", rope " + j["rope"].get<std::string>()).c_str() : "");
   line("params total", human(j["params_total"].get<double>()) + " (" +
                            std::to_string(j["params_total"].get<int64_t>()) + ")");
-  line("params activated per token", human(j["params_activated"].get<double>()) + " (" +
-                                         std::to_string(j["params_activated"].get<int64_t>()) + ")");
+  const double activated = j["params_activated"].get<double>();
+  line("params activated per token",
+       human(activated) + " (" + std::to_string(j["params_activated"].get<int64_t>()) + ")");
   for (const auto& [k, v] : j["params_breakdown"].items())
     if (v.get<int64_t>() > 0)
       line("  " + k, human(v.get<double>()) + " total, " +
@@ -316,8 +318,9 @@ void print_text(const std::string& model, const Json& j) {
     char share[64];
     std::snprintf(share, sizeof share, " (this model's cache is %.3g%% of it)",
                   100.0 * kv / v["elements"].get<double>());
-    line("  as " + k + (v.contains("n_kv_heads") ? " (" + v["n_kv_heads"].dump() + " kv heads)" : ""),
-         std::to_string(v["elements"].get<int64_t>()) + " elements" + share);
+    const std::string heads =
+        v.contains("n_kv_heads") ? " (" + v["n_kv_heads"].dump() + " kv heads)" : "";
+    line("  as " + k + heads, std::to_string(v["elements"].get<int64_t>()) + " elements" + share);
   }
   const Json& f = j["flops_per_token"];
   line("FLOPs per token at context " + f["context"].dump(), "");
@@ -356,7 +359,8 @@ void add_info_command(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
       "info", "Parameters (total, activated), KV cache and FLOPs per token of a model config");
-  cmd->add_option("model", o->model, "A dslab config (.toml) or DeepSeek's config.json")->required();
+  cmd->add_option("model", o->model, "A dslab config (.toml) or DeepSeek's config.json")
+      ->required();
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_option("--context", o->context, "Context length for the FLOPs per token")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30))

@@ -82,7 +82,8 @@ template <class T> Transformer<T>::Transformer(const ModelArgs& a) : args(a), pa
     mla_.validate();
     if (mla_.rope != MlaRope::None) rope_ = RopeTable(a.max_seq_len, mla_.rope_dim(), a.rope_theta);
   } else {
-    if (a.attn != "mha") throw std::invalid_argument("attn = \"" + a.attn + "\": allowed \"mha\", \"mla\"");
+    if (a.attn != "mha")
+      throw std::invalid_argument("attn = \"" + a.attn + "\": allowed \"mha\", \"mla\"");
     if (a.n_heads <= 0 || a.dim % a.n_heads != 0)
       throw std::invalid_argument("dim must be a multiple of n_heads");
     if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)

@@ -62,9 +62,11 @@ TEST_P(PublishedTotals, MatchTheReports) {
   for (const auto& [k, v] : j["params_activated_breakdown"].items()) sum_act += v.get<int64_t>();
   EXPECT_EQ(sum, j["params_total"].get<int64_t>());
   EXPECT_EQ(sum_act, j["params_activated"].get<int64_t>());
-  for (const auto& [k, v] : j["params_breakdown"].items())
-    if (k != "moe_routed_experts" && k != "embedding")
+  for (const auto& [k, v] : j["params_breakdown"].items()) {
+    if (k != "moe_routed_experts" && k != "embedding") {
       EXPECT_EQ(v, j["params_activated_breakdown"][k]) << k;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(DeepSeek, PublishedTotals,
@@ -125,9 +127,9 @@ void check_dslab_config(const std::string& path, int64_t kv_per_layer) {
 }
 
 TEST(Info, DslabMhaConfig) {
-  const RunConfig c = load_run_config(std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml");
-  check_dslab_config(std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml",
-                     2 * c.model.n_kv_heads * c.model.head_dim());
+  const std::string tiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml";
+  const RunConfig c = load_run_config(tiny);
+  check_dslab_config(tiny, 2 * c.model.n_kv_heads * c.model.head_dim());
 }
 
 TEST(Info, DslabMlaConfigs) {
@@ -163,24 +165,27 @@ TEST(Info, AttentionFlops) {
 TEST(Info, BadInputExitsWithStatus2) {
   const std::string dir = test::temp_dir("info_bad");
   std::string out;
-  EXPECT_EQ(test::run_dslab("info " + write(dir, "hf.json", "{\"hidden_size\": 4096}"), &out), 2);
+  auto info_of = [&](const std::string& name, const std::string& text) {
+    return test::run_dslab("info " + write(dir, name, text), &out);
+  };
+  EXPECT_EQ(info_of("hf.json", "{\"hidden_size\": 4096}"), 2);
   EXPECT_THAT(out, HasSubstr("unknown key \"hidden_size\""));
   EXPECT_THAT(out, HasSubstr("kv_lora_rank"));
-  EXPECT_EQ(test::run_dslab("info " + write(dir, "broken.json", "{\"dim\": "), &out), 2);
+  EXPECT_EQ(info_of("broken.json", "{\"dim\": "), 2);
   EXPECT_THAT(out, HasSubstr("not valid JSON"));
-  EXPECT_EQ(test::run_dslab("info " + write(dir, "type.json", "{\"dim\": \"big\"}"), &out), 2);
+  EXPECT_EQ(info_of("type.json", "{\"dim\": \"big\"}"), 2);
   EXPECT_THAT(out, HasSubstr("\"dim\" = \"big\" must be an integer >= 1"));
-  EXPECT_EQ(test::run_dslab("info " + write(dir, "neg.json", "{\"n_heads\": 0}"), &out), 2);
+  EXPECT_EQ(info_of("neg.json", "{\"n_heads\": 0}"), 2);
   EXPECT_THAT(out, HasSubstr("\"n_heads\" = 0 must be an integer >= 1"));
-  EXPECT_EQ(test::run_dslab("info " + write(dir, "score.json", "{\"score_func\": \"relu\"}"), &out), 2);
+  EXPECT_EQ(info_of("score.json", "{\"score_func\": \"relu\"}"), 2);
   EXPECT_THAT(out, HasSubstr("allowed \"softmax\", \"sigmoid\""));
-  EXPECT_EQ(test::run_dslab("info " + write(dir, "dense.json", "{\"n_dense_layers\": 30}"), &out), 2);
+  EXPECT_EQ(info_of("dense.json", "{\"n_dense_layers\": 30}"), 2);
   EXPECT_THAT(out, HasSubstr("\"n_dense_layers\" = 30 must be <= \"n_layers\" = 27"));
   EXPECT_EQ(test::run_dslab("info " + dir + "/missing.json", &out), 2);
   EXPECT_THAT(out, HasSubstr("is not a file"));
-  EXPECT_EQ(test::run_dslab("info " + write(dir, "model.txt", "dim = 4"), &out), 2);
+  EXPECT_EQ(info_of("model.txt", "dim = 4"), 2);
   EXPECT_THAT(out, HasSubstr("expected a .toml dslab config or a .json DeepSeek config"));
-  EXPECT_EQ(test::run_dslab("info " + write(dir, "bad.toml", "[model]\nattn = \"gqa\"\n"), &out), 2);
+  EXPECT_EQ(info_of("bad.toml", "[model]\nattn = \"gqa\"\n"), 2);
   EXPECT_THAT(out, HasSubstr("model.attn"));
   EXPECT_EQ(test::run_dslab("info " + kFixtures + "deepseek_v3_671B.json --context 0", &out), 2);
 }

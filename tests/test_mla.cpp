@@ -254,7 +254,8 @@ struct Sequence {
   RopeTable rope;
   MlaWeights<double> w;
   Tensor2<double> x, full;  // [T, D] each
-  explicit Sequence(const MlaArgs& args) : a(args), rope(rope_table(args, T)), w(random_weights(args, 41)) {
+  explicit Sequence(const MlaArgs& args)
+      : a(args), rope(rope_table(args, T)), w(random_weights(args, 41)) {
     Rng rng(42);
     x = random_matrix(rng, T, a.dim);
     MlaCache<double> cache;
