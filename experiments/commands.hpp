@@ -24,6 +24,7 @@ void add_train_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_list_command(CLI::App& app);
 void add_sample_command(CLI::App& app);
+void add_info_command(CLI::App& app);
 
 // `dslab sim ...`: one function per simulator, each adding its subcommand to `sim`.
 void add_sim_commands(CLI::App& sim);

@@ -75,6 +75,12 @@ KeySpec string_key(const char* table, const char* name, Field field, const char*
           .description = description};
 }
 
+KeySpec choice_key(const char* table, const char* name, Field field,
+                   std::vector<std::string> choices, const char* description) {
+  return {.table = table, .name = name, .type = KeyType::String, .field = field,
+          .choices = std::move(choices), .description = description};
+}
+
 // Every key of a run config, table by table; defaults come from the structs.
 const std::vector<KeySpec>& schema() {
   constexpr int64_t kMaxSteps = 1'000'000'000'000;
@@ -99,6 +105,25 @@ const std::vector<KeySpec>& schema() {
                 "epsilon inside the RMSNorm square root"),
       float_key("model", "init_std", DSLAB_FIELD(model.init_std), open_closed(0, 1),
                 "standard deviation of the initial weight matrices"),
+      choice_key("model", "attn", DSLAB_FIELD(model.attn), {"mha", "mla"},
+                 "attention: \"mha\" (GQA/MQA by n_kv_heads) or \"mla\" (latent attention)"),
+      integer_key("model", "q_lora_rank", DSLAB_FIELD(model.q_lora_rank), 0, kMaxWidth,
+                  "MLA: query compression rank d_c'; 0 for a direct wq"),
+      integer_key("model", "kv_lora_rank", DSLAB_FIELD(model.kv_lora_rank), 1, kMaxWidth,
+                  "MLA: latent width d_c, cached per token"),
+      integer_key("model", "qk_nope_head_dim", DSLAB_FIELD(model.qk_nope_head_dim), 1, kMaxWidth,
+                  "MLA: per-head query/key width without RoPE, d_h"),
+      integer_key("model", "qk_rope_head_dim", DSLAB_FIELD(model.qk_rope_head_dim), 0, kMaxWidth,
+                  "MLA: per-head width of the decoupled RoPE query and shared key, d_h^R"),
+      integer_key("model", "v_head_dim", DSLAB_FIELD(model.v_head_dim), 1, kMaxWidth,
+                  "MLA: per-head value width"),
+      choice_key("model", "rope", DSLAB_FIELD(model.rope), {"decoupled", "none", "full"},
+                 "MLA: RoPE on the decoupled dims, nowhere, or on whole query/key heads"),
+      float_key("model", "rope_factor", DSLAB_FIELD(model.rope_factor), closed(1, 1e6),
+                "MLA: YaRN factor; above 1 the softmax scale is multiplied by "
+                "(0.1 mscale ln(rope_factor) + 1)^2"),
+      float_key("model", "mscale", DSLAB_FIELD(model.mscale), open_closed(0, 100),
+                "MLA: YaRN mscale"),
 
       integer_key("train", "steps", DSLAB_FIELD(train.steps), 1, kMaxSteps,
                   "optimisation steps"),
@@ -623,18 +648,30 @@ template <class T> std::string str(T x) {
 void check_cross_fields(const Loader& L) {
   const ModelArgs& m = L.cfg.model;
   const TrainArgs& t = L.cfg.train;
-  if (m.dim % m.n_heads != 0)
-    fail_across(L, {"model.dim", "model.n_heads"},
-                "model.dim = " + str(m.dim) + " must be a multiple of model.n_heads = " +
-                    str(m.n_heads) + " (head_dim = dim / n_heads)");
-  if (m.n_heads % m.n_kv_heads != 0)
-    fail_across(L, {"model.n_heads", "model.n_kv_heads"},
-                "model.n_heads = " + str(m.n_heads) + " must be a multiple of model.n_kv_heads = " +
-                    str(m.n_kv_heads) + " (each key/value head serves an equal group of query heads)");
-  if (m.head_dim() % 2 != 0)
-    fail_across(L, {"model.dim", "model.n_heads"},
-                "head_dim = model.dim / model.n_heads = " + str(m.dim) + " / " + str(m.n_heads) +
-                    " = " + str(m.head_dim()) + " must be even (RoPE rotates pairs of dimensions)");
+  if (m.is_mla()) {
+    if (m.rope == "decoupled" && (m.qk_rope_head_dim == 0 || m.qk_rope_head_dim % 2 != 0))
+      fail_across(L, {"model.rope", "model.qk_rope_head_dim"},
+                  "model.qk_rope_head_dim = " + str(m.qk_rope_head_dim) +
+                      " must be even and > 0 with model.rope = \"decoupled\" (RoPE rotates pairs)");
+    if (m.rope == "full" && (m.qk_nope_head_dim + m.qk_rope_head_dim) % 2 != 0)
+      fail_across(L, {"model.rope", "model.qk_nope_head_dim", "model.qk_rope_head_dim"},
+                  "model.qk_nope_head_dim + model.qk_rope_head_dim = " +
+                      str(m.qk_nope_head_dim + m.qk_rope_head_dim) +
+                      " must be even with model.rope = \"full\" (RoPE rotates pairs)");
+  } else {
+    if (m.dim % m.n_heads != 0)
+      fail_across(L, {"model.dim", "model.n_heads"},
+                  "model.dim = " + str(m.dim) + " must be a multiple of model.n_heads = " +
+                      str(m.n_heads) + " (head_dim = dim / n_heads)");
+    if (m.n_heads % m.n_kv_heads != 0)
+      fail_across(L, {"model.n_heads", "model.n_kv_heads"},
+                  "model.n_heads = " + str(m.n_heads) + " must be a multiple of model.n_kv_heads = " +
+                      str(m.n_kv_heads) + " (each key/value head serves an equal group of query heads)");
+    if (m.head_dim() % 2 != 0)
+      fail_across(L, {"model.dim", "model.n_heads"},
+                  "head_dim = model.dim / model.n_heads = " + str(m.dim) + " / " + str(m.n_heads) +
+                      " = " + str(m.head_dim()) + " must be even (RoPE rotates pairs of dimensions)");
+  }
   if (t.seq_len > m.max_seq_len)
     fail_across(L, {"train.seq_len", "model.max_seq_len"},
                 "train.seq_len = " + str(t.seq_len) + " must be <= model.max_seq_len = " +

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   dslab::add_run_command(app);
   dslab::add_list_command(app);
   dslab::add_sample_command(app);
+  dslab::add_info_command(app);
   // Simulators register under `dslab sim <name>`.
   CLI::App* sim = app.add_subcommand("sim", "Simulators for what one machine cannot run for real");
   sim->require_subcommand(1);

@@ -11,6 +11,22 @@
 
 namespace dslab {
 
+MlaArgs ModelArgs::mla() const {
+  MlaArgs m;
+  m.dim = dim;
+  m.n_heads = n_heads;
+  m.q_lora_rank = q_lora_rank;
+  m.kv_lora_rank = kv_lora_rank;
+  m.qk_nope_head_dim = qk_nope_head_dim;
+  m.qk_rope_head_dim = qk_rope_head_dim;
+  m.v_head_dim = v_head_dim;
+  m.rope = parse_mla_rope(rope);
+  m.norm_eps = norm_eps;
+  m.rope_factor = rope_factor;
+  m.mscale = mscale;
+  return m;
+}
+
 template <class T> TransformerParams<T>::TransformerParams(const ModelArgs& a) {
   const size_t D = a.dim, V = a.vocab_size, hd = a.head_dim(), F = a.inter_dim;
   const size_t H = a.n_heads, KV = a.n_kv_heads;
@@ -18,10 +34,14 @@ template <class T> TransformerParams<T>::TransformerParams(const ModelArgs& a) {
   layers.resize(a.n_layers);
   for (auto& b : layers) {
     b.attn_norm = xt::zeros<T>({D});
-    b.wq = xt::zeros<T>({H * hd, D});
-    b.wk = xt::zeros<T>({KV * hd, D});
-    b.wv = xt::zeros<T>({KV * hd, D});
-    b.wo = xt::zeros<T>({D, H * hd});
+    if (a.is_mla()) {
+      b.mla = MlaWeights<T>(a.mla());
+    } else {
+      b.wq = xt::zeros<T>({H * hd, D});
+      b.wk = xt::zeros<T>({KV * hd, D});
+      b.wv = xt::zeros<T>({KV * hd, D});
+      b.wo = xt::zeros<T>({D, H * hd});
+    }
     b.ffn_norm = xt::zeros<T>({D});
     b.ffn.w1 = xt::zeros<T>({F, D});
     b.ffn.w2 = xt::zeros<T>({D, F});
@@ -38,10 +58,14 @@ template <class T> std::vector<ParamRef<T>> TransformerParams<T>::refs() {
     const std::string p = "layers." + std::to_string(l) + ".";
     auto& b = layers[l];
     r.push_back(param_ref(p + "attn_norm.weight", b.attn_norm));
-    r.push_back(param_ref(p + "attn.wq.weight", b.wq));
-    r.push_back(param_ref(p + "attn.wk.weight", b.wk));
-    r.push_back(param_ref(p + "attn.wv.weight", b.wv));
-    r.push_back(param_ref(p + "attn.wo.weight", b.wo));
+    if (b.wq.size() > 0) {
+      r.push_back(param_ref(p + "attn.wq.weight", b.wq));
+      r.push_back(param_ref(p + "attn.wk.weight", b.wk));
+      r.push_back(param_ref(p + "attn.wv.weight", b.wv));
+      r.push_back(param_ref(p + "attn.wo.weight", b.wo));
+    } else {
+      for (auto& m : b.mla.refs(p + "attn.")) r.push_back(m);
+    }
     r.push_back(param_ref(p + "ffn_norm.weight", b.ffn_norm));
     r.push_back(param_ref(p + "ffn.w1.weight", b.ffn.w1));
     r.push_back(param_ref(p + "ffn.w2.weight", b.ffn.w2));
@@ -53,11 +77,19 @@ template <class T> std::vector<ParamRef<T>> TransformerParams<T>::refs() {
 }
 
 template <class T> Transformer<T>::Transformer(const ModelArgs& a) : args(a), params(a), grads(a) {
-  if (a.n_heads <= 0 || a.dim % a.n_heads != 0)
-    throw std::invalid_argument("dim must be a multiple of n_heads");
-  if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)
-    throw std::invalid_argument("n_heads must be a multiple of n_kv_heads");
-  rope_ = RopeTable(a.max_seq_len, a.head_dim(), a.rope_theta);
+  if (a.is_mla()) {
+    mla_ = a.mla();
+    mla_.validate();
+    if (mla_.rope != MlaRope::None) rope_ = RopeTable(a.max_seq_len, mla_.rope_dim(), a.rope_theta);
+  } else {
+    if (a.attn != "mha")
+      throw std::invalid_argument("attn = \"" + a.attn + "\": allowed \"mha\", \"mla\"");
+    if (a.n_heads <= 0 || a.dim % a.n_heads != 0)
+      throw std::invalid_argument("dim must be a multiple of n_heads");
+    if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)
+      throw std::invalid_argument("n_heads must be a multiple of n_kv_heads");
+    rope_ = RopeTable(a.max_seq_len, a.head_dim(), a.rope_theta);
+  }
   cache_.resize(a.n_layers);
 }
 
@@ -88,14 +120,18 @@ template <class T> void Transformer<T>::block_forward(size_t l, const Tensor2<T>
   c.x_in = x;
   // attention sub-layer: x_mid = x + wo(attention(rope(wq a), rope(wk a), wv a)), a = attn_norm(x)
   rmsnorm_forward(c.attn_in, c.attn_rstd, x, w.attn_norm, args.norm_eps);
-  linear_forward(c.q, c.attn_in, w.wq);
-  linear_forward(c.k, c.attn_in, w.wk);
-  linear_forward(c.v, c.attn_in, w.wv);
-  rope_forward(c.q, shape_.seq_len, args.n_heads, rope_);
-  rope_forward(c.k, shape_.seq_len, args.n_kv_heads, rope_);
-  attention_forward(c.attn_out, c.probs, c.q, c.k, c.v, shape_);
   Tensor2<T>& proj = scratch_.proj;
-  linear_forward(proj, c.attn_out, w.wo);
+  if (args.is_mla()) {
+    mla_forward(proj, c.mla, c.attn_in, w.mla, mla_, rope_, shape_.batch, shape_.seq_len);
+  } else {
+    linear_forward(c.q, c.attn_in, w.wq);
+    linear_forward(c.k, c.attn_in, w.wk);
+    linear_forward(c.v, c.attn_in, w.wv);
+    rope_forward(c.q, shape_.seq_len, args.n_heads, rope_);
+    rope_forward(c.k, shape_.seq_len, args.n_kv_heads, rope_);
+    attention_forward(c.attn_out, c.probs, c.q, c.k, c.v, shape_);
+    linear_forward(proj, c.attn_out, w.wo);
+  }
   c.x_mid = x + proj;
   // feed-forward sub-layer: y = x_mid + ffn(ffn_norm(x_mid))
   rmsnorm_forward(c.ffn_in, c.ffn_rstd, c.x_mid, w.ffn_norm, args.norm_eps);
@@ -154,20 +190,24 @@ template <class T> void Transformer<T>::block_backward(size_t l, Tensor2<T>& dx)
   rmsnorm_backward(d_norm, g.ffn_norm, d_in, c.x_mid, w.ffn_norm, c.ffn_rstd);
   dx += d_norm;  // now d(x_mid)
   // Attention sub-layer.
-  Tensor2<T>& d_attn = scratch_.d_attn;
-  Tensor2<T>& dq = scratch_.dq;
-  Tensor2<T>& dk = scratch_.dk;
-  Tensor2<T>& dv = scratch_.dv;
-  linear_backward(d_attn, g.wo, dx, c.attn_out, w.wo);
-  attention_backward(dq, dk, dv, d_attn, c.q, c.k, c.v, c.probs, shape_);
-  rope_backward(dq, shape_.seq_len, args.n_heads, rope_);
-  rope_backward(dk, shape_.seq_len, args.n_kv_heads, rope_);
-  linear_backward(d_in, g.wq, dq, c.attn_in, w.wq);
-  Tensor2<T>& d_tmp = scratch_.d_tmp;
-  linear_backward(d_tmp, g.wk, dk, c.attn_in, w.wk);
-  d_in += d_tmp;
-  linear_backward(d_tmp, g.wv, dv, c.attn_in, w.wv);
-  d_in += d_tmp;
+  if (args.is_mla()) {
+    mla_backward(d_in, g.mla, dx, c.mla, w.mla, mla_, rope_);
+  } else {
+    Tensor2<T>& d_attn = scratch_.d_attn;
+    Tensor2<T>& dq = scratch_.dq;
+    Tensor2<T>& dk = scratch_.dk;
+    Tensor2<T>& dv = scratch_.dv;
+    Tensor2<T>& d_tmp = scratch_.d_tmp;
+    linear_backward(d_attn, g.wo, dx, c.attn_out, w.wo);
+    attention_backward(dq, dk, dv, d_attn, c.q, c.k, c.v, c.probs, shape_);
+    rope_backward(dq, shape_.seq_len, args.n_heads, rope_);
+    rope_backward(dk, shape_.seq_len, args.n_kv_heads, rope_);
+    linear_backward(d_in, g.wq, dq, c.attn_in, w.wq);
+    linear_backward(d_tmp, g.wk, dk, c.attn_in, w.wk);
+    d_in += d_tmp;
+    linear_backward(d_tmp, g.wv, dv, c.attn_in, w.wv);
+    d_in += d_tmp;
+  }
   rmsnorm_backward(d_norm, g.attn_norm, d_in, c.x_in, w.attn_norm, c.attn_rstd);
   dx += d_norm;  // now d(x_in)
 }

@@ -2,16 +2,20 @@
 //   x = embed[tokens]
 //   for each layer:  x = x + attn(attn_norm(x));  x = x + ffn(ffn_norm(x))
 //   logits = head(norm(x));  loss = cross_entropy(logits, targets)
-// Attention is causal with RoPE; MHA, GQA or MQA by n_kv_heads. The FFN is SwiGLU.
+// Attention is causal with RoPE: attn = "mha" gives MHA, GQA or MQA by n_kv_heads;
+// attn = "mla" gives Multi-head Latent Attention (reference/mla.hpp) with its own
+// head dims and `rope` variant. The FFN is SwiGLU.
 // Shapes: N = batch*seq_len tokens, D = dim, H = n_heads, KV = n_kv_heads,
 // d = head_dim = dim / n_heads, V = vocab_size.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "reference/attention.hpp"
 #include "reference/ffn.hpp"
+#include "reference/mla.hpp"
 #include "reference/rope.hpp"
 #include "reference/tensor.hpp"
 
@@ -28,12 +32,22 @@ struct ModelArgs {
   double rope_theta = 10000.0;
   double norm_eps = 1e-6;
   double init_std = 0.02;
+  std::string attn = "mha";  // "mha" (also GQA, MQA) or "mla"
+  // MLA only (DeepSeek's names; see reference/mla.hpp):
+  int q_lora_rank = 0;       // 0: a direct wq
+  int kv_lora_rank = 64;
+  int qk_nope_head_dim = 32, qk_rope_head_dim = 16, v_head_dim = 32;
+  std::string rope = "decoupled";  // "decoupled", "none" or "full"
+  double rope_factor = 1.0, mscale = 1.0;  // YaRN softmax factor when rope_factor > 1
   int head_dim() const { return dim / n_heads; }
+  bool is_mla() const { return attn == "mla"; }
+  MlaArgs mla() const;
 };
 
 template <class T> struct BlockParams {
   Tensor1<T> attn_norm;          // [D]
-  Tensor2<T> wq, wk, wv, wo;     // [H*d, D] [KV*d, D] [KV*d, D] [D, H*d]
+  Tensor2<T> wq, wk, wv, wo;     // attn = "mha": [H*d, D] [KV*d, D] [KV*d, D] [D, H*d]
+  MlaWeights<T> mla;             // attn = "mla" (the four above stay empty)
   Tensor1<T> ffn_norm;           // [D]
   FfnWeights<T> ffn;             // w1, w3 [inter_dim, D]; w2 [D, inter_dim]
 };
@@ -54,6 +68,7 @@ template <class T> struct BlockCache {
   Tensor2<T> x_in, attn_in, q, k, v, attn_out, x_mid, ffn_in;
   Tensor1<T> attn_rstd, ffn_rstd;
   Tensor4<T> probs;
+  MlaCache<T> mla;
   FfnCache<T> ffn;
 };
 
@@ -86,7 +101,8 @@ template <class T> class Transformer {
   void block_forward(size_t l, const Tensor2<T>& x, Tensor2<T>& y);
   void block_backward(size_t l, Tensor2<T>& dx);  // dx: in = d(output), out = d(input)
 
-  RopeTable rope_;
+  RopeTable rope_;  // head_dim wide, or MlaArgs::rope_dim() wide for MLA
+  MlaArgs mla_;     // attn = "mla" only
   AttentionShape shape_;
   std::vector<int> tokens_, targets_;
   std::vector<BlockCache<T>> cache_;

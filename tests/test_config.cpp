@@ -64,6 +64,15 @@ void expect_same_fields(const RunConfig& a, const RunConfig& b) {
   EXPECT_EQ(bits(a.model.rope_theta), bits(b.model.rope_theta));
   EXPECT_EQ(bits(a.model.norm_eps), bits(b.model.norm_eps));
   EXPECT_EQ(bits(a.model.init_std), bits(b.model.init_std));
+  EXPECT_EQ(a.model.attn, b.model.attn);
+  EXPECT_EQ(a.model.q_lora_rank, b.model.q_lora_rank);
+  EXPECT_EQ(a.model.kv_lora_rank, b.model.kv_lora_rank);
+  EXPECT_EQ(a.model.qk_nope_head_dim, b.model.qk_nope_head_dim);
+  EXPECT_EQ(a.model.qk_rope_head_dim, b.model.qk_rope_head_dim);
+  EXPECT_EQ(a.model.v_head_dim, b.model.v_head_dim);
+  EXPECT_EQ(a.model.rope, b.model.rope);
+  EXPECT_EQ(bits(a.model.rope_factor), bits(b.model.rope_factor));
+  EXPECT_EQ(bits(a.model.mscale), bits(b.model.mscale));
   EXPECT_EQ(a.train.steps, b.train.steps);
   EXPECT_EQ(a.train.batch_size, b.train.batch_size);
   EXPECT_EQ(a.train.seq_len, b.train.seq_len);
@@ -175,6 +184,47 @@ TEST(Config, CrossFieldRulesNameBothKeys) {
   EXPECT_EQ(load_error(path, {"model.n_heads=3"}),
             "--set model.n_heads=3: model.dim = 64 must be a multiple of model.n_heads = 3 "
             "(head_dim = dim / n_heads); model.dim set at " + path + ":2");
+}
+
+// attn = "mla" brings its own head dims: the MHA rules on dim / n_heads and
+// n_kv_heads no longer apply, the RoPE variant's do.
+TEST(Config, MlaKeys) {
+  const std::string dir = test::temp_dir("config_mla");
+  const RunConfig c = load_run_config(
+      write(dir, "mla.toml",
+            "[model]\nattn = \"mla\"\ndim = 66\nn_heads = 4\nn_kv_heads = 3\nq_lora_rank = 24\n"
+            "kv_lora_rank = 20\nqk_nope_head_dim = 10\nqk_rope_head_dim = 6\nv_head_dim = 12\n"
+            "rope = \"full\"\nrope_factor = 40\nmscale = 0.707\n"));
+  EXPECT_TRUE(c.model.is_mla());
+  EXPECT_EQ(c.model.mla().q_lora_rank, 24);
+  EXPECT_EQ(c.model.mla().kv_lora_rank, 20);
+  EXPECT_EQ(c.model.mla().qk_head_dim(), 16);
+  EXPECT_EQ(c.model.mla().v_head_dim, 12);
+  EXPECT_EQ(c.model.mla().rope, MlaRope::Full);
+  EXPECT_EQ(c.model.mla().rope_factor, 40.0);
+  EXPECT_EQ(c.model.mla().mscale, 0.707);
+  expect_same_fields(parse_run_config_text(c.text), c);
+  EXPECT_THAT(error_for("[model]\nattn = \"gqa\"\n"),
+              HasSubstr(":2: model.attn = \"gqa\" is not allowed: expected one of mha, mla"));
+  EXPECT_THAT(error_for("[model]\nattn = \"mla\"\nrope = \"partial\"\n"),
+              HasSubstr(":3: model.rope = \"partial\" is not allowed: expected one of decoupled, "
+                        "none, full"));
+  EXPECT_THAT(error_for("[model]\nattn = \"mla\"\nqk_rope_head_dim = 3\n"),
+              HasSubstr(":3: model.qk_rope_head_dim = 3 must be even and > 0 with model.rope = "
+                        "\"decoupled\""));
+  EXPECT_THAT(error_for("[model]\nattn = \"mla\"\nqk_rope_head_dim = 0\n"),
+              HasSubstr(":3: model.qk_rope_head_dim = 0 must be even and > 0"));
+  EXPECT_THAT(error_for("[model]\nattn = \"mla\"\nrope = \"full\"\nqk_nope_head_dim = 7\n"),
+              HasSubstr(":4: model.qk_nope_head_dim + model.qk_rope_head_dim = 23 must be even"));
+  EXPECT_THAT(error_for("[model]\nattn = \"mla\"\nkv_lora_rank = 0\n"),
+              HasSubstr(":3: model.kv_lora_rank = 0 is out of range"));
+  EXPECT_THAT(error_for("[model]\nattn = \"mla\"\nrope_factor = 0.5\n"),
+              HasSubstr(":3: model.rope_factor = 0.5 is out of range"));
+  // No RoPE at all may have no decoupled dims.
+  EXPECT_EQ(load_run_config(write(dir, "nope.toml",
+                                  "[model]\nattn = \"mla\"\nrope = \"none\"\nqk_rope_head_dim = 0\n"))
+                .model.qk_rope_head_dim,
+            0);
 }
 
 TEST(Config, SyntaxErrorHasFileAndLine) {

@@ -1,0 +1,374 @@
+// dslab info MODEL [--json]: parameter counts, KV cache and FLOPs per token of
+// a model, by closed form from its config.
+//
+// MODEL is a dslab run config (*.toml, dense SwiGLU FFN, attn = "mha" or
+// "mla") or one of DeepSeek's published inference config.json files (the keys
+// of DeepSeek-V3's inference/model.py ModelArgs, read as model.py reads them:
+// a missing key takes model.py's default, an unknown key is an error).
+//
+// Conventions:
+// - params_activated: the parameters one token multiplies by: everything but
+//   the embedding table (a lookup) and the routed experts it is not sent to.
+// - KV cache (Sec. 2.1): MHA/GQA/MQA 2 n_kv d_h per layer; MLA (d_c + d_h^R)
+//   per layer (c_KV and k_R). MLA with rope = "full" cannot absorb W^UK, so it
+//   keeps the naive cache H (d_nope + d_rope + d_v), or else keeps the latent
+//   cache and recomputes k_C = W^UK c_KV for every cached token at every step.
+// - FLOPs: 2 per multiply-add. Weights: 2 x activated matrix parameters.
+//   Attention per layer for a query at context C (positions attended):
+//   naive 2 H (d_qk + d_v) C; absorbed MLA 2 H (d_c + d_rope) C + 2 H d_c C.
+//   Prefill averages a causal sequence of C tokens: context (C + 1) / 2.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "experiments/commands.hpp"
+#include "experiments/config.hpp"
+
+namespace dslab {
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// The architecture, whichever file it came from.
+struct Arch {
+  std::string source;           // "dslab config" or "DeepSeek config.json"
+  int64_t vocab_size = 0, dim = 0, n_layers = 0;
+  int64_t n_dense_layers = 0, inter_dim = 0;  // dense SwiGLU FFN layers come first
+  int64_t moe_inter_dim = 0, n_routed_experts = 0, n_shared_experts = 0, n_activated_experts = 0;
+  std::string score_func = "softmax";
+  bool mla = false;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0, head_dim = 0;  // MHA/GQA/MQA
+  int64_t q_lora_rank = 0, kv_lora_rank = 0, qk_nope_head_dim = 0, qk_rope_head_dim = 0,
+          v_head_dim = 0;
+  std::string rope = "decoupled";
+  int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+};
+
+Arch from_dslab_config(const std::string& path) {
+  const ModelArgs m = load_run_config(path).model;
+  Arch a;
+  a.source = "dslab config";
+  a.vocab_size = m.vocab_size;
+  a.dim = m.dim;
+  a.n_layers = m.n_layers;
+  a.n_dense_layers = m.n_layers;
+  a.inter_dim = m.inter_dim;
+  a.mla = m.is_mla();
+  a.n_heads = m.n_heads;
+  a.n_kv_heads = m.n_kv_heads;
+  a.head_dim = m.head_dim();
+  a.q_lora_rank = m.q_lora_rank;
+  a.kv_lora_rank = m.kv_lora_rank;
+  a.qk_nope_head_dim = m.qk_nope_head_dim;
+  a.qk_rope_head_dim = m.qk_rope_head_dim;
+  a.v_head_dim = m.v_head_dim;
+  a.rope = m.rope;
+  return a;
+}
+
+// DeepSeek-V3 inference/model.py ModelArgs: every key and its default.
+const std::map<std::string, Json>& deepseek_keys() {
+  static const std::map<std::string, Json> keys = {
+      {"max_batch_size", 8}, {"max_seq_len", 4096 * 4}, {"dtype", "bf16"},
+      {"scale_fmt", nullptr}, {"vocab_size", 102400}, {"dim", 2048}, {"inter_dim", 10944},
+      {"moe_inter_dim", 1408}, {"n_layers", 27}, {"n_dense_layers", 1}, {"n_heads", 16},
+      {"n_routed_experts", 64}, {"n_shared_experts", 2}, {"n_activated_experts", 6},
+      {"n_expert_groups", 1}, {"n_limited_groups", 1}, {"score_func", "softmax"},
+      {"route_scale", 1.0}, {"q_lora_rank", 0}, {"kv_lora_rank", 512},
+      {"qk_nope_head_dim", 128}, {"qk_rope_head_dim", 64}, {"v_head_dim", 128},
+      {"original_seq_len", 4096}, {"rope_theta", 10000.0}, {"rope_factor", 40},
+      {"beta_fast", 32}, {"beta_slow", 1}, {"mscale", 1.0}};
+  return keys;
+}
+
+Arch from_deepseek_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw BadInput("cannot read '" + path + "'");
+  Json j;
+  try {
+    j = Json::parse(in);
+  } catch (const Json::parse_error& e) {
+    throw BadInput(path + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw BadInput(path + ": expected a JSON object of model.py ModelArgs keys");
+  std::string allowed;
+  for (const auto& [k, v] : deepseek_keys()) allowed += (allowed.empty() ? "" : ", ") + k;
+  for (const auto& [k, v] : j.items())
+    if (!deepseek_keys().count(k))
+      throw BadInput(path + ": unknown key \"" + k + "\"; DeepSeek's inference configs use " +
+                     allowed);
+  auto integer = [&](const std::string& key, int64_t min) {
+    const Json& v = j.contains(key) ? j[key] : deepseek_keys().at(key);
+    if (!v.is_number_integer() || v.get<int64_t>() < min)
+      throw BadInput(path + ": \"" + key + "\" = " + v.dump() + " must be an integer >= " +
+                     std::to_string(min));
+    return v.get<int64_t>();
+  };
+  Arch a;
+  a.source = "DeepSeek config.json";
+  a.vocab_size = integer("vocab_size", 1);
+  a.dim = integer("dim", 1);
+  a.n_layers = integer("n_layers", 1);
+  a.n_dense_layers = integer("n_dense_layers", 0);
+  a.inter_dim = integer("inter_dim", 1);
+  a.moe_inter_dim = integer("moe_inter_dim", 1);
+  a.n_routed_experts = integer("n_routed_experts", 1);
+  a.n_shared_experts = integer("n_shared_experts", 0);
+  a.n_activated_experts = integer("n_activated_experts", 1);
+  a.mla = true;
+  a.n_heads = integer("n_heads", 1);
+  a.q_lora_rank = integer("q_lora_rank", 0);
+  a.kv_lora_rank = integer("kv_lora_rank", 1);
+  a.qk_nope_head_dim = integer("qk_nope_head_dim", 1);
+  a.qk_rope_head_dim = integer("qk_rope_head_dim", 0);
+  a.v_head_dim = integer("v_head_dim", 1);
+  const Json& sf = j.contains("score_func") ? j["score_func"] : deepseek_keys().at("score_func");
+  if (!sf.is_string() || (sf != "softmax" && sf != "sigmoid"))
+    throw BadInput(path + ": \"score_func\" = " + sf.dump() + ": allowed \"softmax\", \"sigmoid\"");
+  a.score_func = sf.get<std::string>();
+  if (a.n_dense_layers > a.n_layers)
+    throw BadInput(path + ": \"n_dense_layers\" = " + std::to_string(a.n_dense_layers) +
+                   " must be <= \"n_layers\" = " + std::to_string(a.n_layers));
+  if (a.n_activated_experts > a.n_routed_experts)
+    throw BadInput(path + ": \"n_activated_experts\" = " + std::to_string(a.n_activated_experts) +
+                   " must be <= \"n_routed_experts\" = " + std::to_string(a.n_routed_experts));
+  return a;
+}
+
+// ---------------------------------------------------------------------------
+// Parameters
+
+struct Counts {
+  int64_t embedding = 0, attention = 0, dense_ffn = 0, moe_routed_experts = 0,
+          moe_shared_experts = 0, moe_gate = 0, norms = 0, head = 0;
+  int64_t total() const {
+    return embedding + attention + dense_ffn + moe_routed_experts + moe_shared_experts + moe_gate +
+           norms + head;
+  }
+  Json json() const {
+    return {{"embedding", embedding}, {"attention", attention}, {"dense_ffn", dense_ffn},
+            {"moe_routed_experts", moe_routed_experts}, {"moe_shared_experts", moe_shared_experts},
+            {"moe_gate", moe_gate}, {"norms", norms}, {"head", head}};
+  }
+};
+
+// One attention layer's matrices and its norms (q_norm, kv_norm) separately.
+struct AttentionParams {
+  int64_t matrices = 0, norms = 0;
+};
+
+AttentionParams attention_params(const Arch& a) {
+  const int64_t D = a.dim, H = a.n_heads;
+  if (!a.mla) return {D * H * a.head_dim * 2 + D * a.n_kv_heads * a.head_dim * 2, 0};
+  AttentionParams p;
+  const int64_t rq = a.q_lora_rank, dc = a.kv_lora_rank;
+  // wq_a and wq_b, or wq
+  p.matrices = rq > 0 ? D * rq + rq * H * a.qk_head_dim() : D * H * a.qk_head_dim();
+  p.norms = (rq > 0 ? rq : 0) + dc;                            // q_norm, kv_norm
+  p.matrices += D * (dc + a.qk_rope_head_dim);                 // wkv_a
+  p.matrices += dc * H * (a.qk_nope_head_dim + a.v_head_dim);  // wkv_b
+  p.matrices += H * a.v_head_dim * D;                          // wo
+  return p;
+}
+
+// All parameters (activated = false) or those one token multiplies by.
+Counts count_params(const Arch& a, bool activated) {
+  Counts c;
+  const int64_t D = a.dim, L = a.n_layers, moe_layers = a.n_layers - a.n_dense_layers;
+  const AttentionParams attn = attention_params(a);
+  c.embedding = activated ? 0 : a.vocab_size * D;
+  c.attention = L * attn.matrices;
+  c.dense_ffn = a.n_dense_layers * 3 * D * a.inter_dim;
+  const int64_t expert = 3 * D * a.moe_inter_dim;
+  const int64_t routed = activated ? a.n_activated_experts : a.n_routed_experts;
+  c.moe_routed_experts = moe_layers * routed * expert;
+  c.moe_shared_experts = moe_layers * a.n_shared_experts * expert;
+  // The gate's weight [n_routed, D], and with sigmoid scores V3's per-expert bias.
+  c.moe_gate = moe_layers * a.n_routed_experts * (D + (a.score_func == "sigmoid" ? 1 : 0));
+  c.norms = L * (2 * D + attn.norms) + D;  // attn_norm, ffn_norm (+ q_norm, kv_norm); final norm
+  c.head = a.vocab_size * D;
+  return c;
+}
+
+// ---------------------------------------------------------------------------
+// KV cache and FLOPs
+
+// Elements cached per token and layer when decoding.
+int64_t kv_cache_per_layer(const Arch& a) {
+  if (!a.mla) return 2 * a.n_kv_heads * a.head_dim;
+  if (a.rope == "full") return a.n_heads * (a.qk_head_dim() + a.v_head_dim);
+  return a.kv_lora_rank + a.qk_rope_head_dim;
+}
+
+// Attention FLOPs of one query at context C (positions attended), one layer.
+double naive_attention_flops(const Arch& a, double C) {
+  if (!a.mla) return 2.0 * a.n_heads * 2 * a.head_dim * C;
+  return 2.0 * a.n_heads * (a.qk_head_dim() + a.v_head_dim) * C;
+}
+double absorbed_attention_flops(const Arch& a, double C) {
+  return 2.0 * a.n_heads * (a.kv_lora_rank + a.qk_rope_head_dim) * C +
+         2.0 * a.n_heads * a.kv_lora_rank * C;
+}
+// rope = "full" from the latent cache: k_C = W^UK c_KV for every cached token, every step.
+double recompute_keys_flops(const Arch& a, double C) {
+  return 2.0 * a.n_heads * a.qk_nope_head_dim * a.kv_lora_rank * C;
+}
+
+Json cache_entry(int64_t elements) {
+  return {{"elements", elements}, {"bf16_bytes", 2 * elements}, {"fp8_bytes", elements}};
+}
+
+Json describe(const Arch& a, int64_t context, int64_t gqa_groups) {
+  const Counts total = count_params(a, false), act = count_params(a, true);
+  const int64_t L = a.n_layers;
+  const int64_t kv = L * kv_cache_per_layer(a);
+  Json j;
+  j["source"] = a.source;
+  j["attn"] = a.mla ? "mla" : "mha";
+  if (a.mla) j["rope"] = a.rope;
+  j["params_total"] = total.total();
+  j["params_activated"] = act.total();
+  j["params_breakdown"] = total.json();
+  j["params_activated_breakdown"] = act.json();
+  j["kv_cache_elements_per_token"] = kv;
+  j["kv_cache_bytes_per_token"] = {{"bf16", 2 * kv}, {"fp8", kv}};
+  // MHA/GQA/MQA with the same query heads; per-head width d_h = qk_nope_head_dim for MLA.
+  const int64_t d_h = a.mla ? a.qk_nope_head_dim : a.head_dim, H = a.n_heads;
+  const int64_t groups = std::min(gqa_groups, H);
+  Json cmp;
+  cmp["mha"] = cache_entry(L * 2 * H * d_h);
+  cmp["gqa"] = cache_entry(L * 2 * groups * d_h);
+  cmp["gqa"]["n_kv_heads"] = groups;
+  cmp["mqa"] = cache_entry(L * 2 * d_h);
+  if (a.mla) {
+    cmp["mla"] = cache_entry(L * (a.kv_lora_rank + a.qk_rope_head_dim));
+    cmp["mla_naive"] = cache_entry(L * H * (a.qk_head_dim() + a.v_head_dim));
+  }
+  cmp["head_dim"] = d_h;
+  j["kv_cache_comparison"] = cmp;
+
+  // Matrices only: everything activated but the norm gains and the V3 gate bias.
+  const double weight_flops =
+      2.0 * double(act.total() - act.norms -
+                   (a.score_func == "sigmoid" ? (L - a.n_dense_layers) * a.n_routed_experts : 0));
+  const double C = double(context);
+  Json f;
+  f["context"] = context;
+  f["weights"] = weight_flops;
+  f["prefill"] = weight_flops + L * naive_attention_flops(a, (C + 1) / 2);
+  const double naive = weight_flops + L * naive_attention_flops(a, C);
+  if (!a.mla) {
+    f["decode"] = naive;
+  } else if (a.rope == "full") {
+    f["decode"] = naive;
+    f["decode_naive"] = naive;
+    f["decode_latent_recompute"] =
+        weight_flops + L * (absorbed_attention_flops(a, C) + recompute_keys_flops(a, C));
+  } else {
+    const double absorbed = weight_flops + L * absorbed_attention_flops(a, C);
+    f["decode"] = absorbed;
+    f["decode_naive"] = naive;
+    f["decode_absorbed"] = absorbed;
+  }
+  j["flops_per_token"] = f;
+  return j;
+}
+
+std::string human(double x) {
+  char buf[32];
+  const char* units[] = {"", "K", "M", "B", "T"};
+  int u = 0;
+  while (std::abs(x) >= 1000 && u < 4) {
+    x /= 1000;
+    ++u;
+  }
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f%s" : "%.3g%s", x, units[u]);
+  return buf;
+}
+
+void print_text(const std::string& model, const Json& j) {
+  auto line = [](const std::string& key, const std::string& value) {
+    std::printf("  %-34s %s\n", key.c_str(), value.c_str());
+  };
+  std::printf("%s (%s, attn %s%s)\n", model.c_str(), j["source"].get<std::string>().c_str(),
+              j["attn"].get<std::string>().c_str(),
+              j.contains("rope") ? (", rope " + j["rope"].get<std::string>()).c_str() : "");
+  line("params total", human(j["params_total"].get<double>()) + " (" +
+                           std::to_string(j["params_total"].get<int64_t>()) + ")");
+  const double activated = j["params_activated"].get<double>();
+  line("params activated per token",
+       human(activated) + " (" + std::to_string(j["params_activated"].get<int64_t>()) + ")");
+  for (const auto& [k, v] : j["params_breakdown"].items())
+    if (v.get<int64_t>() > 0)
+      line("  " + k, human(v.get<double>()) + " total, " +
+                         human(j["params_activated_breakdown"][k].get<double>()) + " activated");
+  const int64_t kv = j["kv_cache_elements_per_token"];
+  line("KV cache per token (all layers)", std::to_string(kv) + " elements, " +
+                                              human(2.0 * kv) + "B bf16, " + human(double(kv)) +
+                                              "B fp8");
+  for (const auto& [k, v] : j["kv_cache_comparison"].items()) {
+    if (!v.is_object()) continue;
+    char share[64];
+    std::snprintf(share, sizeof share, " (this model's cache is %.3g%% of it)",
+                  100.0 * kv / v["elements"].get<double>());
+    const std::string heads =
+        v.contains("n_kv_heads") ? " (" + v["n_kv_heads"].dump() + " kv heads)" : "";
+    line("  as " + k + heads, std::to_string(v["elements"].get<int64_t>()) + " elements" + share);
+  }
+  const Json& f = j["flops_per_token"];
+  line("FLOPs per token at context " + f["context"].dump(), "");
+  for (const auto& [k, v] : f.items())
+    if (k != "context") line("  " + k, human(v.get<double>()));
+}
+
+void run_info(const std::string& model, bool json, int64_t context, int64_t gqa_groups) {
+  namespace fs = std::filesystem;
+  if (!fs::is_regular_file(model))
+    throw BadInput("'" + model + "' is not a file; give a dslab config (.toml) or a DeepSeek "
+                   "config.json");
+  const std::string ext = fs::path(model).extension().string();
+  Arch a;
+  if (ext == ".json")
+    a = from_deepseek_json(model);
+  else if (ext == ".toml")
+    a = from_dslab_config(model);
+  else
+    throw BadInput("'" + model + "': expected a .toml dslab config or a .json DeepSeek config");
+  const Json j = describe(a, context, gqa_groups);
+  if (json)
+    std::cout << j.dump(2) << "\n";
+  else
+    print_text(model, j);
+}
+
+}  // namespace
+
+void add_info_command(CLI::App& app) {
+  struct Options {
+    std::string model;
+    bool json = false;
+    int64_t context = 4096, gqa_groups = 8;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand(
+      "info", "Parameters (total, activated), KV cache and FLOPs per token of a model config");
+  cmd->add_option("model", o->model, "A dslab config (.toml) or DeepSeek's config.json")
+      ->required();
+  cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->add_option("--context", o->context, "Context length for the FLOPs per token")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30))
+      ->capture_default_str();
+  cmd->add_option("--gqa-groups", o->gqa_groups, "Key/value heads of the GQA comparison")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  cmd->callback([o] { run_info(o->model, o->json, o->context, o->gqa_groups); });
+}
+
+}  // namespace dslab

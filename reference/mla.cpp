@@ -1,0 +1,408 @@
+#include "reference/mla.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include <xtensor/xview.hpp>
+
+#include "reference/attention.hpp"
+#include "reference/gemm.hpp"
+#include "reference/linear.hpp"
+#include "reference/rmsnorm.hpp"
+
+namespace dslab {
+
+const char* mla_rope_name(MlaRope r) {
+  switch (r) {
+    case MlaRope::Decoupled: return "decoupled";
+    case MlaRope::None: return "none";
+    case MlaRope::Full: return "full";
+  }
+  return "?";
+}
+
+MlaRope parse_mla_rope(const std::string& name) {
+  for (MlaRope r : {MlaRope::Decoupled, MlaRope::None, MlaRope::Full})
+    if (name == mla_rope_name(r)) return r;
+  throw std::invalid_argument("rope = \"" + name + "\": allowed \"decoupled\", \"none\", \"full\"");
+}
+
+double MlaArgs::softmax_scale() const {
+  double scale = 1.0 / std::sqrt(double(qk_head_dim()));
+  if (rope_factor > 1) {
+    const double m = 0.1 * mscale * std::log(rope_factor) + 1.0;
+    scale *= m * m;
+  }
+  return scale;
+}
+
+int MlaArgs::rope_dim() const {
+  switch (rope) {
+    case MlaRope::Decoupled: return qk_rope_head_dim;
+    case MlaRope::Full: return qk_head_dim();
+    case MlaRope::None: return 0;
+  }
+  return 0;
+}
+
+void MlaArgs::validate() const {
+  auto need = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument("MLA: " + what);
+  };
+  need(dim > 0 && n_heads > 0, "dim and n_heads must be positive");
+  need(q_lora_rank >= 0, "q_lora_rank must be >= 0 (0: a direct wq)");
+  need(kv_lora_rank > 0, "kv_lora_rank must be positive");
+  need(qk_nope_head_dim > 0 && v_head_dim > 0, "qk_nope_head_dim and v_head_dim must be positive");
+  need(qk_rope_head_dim >= 0, "qk_rope_head_dim must be >= 0");
+  if (rope == MlaRope::Decoupled)
+    need(qk_rope_head_dim > 0 && qk_rope_head_dim % 2 == 0,
+         "rope = \"decoupled\" needs an even qk_rope_head_dim > 0");
+  if (rope == MlaRope::Full)
+    need(qk_head_dim() % 2 == 0, "rope = \"full\" needs qk_nope_head_dim + qk_rope_head_dim even");
+  need(rope_factor >= 1 && mscale > 0, "rope_factor must be >= 1 and mscale > 0");
+}
+
+template <class T> MlaWeights<T>::MlaWeights(const MlaArgs& a) {
+  const size_t D = a.dim, H = a.n_heads, dqk = a.qk_head_dim(), dc = a.kv_lora_rank;
+  const size_t dr = a.qk_rope_head_dim, dn = a.qk_nope_head_dim, dv = a.v_head_dim;
+  const size_t rq = a.q_lora_rank;
+  if (rq > 0) {
+    wq_a = xt::zeros<T>({rq, D});
+    q_norm = xt::zeros<T>({rq});
+    wq_b = xt::zeros<T>({H * dqk, rq});
+  } else {
+    wq = xt::zeros<T>({H * dqk, D});
+  }
+  wkv_a = xt::zeros<T>({dc + dr, D});
+  kv_norm = xt::zeros<T>({dc});
+  wkv_b = xt::zeros<T>({H * (dn + dv), dc});
+  wo = xt::zeros<T>({D, H * dv});
+}
+
+template <class T> std::vector<ParamRef<T>> MlaWeights<T>::refs(const std::string& p) {
+  std::vector<ParamRef<T>> r;
+  if (wq_a.size() > 0) {
+    r.push_back(param_ref(p + "wq_a.weight", wq_a));
+    r.push_back(param_ref(p + "q_norm.weight", q_norm));
+    r.push_back(param_ref(p + "wq_b.weight", wq_b));
+  } else {
+    r.push_back(param_ref(p + "wq.weight", wq));
+  }
+  r.push_back(param_ref(p + "wkv_a.weight", wkv_a));
+  r.push_back(param_ref(p + "kv_norm.weight", kv_norm));
+  r.push_back(param_ref(p + "wkv_b.weight", wkv_b));
+  r.push_back(param_ref(p + "wo.weight", wo));
+  return r;
+}
+
+namespace {
+
+// Rotates the pairs of the table.d numbers at p by the angles of position pos
+// (sign -1: the inverse rotation, which is the transpose), as rope.hpp does.
+template <class T> void rotate(T* p, long pos, const RopeTable& table, double sign) {
+  for (int i = 0; i < table.d / 2; ++i) {
+    const T c = T(table.cos(pos, i)), s = T(sign * table.sin(pos, i));
+    const T x0 = p[2 * i], x1 = p[2 * i + 1];
+    p[2 * i] = x0 * c - x1 * s;
+    p[2 * i + 1] = x0 * s + x1 * c;
+  }
+}
+
+// Rotates, in every row n (position n % seq_len) of x and every one of its
+// n_heads heads of width head_stride, the table.d numbers starting at `offset`.
+template <class T>
+void rotate_heads(Tensor2<T>& x, int seq_len, int n_heads, int head_stride, int offset,
+                  const RopeTable& table, double sign) {
+  const long N = x.shape(0), width = x.shape(1);
+#pragma omp parallel for schedule(static)
+  for (long n = 0; n < N; ++n)
+    for (int h = 0; h < n_heads; ++h)
+      rotate(x.data() + n * width + long(h) * head_stride + offset, n % seq_len, table, sign);
+}
+
+// The query heads [q_C; q_R] (Eq. (8)-(9), (12) before RoPE): wq_b q_norm(wq_a x) or wq x.
+template <class T>
+void query_forward(MlaCache<T>& c, const Tensor2<T>& x, const MlaWeights<T>& w, const MlaArgs& a) {
+  if (a.q_lora_rank > 0) {
+    linear_forward(c.q_a, x, w.wq_a);                              // W^DQ h, Eq. (8)
+    rmsnorm_forward(c.c_q, c.q_rstd, c.q_a, w.q_norm, a.norm_eps);  // c_Q
+    linear_forward(c.q, c.c_q, w.wq_b);                            // W^UQ c_Q, W^QR c_Q
+  } else {
+    linear_forward(c.q, x, w.wq);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void mla_forward(Tensor2<T>& out, MlaCache<T>& c, const Tensor2<T>& x, const MlaWeights<T>& w,
+                 const MlaArgs& a, const RopeTable& rope, int batch, int seq_len) {
+  const int H = a.n_heads, dn = a.qk_nope_head_dim, dr = a.qk_rope_head_dim;
+  const int dv = a.v_head_dim, dc = a.kv_lora_rank, dqk = a.qk_head_dim();
+  const long N = long(batch) * seq_len;
+  if (x.shape(0) != size_t(N) || x.shape(1) != size_t(a.dim))
+    throw std::invalid_argument("mla_forward: x must be [batch*seq_len, dim]");
+  if (a.rope != MlaRope::None && (rope.d != a.rope_dim() || rope.cos.shape(0) < size_t(seq_len)))
+    throw std::invalid_argument("mla_forward: the RoPE table does not fit rope_dim() and seq_len");
+  c.batch = batch;
+  c.seq_len = seq_len;
+  c.x = x;
+
+  // c_KV = kv_norm(W^DKV h) and the unrotated W^KR h, from one wkv_a   [N, d_c + d_rope]
+  Tensor2<T> kv_a;
+  linear_forward(kv_a, x, w.wkv_a);
+  c.c_kv_pre = xt::view(kv_a, xt::all(), xt::range(0, dc));
+  rmsnorm_forward(c.c_kv, c.kv_rstd, c.c_kv_pre, w.kv_norm, a.norm_eps);
+
+  // Eq. (6)-(7): k_C = W^UK c_KV, v_C = W^UV c_KV, head h's rows of wkv_b being [W^UK_h; W^UV_h]
+  Tensor2<T> kv_b;  // [N, H*(d_nope + d_v)]
+  linear_forward(kv_b, c.c_kv, w.wkv_b);
+
+  // Eq. (8)-(9), (12): each query head is [q_C; q_R] (unrotated yet)   [N, H*d_qk]
+  query_forward(c, x, w, a);
+
+  // Eq. (12)-(13): RoPE on q_R and on the one k_R
+  if (a.rope == MlaRope::Decoupled) {
+    rotate_heads(c.q, seq_len, H, dqk, dn, rope, 1.0);
+    rotate_heads(kv_a, seq_len, 1, 0, dc, rope, 1.0);
+  }
+
+  // Eq. (14)-(15): k_h = [k_C,h; k_R] with k_R shared by all heads; v_h = v_C,h
+  ensure_shape(c.k, {size_t(N), size_t(H * dqk)});
+  ensure_shape(c.v, {size_t(N), size_t(H * dv)});
+  for (long n = 0; n < N; ++n)
+    for (int h = 0; h < H; ++h) {
+      const T* src = &kv_b(n, h * (dn + dv));
+      T* k = &c.k(n, h * dqk);
+      for (int i = 0; i < dn; ++i) k[i] = src[i];
+      for (int i = 0; i < dr; ++i) k[dn + i] = kv_a(n, dc + i);
+      for (int i = 0; i < dv; ++i) c.v(n, h * dv + i) = src[dn + i];
+    }
+  // rope = Full: Eq. (10)-(11), the rotation over each whole query and key head
+  if (a.rope == MlaRope::Full) {
+    rotate_heads(c.q, seq_len, H, dqk, 0, rope, 1.0);
+    rotate_heads(c.k, seq_len, H, dqk, 0, rope, 1.0);
+  }
+
+  // Eq. (16): o_h = sum_j softmax_j(q_h . k_j,h / sqrt(d_nope + d_rope)) v_j,h
+  const AttentionShape s{batch, seq_len, H, H, dqk, dv, a.softmax_scale()};
+  attention_forward(c.o, c.probs, c.q, c.k, c.v, s);
+  // Eq. (17): u = W^O [o_1; ...; o_H]
+  linear_forward(out, c.o, w.wo);
+}
+
+template <class T>
+void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, const MlaCache<T>& c,
+                  const MlaWeights<T>& w, const MlaArgs& a, const RopeTable& rope) {
+  const int H = a.n_heads, dn = a.qk_nope_head_dim, dr = a.qk_rope_head_dim;
+  const int dv = a.v_head_dim, dc = a.kv_lora_rank, dqk = a.qk_head_dim();
+  const long N = long(c.batch) * c.seq_len;
+
+  // Eq. (17), (16)
+  Tensor2<T> d_o, dq, dk, dv_;
+  linear_backward(d_o, g.wo, dout, c.o, w.wo);
+  const AttentionShape s{c.batch, c.seq_len, H, H, dqk, dv, a.softmax_scale()};
+  attention_backward(dq, dk, dv_, d_o, c.q, c.k, c.v, c.probs, s);
+  if (a.rope == MlaRope::Full) {
+    rotate_heads(dq, c.seq_len, H, dqk, 0, rope, -1.0);
+    rotate_heads(dk, c.seq_len, H, dqk, 0, rope, -1.0);
+  }
+
+  // Eq. (15), (14): d k_C,h and d v_C,h back into wkv_b's output; d k_R sums over heads
+  Tensor2<T> d_kv_b = xt::zeros<T>({size_t(N), size_t(H * (dn + dv))});
+  Tensor2<T> d_kv_a = xt::zeros<T>({size_t(N), size_t(dc + dr)});
+  for (long n = 0; n < N; ++n)
+    for (int h = 0; h < H; ++h) {
+      T* dst = &d_kv_b(n, h * (dn + dv));
+      const T* dkh = &dk(n, h * dqk);
+      for (int i = 0; i < dn; ++i) dst[i] = dkh[i];
+      for (int i = 0; i < dr; ++i) d_kv_a(n, dc + i) += dkh[dn + i];
+      for (int i = 0; i < dv; ++i) dst[dn + i] = dv_(n, h * dv + i);
+    }
+
+  // Eq. (13), (12): the inverse rotations
+  if (a.rope == MlaRope::Decoupled) {
+    rotate_heads(d_kv_a, c.seq_len, 1, 0, dc, rope, -1.0);
+    rotate_heads(dq, c.seq_len, H, dqk, dn, rope, -1.0);
+  }
+
+  // Eq. (6)-(7) and kv_norm, into the c_KV part of wkv_a's output
+  Tensor2<T> d_ckv, d_ckv_pre;
+  linear_backward(d_ckv, g.wkv_b, d_kv_b, c.c_kv, w.wkv_b);
+  rmsnorm_backward(d_ckv_pre, g.kv_norm, d_ckv, c.c_kv_pre, w.kv_norm, c.kv_rstd);
+  xt::view(d_kv_a, xt::all(), xt::range(0, dc)) = d_ckv_pre;
+  linear_backward(dx, g.wkv_a, d_kv_a, c.x, w.wkv_a);
+
+  // Eq. (9), (8): the query path
+  Tensor2<T> d_tmp;
+  if (a.q_lora_rank > 0) {
+    Tensor2<T> d_cq, d_qa;
+    linear_backward(d_cq, g.wq_b, dq, c.c_q, w.wq_b);
+    rmsnorm_backward(d_qa, g.q_norm, d_cq, c.q_a, w.q_norm, c.q_rstd);
+    linear_backward(d_tmp, g.wq_a, d_qa, c.x, w.wq_a);
+  } else {
+    linear_backward(d_tmp, g.wq, dq, c.x, w.wq);
+  }
+  dx += d_tmp;
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+template <class T> MlaLatentCache<T>::MlaLatentCache(const MlaArgs& a, int max_len) {
+  kv = xt::zeros<T>({size_t(max_len), size_t(a.kv_lora_rank)});
+  pe = xt::zeros<T>({size_t(max_len), size_t(a.qk_rope_head_dim)});
+}
+
+template <class T> MlaNaiveCache<T>::MlaNaiveCache(const MlaArgs& a, int max_len) {
+  k = xt::zeros<T>({size_t(max_len), size_t(a.n_heads) * a.qk_head_dim()});
+  v = xt::zeros<T>({size_t(max_len), size_t(a.n_heads) * a.v_head_dim});
+}
+
+namespace {
+
+// In-place softmax of each of `rows` rows of `cols` numbers.
+template <class T> void softmax_rows(T* s, int rows, int cols) {
+  for (int r = 0; r < rows; ++r) {
+    T* row = s + long(r) * cols;
+    T m = row[0];
+    for (int j = 1; j < cols; ++j) m = std::max(m, row[j]);
+    T sum = 0;
+    for (int j = 0; j < cols; ++j) sum += (row[j] = std::exp(row[j] - m));
+    for (int j = 0; j < cols; ++j) row[j] /= sum;
+  }
+}
+
+// One token: the query heads (RoPE'd for Decoupled), c_KV = kv_norm(..) and
+// k_R (RoPE'd for Decoupled), as the forward computes them.
+template <class T> struct TokenProjections {
+  Tensor2<T> q, kv_a, c_kv;  // [1, H*d_qk], [1, d_c + d_rope], [1, d_c]
+};
+
+template <class T>
+TokenProjections<T> project_token(const T* x, long pos, const MlaWeights<T>& w, const MlaArgs& a,
+                                  const RopeTable& rope) {
+  const int dc = a.kv_lora_rank, dn = a.qk_nope_head_dim, dqk = a.qk_head_dim();
+  Tensor2<T> xt_ = xt::zeros<T>({size_t(1), size_t(a.dim)});
+  std::copy(x, x + a.dim, xt_.data());
+  MlaCache<T> c;
+  query_forward(c, xt_, w, a);
+  TokenProjections<T> p;
+  p.q = std::move(c.q);
+  linear_forward(p.kv_a, xt_, w.wkv_a);
+  const Tensor2<T> c_kv_pre = xt::view(p.kv_a, xt::all(), xt::range(0, dc));
+  Tensor1<T> rstd;
+  rmsnorm_forward(p.c_kv, rstd, c_kv_pre, w.kv_norm, a.norm_eps);
+  if (a.rope == MlaRope::Decoupled) {
+    for (int h = 0; h < a.n_heads; ++h) rotate(p.q.data() + long(h) * dqk + dn, pos, rope, 1.0);
+    rotate(p.kv_a.data() + dc, pos, rope, 1.0);
+  }
+  return p;
+}
+
+void check_room(int len, size_t max_len, const RopeTable& rope, const MlaArgs& a) {
+  if (size_t(len) >= max_len) throw std::invalid_argument("MLA decode: the cache is full");
+  if (a.rope != MlaRope::None && size_t(len) >= rope.cos.shape(0))
+    throw std::invalid_argument("MLA decode: position beyond the RoPE table");
+}
+
+}  // namespace
+
+template <class T>
+void mla_decode_absorbed(T* out, const T* x, MlaLatentCache<T>& cache, const MlaWeights<T>& w,
+                         const MlaArgs& a, const RopeTable& rope) {
+  if (a.rope == MlaRope::Full)
+    throw std::invalid_argument(
+        "MLA decode: rope = \"full\" rotates k_C, so W^UK cannot be absorbed; use the naive cache");
+  check_room(cache.len, cache.kv.shape(0), rope, a);
+  const int H = a.n_heads, dn = a.qk_nope_head_dim, dr = a.qk_rope_head_dim;
+  const int dv = a.v_head_dim, dc = a.kv_lora_rank, dqk = a.qk_head_dim();
+  const int t = cache.len, L = t + 1;
+  const TokenProjections<T> p = project_token(x, t, w, a, rope);
+  std::copy(p.c_kv.data(), p.c_kv.data() + dc, &cache.kv(t, 0));
+  std::copy(p.kv_a.data() + dc, p.kv_a.data() + dc + dr, &cache.pe(t, 0));
+  cache.len = L;
+
+  // W^UK folded into the query: q_abs,h = W^UK_h^T q_C,h   [H, d_c]
+  const long ld_b = long(dn + dv) * dc;  // wkv_b numbers per head
+  std::vector<T> q_abs(size_t(H) * dc), scores(size_t(H) * L), o_lat(size_t(H) * dc);
+  for (int h = 0; h < H; ++h)
+    gemm_serial<T>(false, false, 1, dc, dn, T(1), p.q.data() + long(h) * dqk, dn,
+                   w.wkv_b.data() + h * ld_b, dc, T(0), q_abs.data() + long(h) * dc, dc);
+  // Scores of all heads against the one shared latent key: MQA of width d_c + d_rope.
+  const T scale = T(a.softmax_scale());
+  gemm_serial<T>(false, true, H, L, dc, scale, q_abs.data(), dc, cache.kv.data(), dc, T(0),
+                 scores.data(), L);
+  if (dr > 0)
+    gemm_serial<T>(false, true, H, L, dr, scale, p.q.data() + dn, dqk, cache.pe.data(), dr, T(1),
+                   scores.data(), L);
+  softmax_rows(scores.data(), H, L);
+  // o_lat,h = sum_j p_hj c_j; then W^UV after the weights: o_h = W^UV_h o_lat,h
+  gemm_serial<T>(false, false, H, dc, L, T(1), scores.data(), L, cache.kv.data(), dc, T(0),
+                 o_lat.data(), dc);
+  Tensor2<T> o = xt::zeros<T>({size_t(1), size_t(H * dv)}), u;
+  for (int h = 0; h < H; ++h)
+    gemm_serial<T>(false, true, 1, dv, dc, T(1), o_lat.data() + long(h) * dc, dc,
+                   w.wkv_b.data() + h * ld_b + long(dn) * dc, dc, T(0), o.data() + long(h) * dv,
+                   dv);
+  linear_forward(u, o, w.wo);  // Eq. (17)
+  std::copy(u.data(), u.data() + a.dim, out);
+}
+
+template <class T>
+void mla_decode_naive(T* out, const T* x, MlaNaiveCache<T>& cache, const MlaWeights<T>& w,
+                      const MlaArgs& a, const RopeTable& rope) {
+  check_room(cache.len, cache.k.shape(0), rope, a);
+  const int H = a.n_heads, dn = a.qk_nope_head_dim, dr = a.qk_rope_head_dim;
+  const int dv = a.v_head_dim, dc = a.kv_lora_rank, dqk = a.qk_head_dim();
+  const int t = cache.len, L = t + 1;
+  TokenProjections<T> p = project_token(x, t, w, a, rope);
+  // Eq. (6)-(7), (15): the full key and value heads of this token, into the cache
+  Tensor2<T> kv_b;
+  linear_forward(kv_b, p.c_kv, w.wkv_b);
+  for (int h = 0; h < H; ++h) {
+    T* k = &cache.k(t, h * dqk);
+    for (int i = 0; i < dn; ++i) k[i] = kv_b(0, h * (dn + dv) + i);
+    for (int i = 0; i < dr; ++i) k[dn + i] = p.kv_a(0, dc + i);
+    for (int i = 0; i < dv; ++i) cache.v(t, h * dv + i) = kv_b(0, h * (dn + dv) + dn + i);
+    if (a.rope == MlaRope::Full) {
+      rotate(k, t, rope, 1.0);
+      rotate(p.q.data() + long(h) * dqk, t, rope, 1.0);
+    }
+  }
+  cache.len = L;
+  // Eq. (16), head by head over the cached keys and values
+  const T scale = T(a.softmax_scale());
+  const int ldk = H * dqk, ldv = H * dv;
+  std::vector<T> scores(size_t(H) * L);
+  Tensor2<T> o = xt::zeros<T>({size_t(1), size_t(H * dv)}), u;
+  for (int h = 0; h < H; ++h)
+    gemm_serial<T>(false, true, 1, L, dqk, scale, p.q.data() + long(h) * dqk, dqk,
+                   cache.k.data() + long(h) * dqk, ldk, T(0), scores.data() + long(h) * L, L);
+  softmax_rows(scores.data(), H, L);
+  for (int h = 0; h < H; ++h)
+    gemm_serial<T>(false, false, 1, dv, L, T(1), scores.data() + long(h) * L, L,
+                   cache.v.data() + long(h) * dv, ldv, T(0), o.data() + long(h) * dv, dv);
+  linear_forward(u, o, w.wo);  // Eq. (17)
+  std::copy(u.data(), u.data() + a.dim, out);
+}
+
+#define DSLAB_INSTANTIATE(T)                                                                     \
+  template struct MlaWeights<T>;                                                                 \
+  template struct MlaLatentCache<T>;                                                             \
+  template struct MlaNaiveCache<T>;                                                              \
+  template void mla_forward<T>(Tensor2<T>&, MlaCache<T>&, const Tensor2<T>&,                     \
+                               const MlaWeights<T>&, const MlaArgs&, const RopeTable&, int, int); \
+  template void mla_backward<T>(Tensor2<T>&, MlaWeights<T>&, const Tensor2<T>&,                  \
+                                const MlaCache<T>&, const MlaWeights<T>&, const MlaArgs&,        \
+                                const RopeTable&);                                               \
+  template void mla_decode_absorbed<T>(T*, const T*, MlaLatentCache<T>&, const MlaWeights<T>&,   \
+                                       const MlaArgs&, const RopeTable&);                        \
+  template void mla_decode_naive<T>(T*, const T*, MlaNaiveCache<T>&, const MlaWeights<T>&,       \
+                                    const MlaArgs&, const RopeTable&);
+DSLAB_INSTANTIATE(float)
+DSLAB_INSTANTIATE(double)
+#undef DSLAB_INSTANTIATE
+
+}  // namespace dslab

@@ -1,0 +1,203 @@
+// dslab info: parameter counts against the published totals of DeepSeek-V3,
+// V2 and V2-Lite (tests/fixtures/, their inference config.json keys) and
+// against the tensors of the reference transformer; KV-cache sizes against
+// the figures in the review and the V2/V3 reports; FLOPs against the model's
+// tensors and the attention closed forms; bad input exits with status 2.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "experiments/config.hpp"
+#include "reference/transformer.hpp"
+#include "tests/test_support.hpp"
+
+using testing::HasSubstr;
+
+namespace dslab {
+namespace {
+
+using Json = nlohmann::json;
+
+const std::string kFixtures = std::string(DSLAB_SOURCE_DIR) + "/tests/fixtures/";
+
+Json info(const std::string& model, const std::string& options = "") {
+  std::string out;
+  const int rc = test::run_dslab("info " + model + " --json " + options, &out);
+  EXPECT_EQ(rc, 0) << out;
+  return Json::parse(out);
+}
+
+std::string write(const std::string& dir, const std::string& name, const std::string& text) {
+  std::ofstream(dir + "/" + name) << text;
+  return dir + "/" + name;
+}
+
+// Published: total and activated parameters, in billions, as the reports give them.
+struct Published {
+  std::string file;
+  double total_b, activated_b, total_unit;  // total_unit: the last digit published
+};
+
+// The totals must round to the published figures. Activated counts are
+// published to two digits and depend on what is counted: here everything a
+// token multiplies by (no embedding lookup), which gives 36.6B, 20.9B and
+// 2.45B; they must lie within 3% of 37B, 21B and 2.4B.
+class PublishedTotals : public ::testing::TestWithParam<Published> {};
+
+TEST_P(PublishedTotals, MatchTheReports) {
+  const Published& p = GetParam();
+  const Json j = info(kFixtures + p.file);
+  const double total = j["params_total"].get<double>() / 1e9;
+  const double activated = j["params_activated"].get<double>() / 1e9;
+  EXPECT_LE(std::abs(total - p.total_b), p.total_unit / 2) << total << "B";
+  EXPECT_LE(std::abs(activated - p.activated_b) / p.activated_b, 0.03) << activated << "B";
+  // The parts add up, and only the routed experts and the embedding differ.
+  int64_t sum = 0, sum_act = 0;
+  for (const auto& [k, v] : j["params_breakdown"].items()) sum += v.get<int64_t>();
+  for (const auto& [k, v] : j["params_activated_breakdown"].items()) sum_act += v.get<int64_t>();
+  EXPECT_EQ(sum, j["params_total"].get<int64_t>());
+  EXPECT_EQ(sum_act, j["params_activated"].get<int64_t>());
+  for (const auto& [k, v] : j["params_breakdown"].items()) {
+    if (k != "moe_routed_experts" && k != "embedding") {
+      EXPECT_EQ(v, j["params_activated_breakdown"][k]) << k;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(DeepSeek, PublishedTotals,
+                         ::testing::Values(Published{"deepseek_v3_671B.json", 671, 37, 1},
+                                           Published{"deepseek_v2_236B.json", 236, 21, 1},
+                                           Published{"deepseek_v2_lite_16B.json", 15.7, 2.4, 0.1}));
+
+// Sec. 2.1 and FACTS: V3 caches 576 x 61 = 35,136 elements per token, 1.76% of
+// MHA's 2 n_h d_h l = 1,998,848.
+TEST(Info, V3KvCache) {
+  const Json j = info(kFixtures + "deepseek_v3_671B.json");
+  EXPECT_EQ(j["kv_cache_elements_per_token"], 35136);
+  EXPECT_EQ(j["kv_cache_bytes_per_token"]["bf16"], 2 * 35136);
+  EXPECT_EQ(j["kv_cache_bytes_per_token"]["fp8"], 35136);
+  const Json& cmp = j["kv_cache_comparison"];
+  EXPECT_EQ(cmp["mha"]["elements"], 1998848);
+  EXPECT_NEAR(100.0 * 35136 / cmp["mha"]["elements"].get<double>(), 1.76, 0.005);
+  EXPECT_EQ(cmp["mqa"]["elements"], 2 * 128 * 61);
+  EXPECT_EQ(cmp["gqa"]["elements"], 2 * 8 * 128 * 61);
+  EXPECT_EQ(info(kFixtures + "deepseek_v3_671B.json", "--gqa-groups 16")["kv_cache_comparison"]
+               ["gqa"]["elements"],
+            2 * 16 * 128 * 61);
+}
+
+// Review Sec. 2.1.3: with d_c = 4 d_h and d_h^R = d_h / 2, V2 caches 9/2 d_h l
+// per token; the V2 report's 34.6K elements.
+TEST(Info, V2KvCache) {
+  const Json j = info(kFixtures + "deepseek_v2_236B.json");
+  const double per_layer = j["kv_cache_elements_per_token"].get<double>() / 60;
+  EXPECT_EQ(per_layer / 128, 4.5);
+  EXPECT_EQ(std::round(j["kv_cache_elements_per_token"].get<double>() / 100) / 10, 34.6);
+}
+
+// model.py's ModelArgs defaults are the 16B (V2-Lite) config: an empty
+// config.json reads as that file.
+TEST(Info, MissingKeysTakeModelPyDefaults) {
+  const std::string dir = test::temp_dir("info_defaults");
+  const Json empty = info(write(dir, "empty.json", "{}"));
+  const Json lite = info(kFixtures + "deepseek_v2_lite_16B.json");
+  EXPECT_EQ(empty["params_total"], lite["params_total"]);
+  EXPECT_EQ(empty["params_activated"], lite["params_activated"]);
+}
+
+// A dslab config: the closed form equals the reference transformer's tensor
+// count; the weight FLOPs are twice its matrices other than the embedding.
+void check_dslab_config(const std::string& path, int64_t kv_per_layer) {
+  const RunConfig cfg = load_run_config(path);
+  Transformer<float> model(cfg.model);
+  const Json j = info(path);
+  EXPECT_EQ(j["params_total"].get<size_t>(), model.num_parameters()) << path;
+  double matrices = 0;
+  for (const auto& p : model.params.refs())
+    if (p.shape.size() == 2 && p.name != "embed.weight") matrices += double(p.size());
+  EXPECT_EQ(j["flops_per_token"]["weights"].get<double>(), 2 * matrices) << path;
+  EXPECT_EQ(j["params_activated"].get<double>(),
+            double(model.num_parameters()) - double(cfg.model.vocab_size) * cfg.model.dim);
+  EXPECT_EQ(j["kv_cache_elements_per_token"], kv_per_layer * cfg.model.n_layers) << path;
+}
+
+TEST(Info, DslabMhaConfig) {
+  const std::string tiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml";
+  const RunConfig c = load_run_config(tiny);
+  check_dslab_config(tiny, 2 * c.model.n_kv_heads * c.model.head_dim());
+}
+
+TEST(Info, DslabMlaConfigs) {
+  const std::string dir = test::temp_dir("info_mla");
+  const std::string base =
+      "[model]\ndim = 64\nn_heads = 4\nn_layers = 3\nattn = \"mla\"\nkv_lora_rank = 24\n"
+      "qk_nope_head_dim = 16\nqk_rope_head_dim = 8\nv_head_dim = 12\n";
+  check_dslab_config(write(dir, "decoupled.toml", base + "q_lora_rank = 32\n"), 24 + 8);
+  check_dslab_config(write(dir, "none.toml", base + "rope = \"none\"\n"), 24 + 8);
+  // Full RoPE keeps the naive cache: every head's key and value.
+  check_dslab_config(write(dir, "full.toml", base + "rope = \"full\"\n"), 4 * (16 + 8 + 12));
+}
+
+// Per layer and query at context C: naive 2 H (d_qk + d_v) C, absorbed
+// 2 H (d_c + d_rope) C + 2 H d_c C; prefill averages (C + 1) / 2 over a
+// causal sequence.
+TEST(Info, AttentionFlops) {
+  const Json a = info(kFixtures + "deepseek_v3_671B.json", "--context 1000");
+  const Json b = info(kFixtures + "deepseek_v3_671B.json", "--context 3000");
+  const double L = 61, H = 128, C = 1000;
+  const Json &fa = a["flops_per_token"], &fb = b["flops_per_token"];
+  EXPECT_EQ(fa["context"], 1000);
+  EXPECT_EQ(fa["weights"], fb["weights"]);
+  EXPECT_DOUBLE_EQ(fa["decode_naive"].get<double>() - fa["weights"].get<double>(),
+                   L * 2 * H * (192 + 128) * C);
+  EXPECT_DOUBLE_EQ(fa["decode_absorbed"].get<double>() - fa["weights"].get<double>(),
+                   L * (2 * H * (512 + 64) * C + 2 * H * 512 * C));
+  EXPECT_EQ(fa["decode"], fa["decode_absorbed"]);
+  EXPECT_DOUBLE_EQ(fb["prefill"].get<double>() - fa["prefill"].get<double>(),
+                   L * 2 * H * (192 + 128) * (3001.0 - 1001.0) / 2);
+}
+
+TEST(Info, BadInputExitsWithStatus2) {
+  const std::string dir = test::temp_dir("info_bad");
+  std::string out;
+  auto info_of = [&](const std::string& name, const std::string& text) {
+    return test::run_dslab("info " + write(dir, name, text), &out);
+  };
+  EXPECT_EQ(info_of("hf.json", "{\"hidden_size\": 4096}"), 2);
+  EXPECT_THAT(out, HasSubstr("unknown key \"hidden_size\""));
+  EXPECT_THAT(out, HasSubstr("kv_lora_rank"));
+  EXPECT_EQ(info_of("broken.json", "{\"dim\": "), 2);
+  EXPECT_THAT(out, HasSubstr("not valid JSON"));
+  EXPECT_EQ(info_of("type.json", "{\"dim\": \"big\"}"), 2);
+  EXPECT_THAT(out, HasSubstr("\"dim\" = \"big\" must be an integer >= 1"));
+  EXPECT_EQ(info_of("neg.json", "{\"n_heads\": 0}"), 2);
+  EXPECT_THAT(out, HasSubstr("\"n_heads\" = 0 must be an integer >= 1"));
+  EXPECT_EQ(info_of("score.json", "{\"score_func\": \"relu\"}"), 2);
+  EXPECT_THAT(out, HasSubstr("allowed \"softmax\", \"sigmoid\""));
+  EXPECT_EQ(info_of("dense.json", "{\"n_dense_layers\": 30}"), 2);
+  EXPECT_THAT(out, HasSubstr("\"n_dense_layers\" = 30 must be <= \"n_layers\" = 27"));
+  EXPECT_EQ(test::run_dslab("info " + dir + "/missing.json", &out), 2);
+  EXPECT_THAT(out, HasSubstr("is not a file"));
+  EXPECT_EQ(info_of("model.txt", "dim = 4"), 2);
+  EXPECT_THAT(out, HasSubstr("expected a .toml dslab config or a .json DeepSeek config"));
+  EXPECT_EQ(info_of("bad.toml", "[model]\nattn = \"gqa\"\n"), 2);
+  EXPECT_THAT(out, HasSubstr("model.attn"));
+  EXPECT_EQ(test::run_dslab("info " + kFixtures + "deepseek_v3_671B.json --context 0", &out), 2);
+}
+
+TEST(Info, TextOutputNamesTheTotals) {
+  std::string out;
+  ASSERT_EQ(test::run_dslab("info " + kFixtures + "deepseek_v3_671B.json", &out), 0) << out;
+  const Json j = info(kFixtures + "deepseek_v3_671B.json");
+  EXPECT_THAT(out, HasSubstr("params total"));
+  EXPECT_THAT(out, HasSubstr("671B (" + j["params_total"].dump() + ")"));
+  EXPECT_THAT(out, HasSubstr(j["kv_cache_elements_per_token"].dump() + " elements"));
+}
+
+}  // namespace
+}  // namespace dslab
