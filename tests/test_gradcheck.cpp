@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/finite_difference.hpp"
 #include "reference/attention.hpp"
 #include "reference/cross_entropy.hpp"
 #include "reference/embedding.hpp"
@@ -35,49 +36,17 @@
 namespace dslab {
 namespace {
 
-constexpr double kStep = 5e-4;       // h of the central difference
 constexpr double kTolerance = 1e-8;  // max error / max |analytic gradient|, per tensor
 
-// Richardson-extrapolated central difference of f() with respect to *x.
-double numeric_derivative(const std::function<double()>& f, double* x, double h = kStep) {
-  const double x0 = *x;
-  auto central = [&](double s) {
-    *x = x0 + s;
-    const double up = f();
-    *x = x0 - s;
-    const double down = f();
-    *x = x0;
-    return (up - down) / (2 * s);
-  };
-  const double d_h = central(h), d_half = central(h / 2);
-  return (4 * d_half - d_h) / 3;
-}
-
-// max |numeric - analytic| / max |analytic| over the coordinates `which`
-// of one tensor x[n] whose analytic gradient is grad[n].
-double gradient_error(const std::function<double()>& f, double* x, const double* grad,
-                      const std::vector<size_t>& which) {
-  double max_err = 0, max_grad = 0;
-  for (size_t j : which) {
-    max_err = std::max(max_err, std::abs(numeric_derivative(f, x + j) - grad[j]));
-    max_grad = std::max(max_grad, std::abs(grad[j]));
-  }
-  EXPECT_GT(max_grad, 0.0) << "an all-zero gradient checks nothing";
-  return max_err / max_grad;
-}
-
-std::vector<size_t> all_of(size_t n) {
-  std::vector<size_t> idx(n);
-  for (size_t j = 0; j < n; ++j) idx[j] = j;
-  return idx;
-}
+using test::gradient_error;
+using test::numeric_derivative;
 
 // Checks every coordinate of tensor x against its analytic gradient.
 template <class E, class G>
 void expect_gradient(const std::string& name, const std::function<double()>& f, E& x,
                      const G& grad) {
   ASSERT_EQ(x.size(), grad.size()) << name;
-  const double err = gradient_error(f, x.data(), grad.data(), all_of(x.size()));
+  const double err = gradient_error(f, x.data(), grad.data(), x.size());
   EXPECT_LE(err, kTolerance) << name;
 }
 
@@ -301,7 +270,7 @@ TEST_F(Gradcheck, TransformerEveryParameter) {
   for (size_t i = 0; i < params.size(); ++i) {
     ASSERT_EQ(params[i].name, grads[i].name);
     const double err =
-        gradient_error(loss, params[i].data, grads[i].data, all_of(params[i].size()));
+        gradient_error(loss, params[i].data, grads[i].data, params[i].size());
     EXPECT_LE(err, kTolerance) << params[i].name;
   }
 }

@@ -18,37 +18,15 @@
 #include <string>
 #include <vector>
 
+#include "tests/finite_difference.hpp"
 #include "reference/moe.hpp"
 
 namespace dslab {
 namespace {
 
-constexpr double kStep = 5e-4;
 constexpr double kTolerance = 1e-8;
 
-double numeric_derivative(const std::function<double()>& f, double* x) {
-  const double x0 = *x;
-  auto central = [&](double s) {
-    *x = x0 + s;
-    const double up = f();
-    *x = x0 - s;
-    const double down = f();
-    *x = x0;
-    return (up - down) / (2 * s);
-  };
-  return (4 * central(kStep / 2) - central(kStep)) / 3;
-}
-
-// max |numeric - analytic| / max |analytic| over all of x.
-double gradient_error(const std::function<double()>& f, double* x, const double* grad, size_t n) {
-  double max_err = 0, max_grad = 0;
-  for (size_t j = 0; j < n; ++j) {
-    max_err = std::max(max_err, std::abs(numeric_derivative(f, x + j) - grad[j]));
-    max_grad = std::max(max_grad, std::abs(grad[j]));
-  }
-  EXPECT_GT(max_grad, 0.0) << "an all-zero gradient checks nothing";
-  return max_err / max_grad;
-}
+using test::gradient_error;
 
 template <size_t R>
 xt::xtensor<double, R> random_tensor(Rng& rng, const std::array<size_t, R>& shape, double scale = 1.0) {
