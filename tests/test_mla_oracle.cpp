@@ -200,8 +200,7 @@ class MlaOracle : public ::testing::Test {
 
   static void expect_close(const std::string& what, const double* ours,
                            const std::vector<size_t>& shape, const oracle::Array& torch) {
-    ASSERT_EQ(shape, torch.shape) << what;
-    EXPECT_LE(oracle::relative_error(ours, torch.data), kTolerance) << what;
+    oracle::expect_close(what, ours, shape, torch, kTolerance);
   }
 
   static void check_layer(const LayerCase& c) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <H5Cpp.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -67,6 +68,13 @@ inline double relative_error(const double* ours, const std::vector<double>& orac
     max_ref = std::max(max_ref, std::abs(oracle[j]));
   }
   return max_diff / max_ref;
+}
+
+// Expects `ours` (of `shape`) to match the oracle's tensor to `tolerance`.
+inline void expect_close(const std::string& what, const double* ours,
+                         const std::vector<size_t>& shape, const Array& oracle, double tolerance) {
+  ASSERT_EQ(shape, oracle.shape) << what;
+  EXPECT_LE(relative_error(ours, oracle.data), tolerance) << what;
 }
 
 // Runs tests/oracle/<script> on in_path, which writes out_path. Returns an
