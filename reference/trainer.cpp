@@ -15,7 +15,8 @@ double Trainer::evaluate() {
   double total = 0;
   for (int i = 0; i < args.eval_batches; ++i) {
     Batch b = eval_batch(corpus_.val, args.batch_size, args.seq_len, i, args.eval_batches);
-    total += model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
+    model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
+    total += model.loss_parts().at("main");
   }
   return total / args.eval_batches;
 }
@@ -24,7 +25,8 @@ StepReport Trainer::train_step() {
   const auto t0 = std::chrono::steady_clock::now();
   Batch b = train_batch(corpus_.train, args.batch_size, args.seq_len, args.seed, step);
   model.zero_grad();
-  const double loss = model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
+  model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
+  const double loss = model.loss_parts().at("main");
   model.backward();
   auto grads = model.grads.refs();
   const double norm = global_grad_norm(grads);
@@ -45,6 +47,8 @@ StepReport Trainer::train_step() {
   r.tokens_per_second = double(args.batch_size) * args.seq_len / seconds;
   metrics["step"].push_back(double(step));
   metrics["train_loss"].push_back(loss);
+  for (const auto& [name, value] : model.loss_parts())
+    if (name != "main") metrics["loss_" + name].push_back(value);
   metrics["lr"].push_back(lr);
   metrics["grad_norm"].push_back(norm);
   metrics["tokens_per_second"].push_back(r.tokens_per_second);

@@ -2,7 +2,8 @@
 //   for each step: batch(seed, step) -> forward -> backward -> clip -> AdamW(lr(step))
 // Every `eval_every` steps (and at the last) the validation loss is measured
 // on fixed windows. Metrics are kept as named columns, one value per step
-// (val_* columns one per evaluation).
+// (val_* columns one per evaluation). train_loss and val_loss are the main
+// next-token loss; the other terms of the objective are kept as loss_<name>.
 #pragma once
 
 #include <cstdint>

@@ -114,9 +114,9 @@ template <class T> void Transformer<T>::zero_grad() {
   for (auto& g : grads.refs()) std::fill(g.data, g.data + g.size(), T(0));
 }
 
-template <class T> void Transformer<T>::block_forward(size_t l, const Tensor2<T>& x, Tensor2<T>& y) {
-  const auto& w = params.layers[l];
-  auto& c = cache_[l];
+template <class T>
+void Transformer<T>::block_forward(const BlockParams<T>& w, BlockCache<T>& c, const Tensor2<T>& x,
+                                   Tensor2<T>& y) {
   c.x_in = x;
   // attention sub-layer: x_mid = x + wo(attention(rope(wq a), rope(wk a), wv a)), a = attn_norm(x)
   rmsnorm_forward(c.attn_in, c.attn_rstd, x, w.attn_norm, args.norm_eps);
@@ -152,7 +152,7 @@ void Transformer<T>::forward_hidden(const std::vector<int>& tokens, int batch, i
   Tensor2<T>& y = scratch_.y;
   embedding_forward(x, tokens, params.embed);
   for (size_t l = 0; l < cache_.size(); ++l) {
-    block_forward(l, x, y);
+    block_forward(params.layers[l], cache_[l], x, y);
     std::swap(x, y);
   }
   std::swap(x_final_, x);
@@ -168,7 +168,9 @@ T Transformer<T>::forward(const std::vector<int>& tokens, const std::vector<int>
     if (t < 0 || t >= args.vocab_size) throw std::invalid_argument("target id out of range");
   forward_hidden(tokens, batch, seq_len);
   targets_ = targets;
-  return cross_entropy_forward(probs_, losses_, logits_, targets);
+  const T main = cross_entropy_forward(probs_, losses_, logits_, targets);
+  loss_parts_ = {{"main", double(main)}};
+  return main;
 }
 
 template <class T>
@@ -176,13 +178,13 @@ const Tensor2<T>& Transformer<T>::forward_logits(const std::vector<int>& tokens,
                                                  int seq_len) {
   forward_hidden(tokens, batch, seq_len);
   targets_.clear();
+  loss_parts_.clear();
   return logits_;
 }
 
-template <class T> void Transformer<T>::block_backward(size_t l, Tensor2<T>& dx) {
-  const auto& w = params.layers[l];
-  auto& g = grads.layers[l];
-  auto& c = cache_[l];
+template <class T>
+void Transformer<T>::block_backward(const BlockParams<T>& w, BlockParams<T>& g, BlockCache<T>& c,
+                                    Tensor2<T>& dx) {
   // dx holds d(y). Feed-forward sub-layer: d(x_mid) = dy + ffn_norm^T ffn^T dy
   Tensor2<T>& d_in = scratch_.d_in;
   Tensor2<T>& d_norm = scratch_.d_norm;
@@ -220,7 +222,7 @@ template <class T> void Transformer<T>::backward() {
   cross_entropy_backward(dlogits, probs_, targets_, T(1));
   linear_backward(dh, grads.head, dlogits, h_final_, params.head);
   rmsnorm_backward(dx, grads.norm, dh, x_final_, params.norm, final_rstd_);
-  for (size_t l = cache_.size(); l-- > 0;) block_backward(l, dx);
+  for (size_t l = cache_.size(); l-- > 0;) block_backward(params.layers[l], grads.layers[l], cache_[l], dx);
   embedding_backward(grads.embed, dx, tokens_);
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -80,10 +81,13 @@ template <class T> class Transformer {
   // 1/sqrt(2 n_layers), unit RMSNorm gains.
   void init_weights(uint64_t seed);
 
-  // tokens, targets: [batch*seq_len], row-major by sequence. Returns the mean
-  // cross-entropy and keeps what backward needs.
+  // tokens, targets: [batch*seq_len], row-major by sequence. Returns the
+  // training objective (the sum of loss_parts()) and keeps what backward needs.
   T forward(const std::vector<int>& tokens, const std::vector<int>& targets, int batch,
             int seq_len);
+  // The terms of the last forward's objective by name: "main" is the mean
+  // cross-entropy of the next-token head; other terms appear when configured.
+  const std::map<std::string, double>& loss_parts() const { return loss_parts_; }
   // Logits [batch*seq_len, V] of the last forward (or of forward_logits).
   const Tensor2<T>& logits() const { return logits_; }
   // Forward without a loss, for sampling.
@@ -98,8 +102,10 @@ template <class T> class Transformer {
 
  private:
   void forward_hidden(const std::vector<int>& tokens, int batch, int seq_len);
-  void block_forward(size_t l, const Tensor2<T>& x, Tensor2<T>& y);
-  void block_backward(size_t l, Tensor2<T>& dx);  // dx: in = d(output), out = d(input)
+  // One pre-norm block with weights w, keeping what backward needs in c.
+  void block_forward(const BlockParams<T>& w, BlockCache<T>& c, const Tensor2<T>& x, Tensor2<T>& y);
+  // dx: in = d(output), out = d(input); weight gradients accumulate into g.
+  void block_backward(const BlockParams<T>& w, BlockParams<T>& g, BlockCache<T>& c, Tensor2<T>& dx);
 
   RopeTable rope_;  // head_dim wide, or MlaArgs::rope_dim() wide for MLA
   MlaArgs mla_;     // attn = "mla" only
@@ -108,6 +114,7 @@ template <class T> class Transformer {
   std::vector<BlockCache<T>> cache_;
   Tensor2<T> x_final_, h_final_, logits_, probs_;
   Tensor1<T> final_rstd_, losses_;
+  std::map<std::string, double> loss_parts_;
   // Temporaries of forward and backward, kept from step to step: fresh
   // buffers would cost a page fault per 4 KiB on every step.
   struct Scratch {
