@@ -102,6 +102,13 @@ void write_run(H5::Group& root, const RunInfo& info, Trainer& trainer, bool comp
   for (const auto& p : trainer.model.params.refs()) write_floats(model, p.name, p.shape, p.data);
 }
 
+// Tensors kept for the simulators; result files only.
+void write_captured(H5::Group& root, const Trainer& trainer) {
+  if (trainer.captured.empty()) return;
+  H5::Group group = root.createGroup("captured");
+  for (const auto& [name, t] : trainer.captured) write_floats(group, name, t.shape, t.data.data());
+}
+
 // AdamW's step count and moments, each moment in its parameter's shape.
 void write_optimizer(H5::Group& root, Trainer& trainer) {
   const auto refs = trainer.model.params.refs();
@@ -252,7 +259,10 @@ std::string checkpoint_path(const std::string& result_path) {
 }
 
 void write_result(const std::string& path, const RunInfo& info, Trainer& trainer) {
-  write_whole(path, [&](H5::Group& root) { write_run(root, info, trainer, true); });
+  write_whole(path, [&](H5::Group& root) {
+    write_run(root, info, trainer, true);
+    write_captured(root, trainer);
+  });
 }
 
 void write_checkpoint(const std::string& path, const RunInfo& info, Trainer& trainer) {

@@ -6,6 +6,8 @@
 //                           (step, train_loss, lr, grad_norm, tokens_per_second,
 //                           step_seconds, val_step, val_loss)
 //   /model/<param name>     the final weights (float32, their shapes)
+//   /captured/<name>        tensors kept for the simulators (Trainer::captured),
+//                           float32 in their shapes; result files only
 //   attributes on /: dslab_version, git_commit (strings), seed, threads,
 //                    steps (steps completed), num_parameters, complete = 1
 //                    (integers), wall_seconds (float64)

@@ -34,6 +34,14 @@ struct TrainArgs {
 
 using Metrics = std::map<std::string, std::vector<double>>;
 
+// A tensor kept for the simulators (router logits for `dslab sim balance
+// replay`, GEMM inputs for `dslab sim fp8 quantize --dist hdf5`); result files
+// store it as /captured/<name>.
+struct CapturedTensor {
+  std::vector<size_t> shape;
+  std::vector<float> data;  // row-major
+};
+
 // What one step reports to whoever drives the loop (progress, checkpoints).
 struct StepReport {
   int64_t step = 0, steps = 0;  // step just finished (1-based count), of total
@@ -59,6 +67,7 @@ class Trainer {
   AdamW<float> optimizer;
   int64_t step = 0;    // steps completed
   Metrics metrics;
+  std::map<std::string, CapturedTensor> captured;
 
  private:
   const ByteCorpus& corpus_;
