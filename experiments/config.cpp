@@ -81,6 +81,11 @@ KeySpec choice_key(const char* table, const char* name, Field field,
           .choices = std::move(choices), .description = description};
 }
 
+KeySpec bool_key(const char* table, const char* name, Field field, const char* description) {
+  return {.table = table, .name = name, .type = KeyType::Bool, .field = field,
+          .description = description};
+}
+
 // Every key of a run config, table by table; defaults come from the structs.
 const std::vector<KeySpec>& schema() {
   constexpr int64_t kMaxSteps = 1'000'000'000'000;
@@ -156,6 +161,8 @@ const std::vector<KeySpec>& schema() {
                   "validation batches per evaluation"),
       integer_key("train", "checkpoint_every", DSLAB_FIELD(train.checkpoint_every), 0,
                   kMaxSteps, "steps between checkpoints; 0 disables them"),
+      bool_key("train", "capture", DSLAB_FIELD(train.capture),
+               "keep tensors for the simulators in the result file (/captured)"),
 
       string_key("data", "path", DSLAB_FIELD(data.path),
                  "training text: \"kjv\" (the cached KJV Bible) or a file path"),

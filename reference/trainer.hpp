@@ -30,6 +30,7 @@ struct TrainArgs {
   int64_t eval_every = 100;
   int eval_batches = 8;
   int64_t checkpoint_every = 100;
+  bool capture = false;          // fill Trainer::captured at the end of training
 };
 
 using Metrics = std::map<std::string, std::vector<double>>;
