@@ -130,6 +130,45 @@ const std::vector<KeySpec>& schema() {
       float_key("model", "mscale", DSLAB_FIELD(model.mscale), open_closed(0, 100),
                 "MLA: YaRN mscale"),
 
+      integer_key("model", "n_routed_experts", DSLAB_FIELD(model.n_routed_experts), 0, 65536,
+                  "MoE: routed experts E per MoE layer; 0 keeps every FFN dense"),
+      integer_key("model", "n_shared_experts", DSLAB_FIELD(model.n_shared_experts), 0, 65536,
+                  "MoE: always-on shared experts"),
+      integer_key("model", "n_activated_experts", DSLAB_FIELD(model.n_activated_experts), 1, 65536,
+                  "MoE: routed experts K chosen per token (top-K)"),
+      integer_key("model", "moe_inter_dim", DSLAB_FIELD(model.moe_inter_dim), 1, kMaxWidth,
+                  "MoE: hidden width of each expert's SwiGLU"),
+      integer_key("model", "n_dense_layers", DSLAB_FIELD(model.n_dense_layers), 0, 1024,
+                  "MoE: the first layers keep a dense FFN of inter_dim"),
+      integer_key("model", "n_expert_groups", DSLAB_FIELD(model.n_expert_groups), 1, 65536,
+                  "MoE: groups of routed experts for group-limited routing"),
+      integer_key("model", "n_limited_groups", DSLAB_FIELD(model.n_limited_groups), 1, 65536,
+                  "MoE: groups each token may route to"),
+      choice_key("model", "score_func", DSLAB_FIELD(model.score_func), {"softmax", "sigmoid"},
+                 "MoE: gate scores, softmax (V2) or sigmoid with renormalised top-K (V3)"),
+      float_key("model", "route_scale", DSLAB_FIELD(model.route_scale), open_closed(0, 1e6),
+                "MoE: factor on the gate values"),
+      float_key("model", "capacity_factor", DSLAB_FIELD(model.capacity_factor), closed(0, 1e6),
+                "MoE: expert capacity ceil(factor N K / E) tokens, the rest dropped; 0 drops none"),
+
+      float_key("balance", "aux_alpha", DSLAB_FIELD(model.balance.aux_alpha), closed(0, 1e6),
+                "expert-level balance loss weight alpha, Eq. (21)-(23); 0 off"),
+      float_key("balance", "seq_aux_alpha", DSLAB_FIELD(model.balance.seq_aux_alpha), closed(0, 1e6),
+                "sequence-wise balance loss weight (V3); 0 off"),
+      float_key("balance", "device_alpha", DSLAB_FIELD(model.balance.device_alpha), closed(0, 1e6),
+                "device-level balance loss weight (V2); 0 off"),
+      float_key("balance", "comm_alpha", DSLAB_FIELD(model.balance.comm_alpha), closed(0, 1e6),
+                "communication balance loss weight (V2); 0 off"),
+      integer_key("balance", "n_devices", DSLAB_FIELD(model.balance.n_devices), 1, 65536,
+                  "devices the routed experts are placed on, contiguously"),
+      integer_key("balance", "max_devices_per_token", DSLAB_FIELD(model.balance.max_devices_per_token), 1,
+                  65536, "M of the communication loss: devices a token may reach"),
+      choice_key("balance", "bias_update", DSLAB_FIELD(model.balance.bias_update),
+                 {"none", "sign", "proportional"},
+                 "auxiliary-loss-free bias (Eq. (24)): none, sign, or proportional to the load gap"),
+      float_key("balance", "bias_gamma", DSLAB_FIELD(model.balance.bias_gamma), open_closed(0, 1e6),
+                "bias update speed gamma"),
+
       integer_key("train", "steps", DSLAB_FIELD(train.steps), 1, kMaxSteps,
                   "optimisation steps"),
       integer_key("train", "batch_size", DSLAB_FIELD(train.batch_size), 1, 65536,
@@ -172,7 +211,7 @@ const std::vector<KeySpec>& schema() {
   return keys;
 }
 
-const std::vector<std::string> kTables = {"model", "train", "data"};
+const std::vector<std::string> kTables = {"model", "balance", "train", "data"};
 
 const KeySpec* find_key(const std::string& path) {
   for (const KeySpec& k : schema())
@@ -652,6 +691,47 @@ template <class T> std::string str(T x) {
     return std::to_string(x);
 }
 
+void check_moe(const Loader& L) {
+  const ModelArgs& m = L.cfg.model;
+  const BalanceArgs& b = m.balance;
+  if (m.n_routed_experts == 0) {
+    if (b.has_loss() || m.has_expert_bias())
+      fail_across(L, {"model.n_routed_experts", "balance.aux_alpha", "balance.seq_aux_alpha", "balance.device_alpha",
+                      "balance.comm_alpha", "balance.bias_update"},
+                  "load balancing needs MoE layers: set model.n_routed_experts > 0, or leave every "
+                  "balance.*_alpha at 0 and balance.bias_update = \"none\"");
+    return;
+  }
+  const std::string E = str(m.n_routed_experts);
+  if (m.n_activated_experts > m.n_routed_experts)
+    fail_across(L, {"model.n_activated_experts", "model.n_routed_experts"},
+                "model.n_activated_experts = " + str(m.n_activated_experts) +
+                    " must be <= model.n_routed_experts = " + E);
+  if (m.n_routed_experts % m.n_expert_groups != 0)
+    fail_across(L, {"model.n_expert_groups", "model.n_routed_experts"},
+                "model.n_expert_groups = " + str(m.n_expert_groups) + " must divide model.n_routed_experts = " + E);
+  if (m.n_limited_groups > m.n_expert_groups)
+    fail_across(L, {"model.n_limited_groups", "model.n_expert_groups"},
+                "model.n_limited_groups = " + str(m.n_limited_groups) + " must be <= model.n_expert_groups = " +
+                    str(m.n_expert_groups));
+  const int kept = m.n_limited_groups * (m.n_routed_experts / m.n_expert_groups);
+  if (m.n_activated_experts > kept)
+    fail_across(L, {"model.n_activated_experts", "model.n_limited_groups", "model.n_expert_groups"},
+                "model.n_activated_experts = " + str(m.n_activated_experts) + " exceeds the " + str(kept) +
+                    " experts of the model.n_limited_groups groups a token may use");
+  if (m.n_dense_layers >= m.n_layers)
+    fail_across(L, {"model.n_dense_layers", "model.n_layers"},
+                "model.n_dense_layers = " + str(m.n_dense_layers) + " leaves no MoE layer among model.n_layers = " +
+                    str(m.n_layers) + "; it must be < n_layers (or set model.n_routed_experts = 0)");
+  if (b.n_devices > m.n_routed_experts)
+    fail_across(L, {"balance.n_devices", "model.n_routed_experts"},
+                "balance.n_devices = " + str(b.n_devices) + " must be <= model.n_routed_experts = " + E);
+  if (b.max_devices_per_token > b.n_devices)
+    fail_across(L, {"balance.max_devices_per_token", "balance.n_devices"},
+                "balance.max_devices_per_token = " + str(b.max_devices_per_token) +
+                    " must be <= balance.n_devices = " + str(b.n_devices));
+}
+
 void check_cross_fields(const Loader& L) {
   const ModelArgs& m = L.cfg.model;
   const TrainArgs& t = L.cfg.train;
@@ -679,6 +759,7 @@ void check_cross_fields(const Loader& L) {
                   "head_dim = model.dim / model.n_heads = " + str(m.dim) + " / " + str(m.n_heads) +
                       " = " + str(m.head_dim()) + " must be even (RoPE rotates pairs of dimensions)");
   }
+  check_moe(L);
   if (t.seq_len > m.max_seq_len)
     fail_across(L, {"train.seq_len", "model.max_seq_len"},
                 "train.seq_len = " + str(t.seq_len) + " must be <= model.max_seq_len = " +

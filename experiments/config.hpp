@@ -1,7 +1,9 @@
 // Run and experiment configuration files (TOML, read with toml++).
 //
-// A run config has three tables whose keys follow DeepSeek's config names:
-//   [model]  ModelArgs     (dim, n_layers, n_heads, n_kv_heads, inter_dim, ...)
+// A run config has these tables, whose keys follow DeepSeek's config names:
+//   [model]  ModelArgs     (dim, n_layers, n_heads, n_kv_heads, inter_dim, ...,
+//                           MLA and MoE keys)
+//   [balance] BalanceArgs  (MoE load balancing: aux_alpha, ..., bias_update)
 //   [train]  TrainArgs     (steps, batch_size, seq_len, lr, ..., seed)
 //   [data]   DataArgs      (path, val_fraction)
 // plus an optional top-level `extends = "base.toml"` (resolved relative to the

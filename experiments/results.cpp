@@ -84,6 +84,13 @@ void write_floats(H5::Group& g, const std::string& name, const std::vector<size_
   ds.write(data, H5::PredType::NATIVE_FLOAT);
 }
 
+// What /model holds: the trained weights and the untrained state (expert biases).
+std::vector<ParamRef<float>> model_state(Transformer<float>& model) {
+  std::vector<ParamRef<float>> refs = model.params.refs();
+  for (auto& b : model.params.buffers()) refs.push_back(b);
+  return refs;
+}
+
 // What a result file and a checkpoint share: config, attributes, metrics, weights.
 void write_run(H5::Group& root, const RunInfo& info, Trainer& trainer, bool complete) {
   write_text(root, "config", info.config_text);
@@ -99,7 +106,7 @@ void write_run(H5::Group& root, const RunInfo& info, Trainer& trainer, bool comp
   H5::Group metrics = root.createGroup("metrics");
   for (const auto& [name, column] : trainer.metrics) write_doubles(metrics, name, column);
   H5::Group model = root.createGroup("model");
-  for (const auto& p : trainer.model.params.refs()) write_floats(model, p.name, p.shape, p.data);
+  for (const auto& p : model_state(trainer.model)) write_floats(model, p.name, p.shape, p.data);
 }
 
 // Tensors kept for the simulators; result files only.
@@ -285,13 +292,14 @@ void read_checkpoint(const std::string& path, const std::string& config_text, Tr
       throw std::runtime_error(path + ": has no optimizer state (not a checkpoint)");
 
     const auto refs = trainer.model.params.refs();
-    const auto weights = read_tensors(path, file, "/model", refs);
+    const auto state = model_state(trainer.model);
+    const auto weights = read_tensors(path, file, "/model", state);
     const auto m = read_tensors(path, file, "/optimizer/m", refs);
     const auto v = read_tensors(path, file, "/optimizer/v", refs);
     Metrics metrics = read_metrics_group(path, file);
     const int64_t step = get_int_attr(file, "steps"), t = get_int_attr(file, "adamw_t");
 
-    copy_into(weights, refs);
+    copy_into(weights, state);
     for (size_t i = 0; i < refs.size(); ++i) {
       std::copy(m[i].begin(), m[i].end(), trainer.optimizer.m[i].data());
       std::copy(v[i].begin(), v[i].end(), trainer.optimizer.v[i].data());
@@ -320,8 +328,8 @@ std::string read_config_text(const std::string& path) {
 
 void read_model(const std::string& path, Transformer<float>& model) {
   with_hdf5(path, [&] {
-    const auto refs = model.params.refs();
-    copy_into(read_tensors(path, open_for_reading(path), "/model", refs), refs);
+    const auto state = model_state(model);
+    copy_into(read_tensors(path, open_for_reading(path), "/model", state), state);
   });
 }
 

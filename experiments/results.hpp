@@ -5,7 +5,9 @@
 //   /metrics/<name>         1-D float64 datasets, the trainer's metric columns
 //                           (step, train_loss, lr, grad_norm, tokens_per_second,
 //                           step_seconds, val_step, val_loss)
-//   /model/<param name>     the final weights (float32, their shapes)
+//   /model/<param name>     the final weights (float32, their shapes) and the
+//                           expert biases of auxiliary-loss-free balancing
+//                           (layers.<l>.ffn.gate.bias, not trained)
 //   /captured/<name>        tensors kept for the simulators (Trainer::captured),
 //                           float32 in their shapes; result files only
 //   attributes on /: dslab_version, git_commit (strings), seed, threads,

@@ -544,6 +544,20 @@ void update_bias(Tensor1<T>& bias, const std::vector<double>& load, double gamma
   }
 }
 
+template <class T>
+void balance_losses(std::map<std::string, double>& values, Tensor2<T>& dscores, const Routing<T>& r,
+                    int seq_len, const BalanceArgs& b) {
+  dscores = xt::zeros<T>({size_t(r.n_tokens), size_t(r.n_experts)});
+  if (b.aux_alpha > 0) values["aux"] += expert_balance_loss(r, b.aux_alpha, &dscores);
+  if (b.seq_aux_alpha > 0) values["seq_aux"] += sequence_balance_loss(r, seq_len, b.seq_aux_alpha, &dscores);
+  if (b.device_alpha > 0 || b.comm_alpha > 0) {
+    const Placement pl = Placement::contiguous(r.n_experts, b.n_devices);
+    if (b.device_alpha > 0) values["device"] += device_balance_loss(r, pl, b.device_alpha, &dscores);
+    if (b.comm_alpha > 0)
+      values["comm"] += comm_balance_loss(r, pl, b.max_devices_per_token, b.comm_alpha, &dscores);
+  }
+}
+
 #define DSLAB_MOE_INSTANTIATE(T)                                                                            \
   template void select_experts<T>(int*, const T*, bool, const MoeArgs&);                                   \
   template void route_logits<T>(Routing<T>&, const Tensor2<T>&, const Tensor1<T>&, const MoeArgs&);        \
@@ -565,7 +579,9 @@ void update_bias(Tensor1<T>& bias, const std::vector<double>& load, double gamma
   template double device_balance_loss<T>(const Routing<T>&, const Placement&, double, Tensor2<T>*);        \
   template double comm_balance_loss<T>(const Routing<T>&, const Placement&, int, double, Tensor2<T>*);     \
   template double sequence_balance_loss<T>(const Routing<T>&, int, double, Tensor2<T>*);                   \
-  template void update_bias<T>(Tensor1<T>&, const std::vector<double>&, double, BiasUpdate);
+  template void update_bias<T>(Tensor1<T>&, const std::vector<double>&, double, BiasUpdate);       \
+  template void balance_losses<T>(std::map<std::string, double>&, Tensor2<T>&, const Routing<T>&, int,   \
+                                  const BalanceArgs&);
 
 DSLAB_MOE_INSTANTIATE(float)
 DSLAB_MOE_INSTANTIATE(double)

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -108,6 +109,7 @@ template <class T> struct MoeParams {
   std::vector<FfnWeights<T>> experts;
   FfnWeights<T> shared;             // empty tensors when n_shared_experts = 0
 
+  MoeParams() = default;
   explicit MoeParams(const MoeArgs& a);
   std::vector<ParamRef<T>> refs(const std::string& prefix = "");  // "gate.weight", "experts.3.w1.weight", ...
   void init(uint64_t seed, double std);                           // N(0, std^2) for every weight
@@ -182,6 +184,26 @@ double sequence_balance_loss(const Routing<T>& r, int seq_len, double alpha, Ten
 double max_violation(const std::vector<double>& load);
 // Tokens each device serves (sum of its experts' loads).
 std::vector<double> device_load(const std::vector<double>& load, const Placement& pl);
+
+// How a model balances its MoE layers in training; the terms combine.
+struct BalanceArgs {
+  double aux_alpha = 0;              // expert-level loss, Eq. (21)-(23)
+  double seq_aux_alpha = 0;          // V3's sequence-wise loss
+  double device_alpha = 0;           // V2's device-level loss
+  double comm_alpha = 0;             // V2's communication loss
+  int n_devices = 1;                 // experts placed contiguously on this many devices
+  int max_devices_per_token = 1;     // M of the communication loss
+  std::string bias_update = "none";  // "none", "sign" or "proportional" (Eq. (24))
+  double bias_gamma = 1e-3;          // gamma of the bias update
+  bool has_loss() const { return aux_alpha > 0 || seq_aux_alpha > 0 || device_alpha > 0 || comm_alpha > 0; }
+};
+
+// Every balance loss `b` switches on, for one MoE layer whose tokens form
+// sequences of seq_len: adds each value into `values` under "aux", "seq_aux",
+// "device" or "comm", and writes their summed d loss / d s into dscores [N, E].
+template <class T>
+void balance_losses(std::map<std::string, double>& values, Tensor2<T>& dscores, const Routing<T>& r,
+                    int seq_len, const BalanceArgs& b);
 
 // Auxiliary-loss-free balancing (Eq. (24)): after each step,
 //   sign:          b_i += gamma * sign(mean load - load_i)

@@ -1,8 +1,50 @@
 #include "reference/trainer.hpp"
 
 #include <chrono>
+#include <numeric>
+#include <string>
 
 namespace dslab {
+
+namespace {
+
+std::string layer_key(size_t l, const std::string& name) { return "layers." + std::to_string(l) + "." + name; }
+
+void push_each(Metrics& m, const std::string& prefix, const std::vector<double>& values) {
+  for (size_t i = 0; i < values.size(); ++i) m[prefix + std::to_string(i)].push_back(values[i]);
+}
+
+// Load balance of every MoE layer on the last batch (Sec. 2.2.3): per-expert
+// load_i, f_i (Eq. (22)), P_i (Eq. (23)), MaxVio, and per-device load when the
+// experts are placed on several devices. maxvio_batch is the mean over layers.
+void record_balance(Metrics& m, const Transformer<float>& model) {
+  double maxvio_sum = 0;
+  int moe_layers = 0;
+  for (size_t l = 0; l < size_t(model.args.n_layers); ++l) {
+    const Routing<float>* r = model.routing(l);
+    if (!r) continue;
+    const std::vector<double> load = expert_load(*r);
+    const double maxvio = max_violation(load);
+    m[layer_key(l, "maxvio")].push_back(maxvio);
+    push_each(m, layer_key(l, "load."), load);
+    push_each(m, layer_key(l, "f."), expert_fraction(*r));
+    push_each(m, layer_key(l, "P."), expert_probability(*r));
+    if (model.args.balance.n_devices > 1) {
+      const Placement pl = Placement::contiguous(r->n_experts, model.args.balance.n_devices);
+      push_each(m, layer_key(l, "device_load."), device_load(load, pl));
+    }
+    maxvio_sum += maxvio;
+    ++moe_layers;
+  }
+  if (moe_layers > 0) m["maxvio_batch"].push_back(maxvio_sum / moe_layers);
+}
+
+void add_into(std::vector<double>& total, const std::vector<double>& x) {
+  if (total.empty()) total.assign(x.size(), 0.0);
+  for (size_t i = 0; i < x.size(); ++i) total[i] += x[i];
+}
+
+}  // namespace
 
 Trainer::Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus)
     : args(train_args), model(model_args), corpus_(corpus) {
@@ -13,12 +55,39 @@ Trainer::Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const
 
 double Trainer::evaluate() {
   double total = 0;
+  std::map<size_t, std::vector<double>> load;  // MoE layer -> load over all windows
   for (int i = 0; i < args.eval_batches; ++i) {
     Batch b = eval_batch(corpus_.val, args.batch_size, args.seq_len, i, args.eval_batches);
     model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
     total += model.loss_parts().at("main");
+    for (size_t l = 0; l < size_t(model.args.n_layers); ++l)
+      if (const Routing<float>* r = model.routing(l)) add_into(load[l], expert_load(*r));
   }
+  // MaxVio_global: the imbalance of the whole validation set, per layer and mean.
+  double maxvio_sum = 0;
+  for (const auto& [l, layer_load] : load) {
+    const double maxvio = max_violation(layer_load);
+    metrics[layer_key(l, "val_maxvio_global")].push_back(maxvio);
+    maxvio_sum += maxvio;
+  }
+  if (!load.empty()) metrics["val_maxvio_global"].push_back(maxvio_sum / double(load.size()));
   return total / args.eval_batches;
+}
+
+void Trainer::capture_router_logits() {
+  for (size_t l = 0; l < size_t(model.args.n_layers); ++l) {
+    if (!model.args.is_moe_layer(l)) continue;
+    CapturedTensor t;
+    const size_t N = size_t(args.batch_size) * args.seq_len, E = model.args.n_routed_experts;
+    t.shape = {size_t(args.eval_batches), N, E};
+    for (int i = 0; i < args.eval_batches; ++i) {
+      Batch b = eval_batch(corpus_.val, args.batch_size, args.seq_len, i, args.eval_batches);
+      model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
+      const Tensor2<float> z = model.router_logits(l);
+      t.data.insert(t.data.end(), z.begin(), z.end());
+    }
+    captured[layer_key(l, "ffn.router_logits")] = std::move(t);
+  }
 }
 
 StepReport Trainer::train_step() {
@@ -33,6 +102,8 @@ StepReport Trainer::train_step() {
   clip_grad_norm(grads, norm, args.grad_clip);
   const double lr = schedule_.at(step);
   optimizer.step(model.params.refs(), grads, lr, args.adamw);
+  record_balance(metrics, model);  // the batch's routing, before the bias moves
+  model.update_expert_bias();      // Eq. (24), after the step
   ++step;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -59,6 +130,7 @@ StepReport Trainer::train_step() {
     metrics["val_step"].push_back(double(step));
     metrics["val_loss"].push_back(r.val_loss);
   }
+  if (step == args.steps && args.capture) capture_router_logits();
   return r;
 }
 

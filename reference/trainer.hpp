@@ -60,7 +60,8 @@ class Trainer {
   void run(const std::function<bool(const StepReport&)>& on_step);
   // One optimisation step; returns its report.
   StepReport train_step();
-  // Mean loss over the fixed validation windows.
+  // Mean main loss over the fixed validation windows; MoE models also record
+  // MaxVio_global, the imbalance of the load summed over all the windows.
   double evaluate();
 
   TrainArgs args;
@@ -71,6 +72,9 @@ class Trainer {
   std::map<std::string, CapturedTensor> captured;
 
  private:
+  // Router logits of every MoE layer on the validation windows, into captured.
+  void capture_router_logits();
+
   const ByteCorpus& corpus_;
   LrSchedule schedule_;
 };

@@ -27,12 +27,28 @@ MlaArgs ModelArgs::mla() const {
   return m;
 }
 
+MoeArgs ModelArgs::moe() const {
+  MoeArgs m;
+  m.dim = dim;
+  m.moe_inter_dim = moe_inter_dim;
+  m.n_routed_experts = n_routed_experts;
+  m.n_shared_experts = n_shared_experts;
+  m.n_activated_experts = n_activated_experts;
+  m.n_expert_groups = n_expert_groups;
+  m.n_limited_groups = n_limited_groups;
+  m.route_scale = route_scale;
+  m.score_func = parse_score_func(score_func);
+  m.capacity_factor = capacity_factor;
+  return m;
+}
+
 template <class T> TransformerParams<T>::TransformerParams(const ModelArgs& a) {
   const size_t D = a.dim, V = a.vocab_size, hd = a.head_dim(), F = a.inter_dim;
   const size_t H = a.n_heads, KV = a.n_kv_heads;
   embed = xt::zeros<T>({V, D});
   layers.resize(a.n_layers);
-  for (auto& b : layers) {
+  for (size_t l = 0; l < layers.size(); ++l) {
+    BlockParams<T>& b = layers[l];
     b.attn_norm = xt::zeros<T>({D});
     if (a.is_mla()) {
       b.mla = MlaWeights<T>(a.mla());
@@ -43,9 +59,14 @@ template <class T> TransformerParams<T>::TransformerParams(const ModelArgs& a) {
       b.wo = xt::zeros<T>({D, H * hd});
     }
     b.ffn_norm = xt::zeros<T>({D});
-    b.ffn.w1 = xt::zeros<T>({F, D});
-    b.ffn.w2 = xt::zeros<T>({D, F});
-    b.ffn.w3 = xt::zeros<T>({F, D});
+    if (a.is_moe_layer(l)) {
+      b.moe = MoeParams<T>(a.moe());
+      if (a.has_expert_bias()) b.expert_bias = xt::zeros<T>({size_t(a.n_routed_experts)});
+    } else {
+      b.ffn.w1 = xt::zeros<T>({F, D});
+      b.ffn.w2 = xt::zeros<T>({D, F});
+      b.ffn.w3 = xt::zeros<T>({F, D});
+    }
   }
   norm = xt::zeros<T>({D});
   head = xt::zeros<T>({V, D});
@@ -67,12 +88,24 @@ template <class T> std::vector<ParamRef<T>> TransformerParams<T>::refs() {
       for (auto& m : b.mla.refs(p + "attn.")) r.push_back(m);
     }
     r.push_back(param_ref(p + "ffn_norm.weight", b.ffn_norm));
-    r.push_back(param_ref(p + "ffn.w1.weight", b.ffn.w1));
-    r.push_back(param_ref(p + "ffn.w2.weight", b.ffn.w2));
-    r.push_back(param_ref(p + "ffn.w3.weight", b.ffn.w3));
+    if (b.ffn.w1.size() > 0) {
+      r.push_back(param_ref(p + "ffn.w1.weight", b.ffn.w1));
+      r.push_back(param_ref(p + "ffn.w2.weight", b.ffn.w2));
+      r.push_back(param_ref(p + "ffn.w3.weight", b.ffn.w3));
+    } else {
+      for (auto& m : b.moe.refs(p + "ffn.")) r.push_back(m);
+    }
   }
   r.push_back(param_ref("norm.weight", norm));
   r.push_back(param_ref("head.weight", head));
+  return r;
+}
+
+template <class T> std::vector<ParamRef<T>> TransformerParams<T>::buffers() {
+  std::vector<ParamRef<T>> r;
+  for (size_t l = 0; l < layers.size(); ++l)
+    if (layers[l].expert_bias.size() > 0)
+      r.push_back(param_ref("layers." + std::to_string(l) + ".ffn.gate.bias", layers[l].expert_bias));
   return r;
 }
 
@@ -90,6 +123,13 @@ template <class T> Transformer<T>::Transformer(const ModelArgs& a) : args(a), pa
       throw std::invalid_argument("n_heads must be a multiple of n_kv_heads");
     rope_ = RopeTable(a.max_seq_len, a.head_dim(), a.rope_theta);
   }
+  if (a.n_routed_experts > 0) {
+    moe_ = a.moe();
+    validate(moe_);
+    if (a.has_expert_bias()) parse_bias_update(a.balance.bias_update);
+    if (a.balance.device_alpha > 0 || a.balance.comm_alpha > 0)
+      Placement::contiguous(a.n_routed_experts, a.balance.n_devices);
+  }
   cache_.resize(a.n_layers);
 }
 
@@ -98,7 +138,7 @@ template <class T> void Transformer<T>::init_weights(uint64_t seed) {
   const double out_std = args.init_std / std::sqrt(2.0 * args.n_layers);
   for (auto& p : params.refs()) {
     const bool is_gain = p.shape.size() == 1;
-    const bool is_out_proj = p.name.ends_with("attn.wo.weight") || p.name.ends_with("ffn.w2.weight");
+    const bool is_out_proj = p.name.ends_with("attn.wo.weight") || p.name.ends_with("w2.weight");
     const double std = is_out_proj ? out_std : args.init_std;
     for (size_t j = 0; j < p.size(); ++j) p.data[j] = is_gain ? T(1) : T(std * rng.normal());
   }
@@ -135,7 +175,10 @@ void Transformer<T>::block_forward(const BlockParams<T>& w, BlockCache<T>& c, co
   c.x_mid = x + proj;
   // feed-forward sub-layer: y = x_mid + ffn(ffn_norm(x_mid))
   rmsnorm_forward(c.ffn_in, c.ffn_rstd, c.x_mid, w.ffn_norm, args.norm_eps);
-  ffn_forward(proj, c.ffn, c.ffn_in, w.ffn);
+  if (w.moe.gate.size() > 0)
+    moe_forward(proj, c.moe, c.ffn_in, w.moe, w.expert_bias, moe_);  // Eq. (18)-(20)
+  else
+    ffn_forward(proj, c.ffn, c.ffn_in, w.ffn);
   y = c.x_mid + proj;
 }
 
@@ -170,7 +213,13 @@ T Transformer<T>::forward(const std::vector<int>& tokens, const std::vector<int>
   targets_ = targets;
   const T main = cross_entropy_forward(probs_, losses_, logits_, targets);
   loss_parts_ = {{"main", double(main)}};
-  return main;
+  if (args.balance.has_loss())
+    for (size_t l = 0; l < cache_.size(); ++l)
+      if (args.is_moe_layer(l))
+        balance_losses(loss_parts_, cache_[l].balance_dscores, cache_[l].moe.routing, seq_len, args.balance);
+  double total = 0;
+  for (const auto& [name, value] : loss_parts_) total += value;
+  return T(total);
 }
 
 template <class T>
@@ -188,7 +237,12 @@ void Transformer<T>::block_backward(const BlockParams<T>& w, BlockParams<T>& g, 
   // dx holds d(y). Feed-forward sub-layer: d(x_mid) = dy + ffn_norm^T ffn^T dy
   Tensor2<T>& d_in = scratch_.d_in;
   Tensor2<T>& d_norm = scratch_.d_norm;
-  ffn_backward(d_in, g.ffn, dx, c.ffn_in, c.ffn, w.ffn);
+  if (w.moe.gate.size() > 0) {
+    const Tensor2<T>* dscores = c.balance_dscores.size() > 0 ? &c.balance_dscores : nullptr;
+    moe_backward(d_in, g.moe, dx, dscores, c.ffn_in, c.moe, w.moe, moe_);
+  } else {
+    ffn_backward(d_in, g.ffn, dx, c.ffn_in, c.ffn, w.ffn);
+  }
   rmsnorm_backward(d_norm, g.ffn_norm, d_in, c.x_mid, w.ffn_norm, c.ffn_rstd);
   dx += d_norm;  // now d(x_mid)
   // Attention sub-layer.
@@ -224,6 +278,25 @@ template <class T> void Transformer<T>::backward() {
   rmsnorm_backward(dx, grads.norm, dh, x_final_, params.norm, final_rstd_);
   for (size_t l = cache_.size(); l-- > 0;) block_backward(params.layers[l], grads.layers[l], cache_[l], dx);
   embedding_backward(grads.embed, dx, tokens_);
+}
+
+template <class T> const Routing<T>* Transformer<T>::routing(size_t l) const {
+  return args.is_moe_layer(l) ? &cache_.at(l).moe.routing : nullptr;
+}
+
+template <class T> Tensor2<T> Transformer<T>::router_logits(size_t l) const {
+  if (!args.is_moe_layer(l)) throw std::invalid_argument("layer " + std::to_string(l) + " is not an MoE layer");
+  Tensor2<T> z;
+  linear_forward(z, cache_[l].ffn_in, params.layers[l].moe.gate);
+  return z;
+}
+
+template <class T> void Transformer<T>::update_expert_bias() {
+  if (!args.has_expert_bias()) return;
+  const BiasUpdate rule = parse_bias_update(args.balance.bias_update);
+  for (size_t l = 0; l < cache_.size(); ++l)
+    if (args.is_moe_layer(l))
+      update_bias(params.layers[l].expert_bias, expert_load(cache_[l].moe.routing), args.balance.bias_gamma, rule);
 }
 
 template struct TransformerParams<float>;

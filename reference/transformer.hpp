@@ -4,7 +4,9 @@
 //   logits = head(norm(x));  loss = cross_entropy(logits, targets)
 // Attention is causal with RoPE: attn = "mha" gives MHA, GQA or MQA by n_kv_heads;
 // attn = "mla" gives Multi-head Latent Attention (reference/mla.hpp) with its own
-// head dims and `rope` variant. The FFN is SwiGLU.
+// head dims and `rope` variant. The FFN is SwiGLU; with n_routed_experts > 0 every
+// layer after the first n_dense_layers is a DeepSeekMoE layer (reference/moe.hpp)
+// whose balance losses join the objective and whose expert bias the trainer updates.
 // Shapes: N = batch*seq_len tokens, D = dim, H = n_heads, KV = n_kv_heads,
 // d = head_dim = dim / n_heads, V = vocab_size.
 #pragma once
@@ -17,6 +19,7 @@
 #include "reference/attention.hpp"
 #include "reference/ffn.hpp"
 #include "reference/mla.hpp"
+#include "reference/moe.hpp"
 #include "reference/rope.hpp"
 #include "reference/tensor.hpp"
 
@@ -40,9 +43,23 @@ struct ModelArgs {
   int qk_nope_head_dim = 32, qk_rope_head_dim = 16, v_head_dim = 32;
   std::string rope = "decoupled";  // "decoupled", "none" or "full"
   double rope_factor = 1.0, mscale = 1.0;  // YaRN softmax factor when rope_factor > 1
+  // DeepSeekMoE (DeepSeek's names; see reference/moe.hpp). 0 routed experts: all dense.
+  int n_routed_experts = 0;
+  int n_shared_experts = 1;
+  int n_activated_experts = 2;
+  int moe_inter_dim = 128;
+  int n_dense_layers = 1;    // the first layers keep a dense FFN of inter_dim
+  int n_expert_groups = 1, n_limited_groups = 1;
+  std::string score_func = "softmax";  // "softmax" or "sigmoid"
+  double route_scale = 1.0;
+  double capacity_factor = 0.0;        // 0: no token dropping
+  BalanceArgs balance;
   int head_dim() const { return dim / n_heads; }
   bool is_mla() const { return attn == "mla"; }
   MlaArgs mla() const;
+  bool is_moe_layer(size_t l) const { return n_routed_experts > 0 && l >= size_t(n_dense_layers); }
+  bool has_expert_bias() const { return balance.bias_update != "none"; }
+  MoeArgs moe() const;
 };
 
 template <class T> struct BlockParams {
@@ -50,7 +67,9 @@ template <class T> struct BlockParams {
   Tensor2<T> wq, wk, wv, wo;     // attn = "mha": [H*d, D] [KV*d, D] [KV*d, D] [D, H*d]
   MlaWeights<T> mla;             // attn = "mla" (the four above stay empty)
   Tensor1<T> ffn_norm;           // [D]
-  FfnWeights<T> ffn;             // w1, w3 [inter_dim, D]; w2 [D, inter_dim]
+  FfnWeights<T> ffn;             // dense: w1, w3 [inter_dim, D]; w2 [D, inter_dim]
+  MoeParams<T> moe;              // MoE layers (ffn stays empty): gate, experts, shared experts
+  Tensor1<T> expert_bias;        // [E] Eq. (24)'s b, selection only, not trained; empty: none
 };
 
 template <class T> struct TransformerParams {
@@ -62,6 +81,8 @@ template <class T> struct TransformerParams {
   explicit TransformerParams(const ModelArgs& args);  // all zeros
   // Every tensor with its DeepSeek-style name, in a fixed order.
   std::vector<ParamRef<T>> refs();
+  // State that is not trained (the expert biases, "layers.<l>.ffn.gate.bias").
+  std::vector<ParamRef<T>> buffers();
 };
 
 // What forward keeps for backward, per layer.
@@ -71,6 +92,8 @@ template <class T> struct BlockCache {
   Tensor4<T> probs;
   MlaCache<T> mla;
   FfnCache<T> ffn;
+  MoeCache<T> moe;
+  Tensor2<T> balance_dscores;  // [N, E] d(balance losses) / d s; empty without them
 };
 
 template <class T> class Transformer {
@@ -96,6 +119,11 @@ template <class T> class Transformer {
   void backward();
   void zero_grad();
   size_t num_parameters();
+  // MoE layers: the routing of the last forward (null for a dense layer), its
+  // router logits z = x W_g^T [N, E], and Eq. (24)'s bias update from its load.
+  const Routing<T>* routing(size_t l) const;
+  Tensor2<T> router_logits(size_t l) const;
+  void update_expert_bias();
 
   ModelArgs args;
   TransformerParams<T> params, grads;
@@ -109,6 +137,7 @@ template <class T> class Transformer {
 
   RopeTable rope_;  // head_dim wide, or MlaArgs::rope_dim() wide for MLA
   MlaArgs mla_;     // attn = "mla" only
+  MoeArgs moe_;     // n_routed_experts > 0 only
   AttentionShape shape_;
   std::vector<int> tokens_, targets_;
   std::vector<BlockCache<T>> cache_;
