@@ -42,6 +42,7 @@ struct Arch {
   int64_t n_dense_layers = 0, inter_dim = 0;  // dense SwiGLU FFN layers come first
   int64_t moe_inter_dim = 0, n_routed_experts = 0, n_shared_experts = 0, n_activated_experts = 0;
   std::string score_func = "softmax";
+  bool gate_bias = false;       // the per-expert selection bias of Eq. (24)
   bool mla = false;
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0, head_dim = 0;  // MHA/GQA/MQA
@@ -58,8 +59,14 @@ Arch from_dslab_config(const std::string& path) {
   a.vocab_size = m.vocab_size;
   a.dim = m.dim;
   a.n_layers = m.n_layers;
-  a.n_dense_layers = m.n_layers;
+  a.n_dense_layers = m.n_routed_experts > 0 ? m.n_dense_layers : m.n_layers;
   a.inter_dim = m.inter_dim;
+  a.moe_inter_dim = m.moe_inter_dim;
+  a.n_routed_experts = m.n_routed_experts;
+  a.n_shared_experts = m.n_shared_experts;
+  a.n_activated_experts = m.n_activated_experts;
+  a.score_func = m.score_func;
+  a.gate_bias = m.has_expert_bias();
   a.mla = m.is_mla();
   a.n_heads = m.n_heads;
   a.n_kv_heads = m.n_kv_heads;
@@ -133,6 +140,7 @@ Arch from_deepseek_json(const std::string& path) {
   if (!sf.is_string() || (sf != "softmax" && sf != "sigmoid"))
     throw BadInput(path + ": \"score_func\" = " + sf.dump() + ": allowed \"softmax\", \"sigmoid\"");
   a.score_func = sf.get<std::string>();
+  a.gate_bias = a.score_func == "sigmoid";  // V3's model.py gives the sigmoid gate its bias
   if (a.n_dense_layers > a.n_layers)
     throw BadInput(path + ": \"n_dense_layers\" = " + std::to_string(a.n_dense_layers) +
                    " must be <= \"n_layers\" = " + std::to_string(a.n_layers));
@@ -190,8 +198,8 @@ Counts count_params(const Arch& a, bool activated) {
   const int64_t routed = activated ? a.n_activated_experts : a.n_routed_experts;
   c.moe_routed_experts = moe_layers * routed * expert;
   c.moe_shared_experts = moe_layers * a.n_shared_experts * expert;
-  // The gate's weight [n_routed, D], and with sigmoid scores V3's per-expert bias.
-  c.moe_gate = moe_layers * a.n_routed_experts * (D + (a.score_func == "sigmoid" ? 1 : 0));
+  // The gate's weight [n_routed, D], and the per-expert bias where there is one.
+  c.moe_gate = moe_layers * a.n_routed_experts * (D + (a.gate_bias ? 1 : 0));
   c.norms = L * (2 * D + attn.norms) + D;  // attn_norm, ffn_norm (+ q_norm, kv_norm); final norm
   c.head = a.vocab_size * D;
   return c;
