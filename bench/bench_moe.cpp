@@ -141,7 +141,7 @@ void BM_MoeForwardBackward(benchmark::State& state, std::map<std::string, int> f
   auto step = [&] {
     dp.zero();
     dslab::moe_forward(y, cache, x, p, no_bias, a);
-    dslab::moe_backward(dx, dp, dy, nullptr, x, cache, p, a);
+    dslab::moe_backward<float>(dx, dp, dy, nullptr, x, cache, p, a);
   };
   for (int i = 0; i < f["warmup"]; ++i) step();
   std::vector<double> seconds, cpu_seconds;
