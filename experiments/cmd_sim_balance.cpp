@@ -1,8 +1,10 @@
-// `dslab sim balance degeneracy ...` and `dslab sim balance dynamics ...`: the
-// load-balancing simulator (review Sec. 2.2.3). Each writes one JSON file (to
-// a temporary name, then renamed) and prints a short summary.
+// `dslab sim balance degeneracy | dynamics | replay ...`: the load-balancing
+// simulator (review Sec. 2.2.3). Each writes one JSON file (to a temporary
+// name, then renamed) and prints a short summary.
+#include <H5Cpp.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +19,7 @@
 #include "experiments/commands.hpp"
 #include "simulators/balance/degeneracy.hpp"
 #include "simulators/balance/dynamics.hpp"
+#include "simulators/balance/replay.hpp"
 
 namespace dslab {
 namespace {
@@ -201,14 +204,140 @@ void add_dynamics(CLI::App& balance) {
   });
 }
 
+
+// Captured router logits [B, N, E] (float32) from a result file: `dataset` is
+// a name under /captured, or a full path when it starts with '/'.
+Tensor3<float> read_router_logits(const std::string& file, const std::string& dataset) {
+  namespace fs = std::filesystem;
+  const std::string where = "sim balance replay: ";
+  if (!fs::is_regular_file(file)) throw BadInput(where + "--logits file '" + file + "' does not exist");
+  H5::Exception::dontPrint();
+  H5::H5File h5;
+  try {
+    h5.openFile(file, H5F_ACC_RDONLY);
+  } catch (const H5::Exception&) {
+    throw BadInput(where + "--logits file '" + file + "' is not an HDF5 file");
+  }
+  const std::string path = dataset.starts_with('/') ? dataset : "/captured/" + dataset;
+  bool found = false;
+  try {
+    found = h5.nameExists(path) && h5.childObjType(path) == H5O_TYPE_DATASET;
+  } catch (const H5::Exception&) {  // a missing parent group
+  }
+  if (!found) {
+    std::string names;
+    if (h5.nameExists("/captured")) {
+      H5::Group g = h5.openGroup("/captured");
+      for (hsize_t i = 0; i < g.getNumObjs(); ++i) names += (names.empty() ? "" : ", ") + g.getObjnameByIdx(i);
+    }
+    throw BadInput(where + "no dataset '" + path + "' in '" + file + "'; /captured holds: " +
+                   (names.empty() ? "nothing" : names) + " (train with train.capture = true to write them)");
+  }
+  H5::DataSet ds = h5.openDataSet(path);
+  H5::DataSpace space = ds.getSpace();
+  const int rank = space.getSimpleExtentNdims();
+  if (rank != 3)
+    throw BadInput(where + "'" + path + "' has rank " + std::to_string(rank) +
+                   "; router logits must have rank 3: [n_batches, n_tokens, n_experts]");
+  if (ds.getTypeClass() != H5T_FLOAT) throw BadInput(where + "'" + path + "' does not hold floating-point numbers");
+  hsize_t dims[3];
+  space.getSimpleExtentDims(dims);
+  if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0)
+    throw BadInput(where + "'" + path + "' is empty: shape [" + std::to_string(dims[0]) + ", " +
+                   std::to_string(dims[1]) + ", " + std::to_string(dims[2]) + "]");
+  Tensor3<float> logits({size_t(dims[0]), size_t(dims[1]), size_t(dims[2])});
+  ds.read(logits.data(), H5::PredType::NATIVE_FLOAT);
+  for (float v : logits)
+    if (!std::isfinite(v)) throw BadInput(where + "'" + path + "' holds a value that is not finite");
+  return logits;
+}
+
+void add_replay(CLI::App& balance) {
+  struct Options {
+    std::string logits_file, dataset, score_func, json_path;
+    balance::ReplayGate gate;
+    std::vector<std::string> rules = {"sign"};
+    std::vector<double> gammas = {0.001};
+    int threads = 1;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = balance.add_subcommand(
+      "replay", "Route captured router logits through the auxiliary-loss-free bias controllers (Eq. (24))");
+  cmd->add_option("--logits", o->logits_file, "result file (HDF5) with captured router logits")->required();
+  cmd->add_option("--dataset", o->dataset,
+                  "logits [n_batches, n_tokens, n_experts]: a name under /captured "
+                  "(layers.<l>.ffn.router_logits) or a full path")
+      ->required();
+  cmd->add_option("--topk", o->gate.topk, "experts per token K (n_activated_experts)")->required();
+  cmd->add_option("--score-func", o->score_func, "softmax or sigmoid (score_func)")->required();
+  cmd->add_option("--groups", o->gate.groups, "expert groups (n_expert_groups)")->capture_default_str();
+  cmd->add_option("--limited-groups", o->gate.limited_groups, "groups kept per token (n_limited_groups)")
+      ->capture_default_str();
+  cmd->add_option("--rule", o->rules, "bias update rules: sign, proportional (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--gamma", o->gammas, "bias update rates, each run with every rule (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  add_threads_option(cmd, o->threads);
+  cmd->add_option("--json", o->json_path, "write the results to this JSON file")->required();
+  cmd->callback([o] {
+    use_threads(o->threads);
+    std::vector<balance::Controller> controllers = {{}};  // "none" first: the captured run's own balance
+    try {
+      o->gate.score_func = parse_score_func(o->score_func);
+      for (const auto& rule : o->rules)
+        for (double g : o->gammas) controllers.push_back({true, parse_bias_update(rule), g});
+      for (const auto& c : controllers) balance::validate(c);
+    } catch (const std::invalid_argument& e) {
+      throw BadInput(std::string("sim balance replay: ") + e.what());
+    }
+    const Tensor3<float> logits = read_router_logits(o->logits_file, o->dataset);
+    try {
+      balance::validate(o->gate, int(logits.shape(2)));
+    } catch (const std::invalid_argument& e) {
+      throw BadInput(std::string("sim balance replay: ") + e.what());
+    }
+    json doc = {{"dslab_version", DSLAB_VERSION}, {"git_commit", DSLAB_GIT_COMMIT}, {"command", "replay"}};
+    doc["logits"] = o->logits_file;
+    doc["dataset"] = o->dataset;
+    doc["shape"] = {logits.shape(0), logits.shape(1), logits.shape(2)};
+    doc["gate"] = {{"topk", o->gate.topk},
+                   {"score_func", o->score_func},
+                   {"groups", o->gate.groups},
+                   {"limited_groups", o->gate.limited_groups}};
+    doc["controllers"] = json::array();
+    std::printf("%-28s %14s %14s %20s\n", "controller", "MaxVio_batch", "MaxVio_global", "global (final bias)");
+    for (const auto& c : controllers) {
+      const balance::ReplayReport rep = balance::replay(logits, o->gate, c);
+      if (!c.has_bias) doc["load_before"] = rep.load;
+      doc["controllers"].push_back({{"name", c.name()},
+                                    {"rule", c.has_bias ? json(c.rule == BiasUpdate::Sign ? "sign" : "proportional")
+                                                        : json(nullptr)},
+                                    {"gamma", c.has_bias ? json(c.gamma) : json(nullptr)},
+                                    {"maxvio_batch", rep.maxvio_batch},
+                                    {"maxvio_batch_mean", rep.maxvio_batch_mean},
+                                    {"maxvio_global", rep.maxvio_global},
+                                    {"load", rep.load},
+                                    {"load_final", rep.load_final},
+                                    {"maxvio_global_final", rep.maxvio_global_final},
+                                    {"bias", rep.bias}});
+      std::printf("%-28s %14.4f %14.4f %20.4f\n", c.name().c_str(), rep.maxvio_batch_mean, rep.maxvio_global,
+                  rep.maxvio_global_final);
+    }
+    write_json(o->json_path, doc);
+  });
+}
+
 }  // namespace
 
 void add_sim_balance_command(CLI::App& sim) {
-  CLI::App* balance = sim.add_subcommand("balance", "MoE load balancing (Sec. 2.2.3): the f*P degeneracy "
-                                                    "and router training dynamics");
+  CLI::App* balance = sim.add_subcommand("balance", "MoE load balancing (Sec. 2.2.3): the f*P degeneracy, "
+                                                    "router training dynamics, replay of captured logits");
   balance->require_subcommand(1);
   add_degeneracy(*balance);
   add_dynamics(*balance);
+  add_replay(*balance);
 }
 
 }  // namespace dslab

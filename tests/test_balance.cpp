@@ -66,8 +66,9 @@ TEST_F(Balance, UniformPValueIsDegenerateGradientIsNot) {
   EXPECT_DOUBLE_EQ(s.max_vio, double(c.experts) / (2 * c.topk) - 1);
   EXPECT_GT(s.grad_norm, 1e-3 * c.alpha);
   EXPECT_GT(s.alignment, 0.5);
-  for (int j = 0; j < c.experts; ++j)
+  for (int j = 0; j < c.experts; ++j) {
     if (s.f[j] == 0) EXPECT_GT(s.push[j], 0.0) << "unused expert " << j << " is not raised";
+  }
 }
 
 // As p -> uniform with every token on experts 0..K-1, the loss tends to alpha
