@@ -67,7 +67,9 @@ TEST_F(Balance, UniformPValueIsDegenerateGradientIsNot) {
   EXPECT_GT(s.grad_norm, 1e-3 * c.alpha);
   EXPECT_GT(s.alignment, 0.5);
   for (int j = 0; j < c.experts; ++j) {
-    if (s.f[j] == 0) EXPECT_GT(s.push[j], 0.0) << "unused expert " << j << " is not raised";
+    if (s.f[j] == 0) {
+      EXPECT_GT(s.push[j], 0.0) << "unused expert " << j << " is not raised";
+    }
   }
 }
 
