@@ -4,6 +4,7 @@
 //   [model]  ModelArgs     (dim, n_layers, n_heads, n_kv_heads, inter_dim, ...)
 //   [train]  TrainArgs     (steps, batch_size, seq_len, lr, ..., seed)
 //   [data]   DataArgs      (path, val_fraction)
+//   [fp8]    fp8::Fp8Args  (recipe, format, granularities, ...; kept in TrainArgs)
 // plus an optional top-level `extends = "base.toml"` (resolved relative to the
 // file) whose values the file overrides, table by table, key by key.
 //
