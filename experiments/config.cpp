@@ -207,11 +207,32 @@ const std::vector<KeySpec>& schema() {
                  "training text: \"kjv\" (the cached KJV Bible) or a file path"),
       float_key("data", "val_fraction", DSLAB_FIELD(data.val_fraction), open(0, 1),
                 "last fraction of the bytes held out for validation"),
+
+      choice_key("fp8", "recipe", DSLAB_FIELD(train.fp8.recipe), {"none", "v3"},
+                 "FP8 inputs for the blocks' linear layers: none (fp32) or v3 (DeepSeek-V3's recipe)"),
+      string_key("fp8", "format", DSLAB_FIELD(train.fp8.format),
+                 "format of activations and weights: e4m3, e5m2, eXmY, eXmYfn"),
+      string_key("fp8", "grad_format", DSLAB_FIELD(train.fp8.grad_format),
+                 "format of activation gradients: e4m3, e5m2, eXmY, eXmYfn"),
+      choice_key("fp8", "act_granularity", DSLAB_FIELD(train.fp8.act_granularity),
+                 {"tile", "row", "tensor", "block", "mx"},
+                 "activation scale groups along K: tile 1x128 (V3), row, tensor, block 128x128, mx 1x32"),
+      choice_key("fp8", "weight_granularity", DSLAB_FIELD(train.fp8.weight_granularity),
+                 {"block", "tile", "row", "tensor", "mx"}, "weight scale groups: block 128x128 (V3), ..."),
+      choice_key("fp8", "grad_granularity", DSLAB_FIELD(train.fp8.grad_granularity),
+                 {"tile", "block", "row", "tensor", "mx"},
+                 "activation-gradient scale groups: tile 1x128 (V3), block 128x128 (diverged in V3), ..."),
+      choice_key("fp8", "scale", DSLAB_FIELD(train.fp8.scale), {"exact", "pow2"},
+                 "scales exact in fp32 or rounded up to a power of two (ue8m0)"),
+      integer_key("fp8", "accum_bits", DSLAB_FIELD(train.fp8.accum_bits), 0, 40,
+                  "0: fp32 sums; > 0: tensor-core accumulator keeping this many bits (slow)"),
+      integer_key("fp8", "promote_every", DSLAB_FIELD(train.fp8.promote_every), 0, 65536,
+                  "N_C: products between promotions to fp32 with accum_bits > 0; 0 = never"),
   };
   return keys;
 }
 
-const std::vector<std::string> kTables = {"model", "balance", "train", "data"};
+const std::vector<std::string> kTables = {"model", "balance", "train", "data", "fp8"};
 
 const KeySpec* find_key(const std::string& path) {
   for (const KeySpec& k : schema())
@@ -771,6 +792,14 @@ void check_cross_fields(const Loader& L) {
     fail_across(L, {"train.warmup_steps", "train.steps"},
                 "train.warmup_steps = " + str(t.warmup_steps) + " must be <= train.steps = " +
                     str(t.steps));
+  try {
+    t.fp8.to_recipe();
+  } catch (const std::invalid_argument& e) {
+    fail_across(L, {"fp8.recipe", "fp8.format", "fp8.grad_format", "fp8.act_granularity",
+                    "fp8.weight_granularity", "fp8.grad_granularity", "fp8.scale", "fp8.accum_bits",
+                    "fp8.promote_every"},
+                e.what());
+  }
 }
 
 // Every schema key, table by table, in schema order.

@@ -6,6 +6,7 @@
 //   [balance] BalanceArgs  (MoE load balancing: aux_alpha, ..., bias_update)
 //   [train]  TrainArgs     (steps, batch_size, seq_len, lr, ..., seed)
 //   [data]   DataArgs      (path, val_fraction)
+//   [fp8]    fp8::Fp8Args  (recipe, format, granularities, ...; kept in TrainArgs)
 // plus an optional top-level `extends = "base.toml"` (resolved relative to the
 // file) whose values the file overrides, table by table, key by key.
 //

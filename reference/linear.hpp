@@ -4,6 +4,8 @@
 // Convention for every reference layer: parameter gradients accumulate (+=),
 // so a weight used twice (a shared head, say) collects both contributions;
 // activation gradients are overwritten.
+// In float, inside an fp8::Autocast scope, the GEMMs take FP8 inputs
+// (reference/fp8_linear.hpp).
 #pragma once
 
 #include "reference/tensor.hpp"

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "reference/fp8_linear.hpp"
 #include "reference/linear.hpp"
 
 namespace dslab {
@@ -89,6 +90,7 @@ void select_experts(int* chosen, const T* biased, bool has_bias, const MoeArgs& 
 template <class T>
 void gate_forward(Routing<T>& r, const Tensor2<T>& x, const Tensor2<T>& gate_weight,
                   const Tensor1<T>& bias, const MoeArgs& a) {
+  const fp8::HighPrecision gate_in_fp32;     // V3 keeps the gating out of FP8
   linear_forward(r.scores, x, gate_weight);  // logits z [N, E], turned into s in place
   route_logits(r, r.scores, bias, a);
 }
@@ -201,6 +203,7 @@ void gate_scores_backward(Tensor2<T>& dx, Tensor2<T>& dgate_weight, const Tensor
   Tensor2<T> dlogits;
   gate_logits_backward(dlogits, dscores, r, a.score_func);
   Tensor2<T> dx_gate;
+  const fp8::HighPrecision gate_in_fp32;
   linear_backward(dx_gate, dgate_weight, dlogits, x, gate_weight);
   dx += dx_gate;
 }

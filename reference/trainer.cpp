@@ -49,6 +49,7 @@ void add_into(std::vector<double>& total, const std::vector<double>& x) {
 Trainer::Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus)
     : args(train_args), model(model_args), corpus_(corpus) {
   model.init_weights(args.seed);
+  model.fp8_recipe = args.fp8.to_recipe();
   optimizer = AdamW<float>(model.params.refs());
   schedule_ = {args.lr, args.min_lr, args.warmup_steps, args.steps};
 }
@@ -130,7 +131,10 @@ StepReport Trainer::train_step() {
     metrics["val_step"].push_back(double(step));
     metrics["val_loss"].push_back(r.val_loss);
   }
-  if (step == args.steps && args.capture) capture_router_logits();
+  if (step == args.steps && args.capture) {
+    capture_gemm_inputs();
+    capture_router_logits();
+  }
   return r;
 }
 
@@ -139,6 +143,34 @@ void Trainer::run(const std::function<bool(const StepReport&)>& on_step) {
     StepReport r = train_step();
     if (on_step && !on_step(r)) return;
   }
+}
+
+namespace {
+CapturedTensor to_captured(const Tensor2<float>& t) {
+  return {{t.shape(0), t.shape(1)}, std::vector<float>(t.begin(), t.end())};
+}
+}  // namespace
+
+void Trainer::capture_gemm_inputs() {
+  const std::string block = "layers." + std::to_string((model.args.n_layers - 1) / 2) + ".";
+  std::map<const float*, std::string> layers;  // weight -> layer name
+  for (const auto& p : model.params.refs())
+    for (const char* layer : {"attn.wo", "ffn.w2"})
+      if (p.name == block + layer + ".weight") layers[p.data] = block + layer;
+  const fp8::ObserveLinear observe([&](const fp8::LinearCall& call) {
+    const auto it = layers.find(call.w.data());
+    if (it == layers.end()) return;
+    if (call.dy) {
+      captured[it->second + ".output_grad"] = to_captured(*call.dy);
+    } else {
+      captured[it->second + ".input"] = to_captured(call.x);
+      captured[it->second + ".weight"] = to_captured(call.w);
+    }
+  });
+  Batch b = train_batch(corpus_.train, args.batch_size, args.seq_len, args.seed, step);
+  model.zero_grad();
+  model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
+  model.backward();
 }
 
 }  // namespace dslab

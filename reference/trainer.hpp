@@ -14,6 +14,7 @@
 
 #include "reference/adamw.hpp"
 #include "reference/data.hpp"
+#include "reference/fp8_linear.hpp"
 #include "reference/transformer.hpp"
 
 namespace dslab {
@@ -31,6 +32,7 @@ struct TrainArgs {
   int eval_batches = 8;
   int64_t checkpoint_every = 100;
   bool capture = false;          // fill Trainer::captured at the end of training
+  fp8::Fp8Args fp8;              // FP8 linear layers in the blocks ([fp8] table)
 };
 
 using Metrics = std::map<std::string, std::vector<double>>;
@@ -74,6 +76,11 @@ class Trainer {
  private:
   // Router logits of every MoE layer on the validation windows, into captured.
   void capture_router_logits();
+  // The inputs of the GEMMs of one middle block's attn.wo and ffn.w2, on the
+  // next training batch (no update): "layers.L.ffn.w2.input" [N, in],
+  // ".weight" [out, in] and ".output_grad" [N, out], in fp32, before any FP8
+  // quantization.
+  void capture_gemm_inputs();
 
   const ByteCorpus& corpus_;
   LrSchedule schedule_;

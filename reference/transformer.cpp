@@ -157,6 +157,7 @@ template <class T> void Transformer<T>::zero_grad() {
 template <class T>
 void Transformer<T>::block_forward(const BlockParams<T>& w, BlockCache<T>& c, const Tensor2<T>& x,
                                    Tensor2<T>& y) {
+  const fp8::Autocast fp8_linears(fp8_recipe);  // the head and embedding stay outside
   c.x_in = x;
   // attention sub-layer: x_mid = x + wo(attention(rope(wq a), rope(wk a), wv a)), a = attn_norm(x)
   rmsnorm_forward(c.attn_in, c.attn_rstd, x, w.attn_norm, args.norm_eps);
@@ -234,6 +235,7 @@ const Tensor2<T>& Transformer<T>::forward_logits(const std::vector<int>& tokens,
 template <class T>
 void Transformer<T>::block_backward(const BlockParams<T>& w, BlockParams<T>& g, BlockCache<T>& c,
                                     Tensor2<T>& dx) {
+  const fp8::Autocast fp8_linears(fp8_recipe);
   // dx holds d(y). Feed-forward sub-layer: d(x_mid) = dy + ffn_norm^T ffn^T dy
   Tensor2<T>& d_in = scratch_.d_in;
   Tensor2<T>& d_norm = scratch_.d_norm;

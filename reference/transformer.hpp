@@ -18,6 +18,7 @@
 
 #include "reference/attention.hpp"
 #include "reference/ffn.hpp"
+#include "reference/fp8_linear.hpp"
 #include "reference/mla.hpp"
 #include "reference/moe.hpp"
 #include "reference/rope.hpp"
@@ -127,6 +128,8 @@ template <class T> class Transformer {
 
   ModelArgs args;
   TransformerParams<T> params, grads;
+  // FP8 inputs for the linear layers inside the blocks (float only; off by default).
+  fp8::Recipe fp8_recipe;
 
  private:
   void forward_hidden(const std::vector<int>& tokens, int batch, int seq_len);

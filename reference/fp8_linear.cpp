@@ -1,0 +1,160 @@
+#include "reference/fp8_linear.hpp"
+
+#include <stdexcept>
+
+#include "reference/gemm.hpp"
+
+namespace dslab::fp8 {
+
+namespace {
+
+thread_local const Recipe* t_recipe = nullptr;
+thread_local const LinearObserver* t_observer = nullptr;
+
+Tensor2<float> transposed(const Tensor2<float>& x) { return xt::transpose(x); }
+
+template <class F> auto with_key(const std::string& key, F&& parse) {
+  try {
+    return parse();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("fp8." + key + ": " + e.what());
+  }
+}
+
+// Width of a scale group along K (the columns); 0 when it spans all of K.
+size_t group_width_along_k(Granularity g) {
+  switch (g) {
+    case Granularity::PerTensor:
+    case Granularity::PerRow: return 0;
+    case Granularity::Tile1x128:
+    case Granularity::Block128x128: return 128;
+    case Granularity::Block1x32: return 32;
+  }
+  return 0;
+}
+
+// fp8::gemm's rules (fp8.hpp validate), checked once for every operand of the
+// recipe rather than at the first GEMM: the scales must stay constant within
+// each promotion interval.
+void check_accumulator(const Recipe& r) {
+  const AccumulatorModel& m = r.accumulator;
+  const int n_c = m.promote_every;
+  if (n_c % m.products_per_step != 0)
+    throw std::invalid_argument("fp8.promote_every = " + std::to_string(n_c) +
+                                " must be 0 (never) or a multiple of " +
+                                std::to_string(m.products_per_step) + " (products per WGMMA step)");
+  const std::pair<const char*, const QuantConfig*> operands[] = {
+      {"act_granularity", &r.activation}, {"weight_granularity", &r.weight}, {"grad_granularity", &r.gradient}};
+  for (const auto& [key, cfg] : operands) {
+    const size_t width = group_width_along_k(cfg->granularity);
+    if (width == 0) continue;
+    if (n_c == 0)
+      throw std::invalid_argument("fp8.promote_every = 0 (no promotion) needs scales constant along K, but fp8." +
+                                  std::string(key) + " = \"" + granularity_name(cfg->granularity) +
+                                  "\" changes the scale every " + std::to_string(width) +
+                                  " elements; allowed with it: tensor, row");
+    if (width % size_t(n_c) != 0)
+      throw std::invalid_argument("fp8.promote_every = " + std::to_string(n_c) + " must divide the " +
+                                  std::to_string(width) + "-wide scale groups of fp8." + key + " = \"" +
+                                  granularity_name(cfg->granularity) + "\"");
+  }
+}
+
+}  // namespace
+
+Recipe Fp8Args::to_recipe() const {
+  if (recipe != "none" && recipe != "v3")
+    throw std::invalid_argument("fp8.recipe = \"" + recipe + "\": allowed \"none\", \"v3\"");
+  Recipe r;  // every key is checked, also while the recipe is "none"
+  r.enabled = recipe == "v3";
+  const ScaleRounding rounding = with_key("scale", [&] {
+    if (scale == "exact") return ScaleRounding::Exact;
+    if (scale == "pow2") return ScaleRounding::PowerOfTwo;
+    throw std::invalid_argument("\"" + scale + "\" is not a scale rounding; allowed: exact, pow2");
+  });
+  const Format act_format = with_key("format", [&] { return parse_format(format); });
+  const Format gradient_format = with_key("grad_format", [&] { return parse_format(grad_format); });
+  auto config = [&](const char* key, const std::string& granularity, const Format& f) {
+    QuantConfig c;
+    c.format = f;
+    c.granularity = with_key(key, [&] { return parse_granularity(granularity); });
+    c.scale_rounding = rounding;
+    with_key(key, [&] {
+      validate(c);
+      return 0;
+    });
+    return c;
+  };
+  r.activation = config("act_granularity", act_granularity, act_format);
+  r.weight = config("weight_granularity", weight_granularity, act_format);
+  r.gradient = config("grad_granularity", grad_granularity, gradient_format);
+  if (accum_bits < 0 || accum_bits > 40)
+    throw std::invalid_argument("fp8.accum_bits = " + std::to_string(accum_bits) +
+                                ": allowed 0 (fp32 sums) or 1 .. 40 kept mantissa bits");
+  if (promote_every < 0)
+    throw std::invalid_argument("fp8.promote_every = " + std::to_string(promote_every) + ": allowed >= 0");
+  r.emulate_accumulator = accum_bits > 0;
+  r.accumulator.mantissa_bits = accum_bits > 0 ? accum_bits : r.accumulator.mantissa_bits;
+  r.accumulator.alignment = Rounding::Floor;  // sign-fill shifting (docs/fp8.md)
+  r.accumulator.promote_every = promote_every;
+  if (r.emulate_accumulator) check_accumulator(r);
+  return r;
+}
+
+Autocast::Autocast(const Recipe& recipe) : previous_(t_recipe) { t_recipe = recipe.enabled ? &recipe : nullptr; }
+Autocast::~Autocast() { t_recipe = previous_; }
+
+HighPrecision::HighPrecision() : previous_(t_recipe) { t_recipe = nullptr; }
+HighPrecision::~HighPrecision() { t_recipe = previous_; }
+
+const Recipe* active_recipe() { return t_recipe; }
+
+ObserveLinear::ObserveLinear(LinearObserver observer)
+    : observer_(std::move(observer)), previous_(t_observer) {
+  t_observer = &observer_;
+}
+ObserveLinear::~ObserveLinear() { t_observer = previous_; }
+
+void notify_linear(const LinearCall& call) {
+  if (t_observer) (*t_observer)(call);
+}
+
+Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg) {
+  return dequantize(quantize(x, cfg));
+}
+
+// y [N, out] = x [N, in] W [out, in]^T, K = in.
+void linear_forward(Tensor2<float>& y, const Tensor2<float>& x, const Tensor2<float>& w,
+                    const Recipe& r) {
+  const int N = x.shape(0), in = x.shape(1), out = w.shape(0);
+  const QuantizedMatrix qx = quantize(x, r.activation), qw = quantize(w, r.weight);
+  if (r.emulate_accumulator) {
+    y = gemm(qx, qw, r.accumulator);
+    return;
+  }
+  const Tensor2<float> xq = dequantize(qx), wq = dequantize(qw);
+  ensure_shape(y, {size_t(N), size_t(out)});
+  dslab::gemm<float>(false, true, N, out, in, 1.0f, xq.data(), in, wq.data(), in, 0.0f, y.data(), out);
+}
+
+// dx [N, in] = dy [N, out] W [out, in]     K = out: dy tiles along out, W^T [in, out] groups
+// dW [out, in] += dy^T [out, N] x [N, in]  K = N: dy^T and x^T tiles along tokens
+void linear_backward(Tensor2<float>& dx, Tensor2<float>& dw, const Tensor2<float>& dy,
+                     const Tensor2<float>& x, const Tensor2<float>& w, const Recipe& r) {
+  const int N = x.shape(0), in = x.shape(1), out = w.shape(0);
+  const QuantizedMatrix qdy = quantize(dy, r.gradient), qwt = quantize(transposed(w), r.weight);
+  const QuantizedMatrix qdyt = quantize(transposed(dy), r.gradient), qxt = quantize(transposed(x), r.activation);
+  if (r.emulate_accumulator) {
+    dx = gemm(qdy, qwt, r.accumulator);
+    dw += gemm(qdyt, qxt, r.accumulator);
+    return;
+  }
+  // The same products as reference/linear.cpp, on the dequantized operands.
+  const Tensor2<float> dyq = dequantize(qdy), wq = transposed(dequantize(qwt));
+  const Tensor2<float> dytq = transposed(dequantize(qdyt)), xtq = transposed(dequantize(qxt));
+  ensure_shape(dx, {size_t(N), size_t(in)});
+  dslab::gemm<float>(false, false, N, in, out, 1.0f, dyq.data(), out, wq.data(), in, 0.0f, dx.data(), in);
+  dslab::gemm<float>(true, false, out, in, N, 1.0f, dytq.data(), out, xtq.data(), in, 1.0f, dw.data(), in);
+}
+
+}  // namespace dslab::fp8

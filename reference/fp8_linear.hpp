@@ -1,0 +1,124 @@
+// FP8 linear layers: V3's mixed precision recipe for the three GEMMs of every
+// linear layer (review Sec. 2.4.2; DeepSeek-V3 report Sec. 3.3, Figure 6).
+//
+// A linear layer y = x W^T (x [N, in], W [out, in], dy [N, out]) runs three GEMMs.
+// Each GEMM operand is quantized with its groups laid along the dimension the
+// GEMM contracts over (K), then multiplied:
+//   forward       y  = x  W^T   K = in    x  [N, in]   activation groups, W [out, in] weight groups
+//   input grad    dx = dy W     K = out   dy [N, out]  gradient groups,   W^T [in, out] weight groups
+//   weight grad   dW = dy^T x   K = N     dy^T [out, N] gradient groups,  x^T [in, N] activation groups
+// V3: E4M3 everywhere, 1x128 tiles for x and dy, 128x128 blocks for W, online
+// scales. For the weight gradient the tiles run along tokens: V3's 1x128 tiles
+// become 128x1 tiles of x and dy. dW accumulates in fp32, as the master weights.
+//
+// The quantized operands are dequantized (decode(q) * s, exact in fp32) and
+// multiplied by the deterministic fp32 gemm: products of FP8 values are exact,
+// the sums are fp32. With accum_bits > 0 they go through fp8::gemm instead,
+// the tensor-core accumulator model (much slower; see docs/fp8.md).
+//
+// Switching it on: an Autocast scope (like TransformerEngine's fp8_autocast)
+// makes linear_forward / linear_backward<float> on this thread take this path;
+// a HighPrecision scope suspends it (the MoE gate). The transformer opens
+// Autocast around each block only, so embedding, output head, normalization
+// and attention's softmax(QK^T)V stay in fp32. Double is never quantized.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "reference/fp8.hpp"
+#include "reference/tensor.hpp"
+
+namespace dslab::fp8 {
+
+// How the three GEMMs of a linear layer are quantized.
+struct Recipe {
+  bool enabled = false;
+  QuantConfig activation;  // x (forward and weight grad)
+  QuantConfig weight;      // W (forward and input grad)
+  QuantConfig gradient;    // dy (input grad and weight grad)
+  // Tensor-core accumulation (fp8::gemm); false: exact products summed in fp32.
+  bool emulate_accumulator = false;
+  AccumulatorModel accumulator;
+};
+
+// The [fp8] table of a run config, by name (as ModelArgs keeps "attn", "rope").
+struct Fp8Args {
+  std::string recipe = "none";             // "none" (fp32) | "v3"
+  std::string format = "e4m3";             // activations and weights
+  std::string grad_format = "e4m3";        // activation gradients: e4m3 | e5m2 | ...
+  std::string act_granularity = "tile";    // tensor | row | tile | block | mx
+  std::string weight_granularity = "block";
+  std::string grad_granularity = "tile";   // tile (1x128) | block (128x128) | ...
+  std::string scale = "exact";             // exact | pow2
+  int accum_bits = 0;                      // 0: fp32 sums; > 0: fp8::gemm keeping this many bits
+  int promote_every = 128;                 // N_C of the accumulator model
+  // Throws std::invalid_argument naming the key and what is allowed.
+  Recipe to_recipe() const;
+};
+
+// Turns the recipe on for linear layers in float on this thread for the scope's
+// lifetime (a disabled recipe turns it off); scopes nest.
+class Autocast {
+ public:
+  explicit Autocast(const Recipe& recipe);
+  ~Autocast();
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
+
+ private:
+  const Recipe* previous_;
+};
+
+// Keeps the linear layers in its scope in high precision (MoE gate, head).
+class HighPrecision {
+ public:
+  HighPrecision();
+  ~HighPrecision();
+  HighPrecision(const HighPrecision&) = delete;
+  HighPrecision& operator=(const HighPrecision&) = delete;
+
+ private:
+  const Recipe* previous_;
+};
+
+// The recipe in force on this thread, or nullptr.
+const Recipe* active_recipe();
+
+// decode(encode(x / s)) * s with the groups of cfg (online scaling).
+Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg);
+
+// The linear layer (reference/linear.hpp) with FP8 GEMM inputs.
+void linear_forward(Tensor2<float>& y, const Tensor2<float>& x, const Tensor2<float>& w,
+                    const Recipe& recipe);
+void linear_backward(Tensor2<float>& dx, Tensor2<float>& dw, const Tensor2<float>& dy,
+                     const Tensor2<float>& x, const Tensor2<float>& w, const Recipe& recipe);
+
+// What a float linear layer saw: its high-precision inputs, and whether its
+// GEMMs took FP8 inputs. dy is null in the forward pass.
+struct LinearCall {
+  const Tensor2<float>& x;
+  const Tensor2<float>& w;
+  const Tensor2<float>* dy;
+  bool fp8;
+};
+using LinearObserver = std::function<void(const LinearCall&)>;
+
+// Calls `observer` for every float linear layer on this thread during the
+// scope (capturing GEMM inputs for the simulators; tests).
+class ObserveLinear {
+ public:
+  explicit ObserveLinear(LinearObserver observer);
+  ~ObserveLinear();
+  ObserveLinear(const ObserveLinear&) = delete;
+  ObserveLinear& operator=(const ObserveLinear&) = delete;
+
+ private:
+  LinearObserver observer_;
+  const LinearObserver* previous_;
+};
+
+// Reports a call to the observer in force, if any (reference/linear.cpp).
+void notify_linear(const LinearCall& call);
+
+}  // namespace dslab::fp8
