@@ -25,13 +25,16 @@
 //   MLA full the naive cache (mla_decode_naive), MHA/GQA/MQA the K/V cache
 //   (mha_decode). The cache is filled by decoding C - 1 random tokens
 //   (untimed); then the step at position C - 1 is timed `repeats` times after
-//   3 untimed ones, resetting the caches' length before each. Norms, FFN,
+//   3 untimed ones, resetting the caches' length before each; the median wall
+//   time and the median CPU time of the process (all threads; robust to other
+//   processes on a shared machine) are reported. Norms, FFN,
 //   embedding and head are left out: they do not depend on the context. Time
 //   does not depend on the weights' values, so trained weights are not needed.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -394,8 +397,18 @@ Json measure_decode_time(const ModelArgs& m, const Arch& arch, const std::vector
   };
 
   using Clock = std::chrono::steady_clock;
+  auto cpu_seconds = [] {
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+  };
+  auto median_of = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
   const double bytes_per_element = sizeof(float);
-  Json median = Json::array(), fastest = Json::array(), cache_bytes = Json::array();
+  Json median = Json::array(), fastest = Json::array(), cpu_median = Json::array(),
+       cache_bytes = Json::array();
   int len = 0;
   for (const int64_t C : contexts) {
     for (; len < C - 1; ++len) {
@@ -403,18 +416,23 @@ Json measure_decode_time(const ModelArgs& m, const Arch& arch, const std::vector
       token();
     }
     random_token();
-    std::vector<double> seconds;
+    std::vector<double> seconds, cpu;
     for (int r = 0; r < kWarmup + repeats; ++r) {
       set_len(int(C) - 1);
+      const double c0 = cpu_seconds();
       const auto t0 = Clock::now();
       token();
       const std::chrono::duration<double> dt = Clock::now() - t0;
-      if (r >= kWarmup) seconds.push_back(dt.count());
+      const double c1 = cpu_seconds();
+      if (r >= kWarmup) {
+        seconds.push_back(dt.count());
+        cpu.push_back(c1 - c0);
+      }
     }
     len = int(C);
-    std::sort(seconds.begin(), seconds.end());
-    median.push_back(seconds[seconds.size() / 2]);
-    fastest.push_back(seconds.front());
+    median.push_back(median_of(seconds));
+    fastest.push_back(*std::min_element(seconds.begin(), seconds.end()));
+    cpu_median.push_back(median_of(cpu));
     cache_bytes.push_back(double(C) * L * kv_cache_per_layer(arch) * bytes_per_element);
   }
   Json j;
@@ -429,6 +447,7 @@ Json measure_decode_time(const ModelArgs& m, const Arch& arch, const std::vector
   j["contexts"] = contexts;
   j["seconds_per_token_median"] = median;
   j["seconds_per_token_min"] = fastest;
+  j["cpu_seconds_per_token_median"] = cpu_median;
   j["cache_bytes_per_token"] = cache_bytes;  // C x elements per token and layer x L x 4
   j["attention_weight_bytes"] = double(L) * attention_params(arch).matrices * bytes_per_element;
   return j;
@@ -439,11 +458,13 @@ void print_decode_time(const Json& d) {
               d["what"].get<std::string>().c_str(), d["cache"].get<std::string>().c_str(),
               d["scalar"].get<std::string>().c_str(), d["threads"].get<int>(),
               d["repeats"].get<int>());
-  std::printf("  %10s %14s %14s %18s\n", "context", "median (us)", "min (us)", "cache read (KB)");
+  std::printf("  %10s %14s %14s %14s %18s\n", "context", "median (us)", "min (us)",
+              "CPU med. (us)", "cache read (KB)");
   for (size_t i = 0; i < d["contexts"].size(); ++i)
-    std::printf("  %10lld %14.2f %14.2f %18.1f\n", d["contexts"][i].get<long long>(),
+    std::printf("  %10lld %14.2f %14.2f %14.2f %18.1f\n", d["contexts"][i].get<long long>(),
                 1e6 * d["seconds_per_token_median"][i].get<double>(),
                 1e6 * d["seconds_per_token_min"][i].get<double>(),
+                1e6 * d["cpu_seconds_per_token_median"][i].get<double>(),
                 d["cache_bytes_per_token"][i].get<double>() / 1e3);
 }
 

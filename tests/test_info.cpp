@@ -230,6 +230,7 @@ TEST(Info, DecodeTimeReportsEveryContextAndItsCacheRead) {
       const double C = d["contexts"][i].get<double>();
       EXPECT_GT(d["seconds_per_token_min"][i].get<double>(), 0) << c.config;
       EXPECT_LE(d["seconds_per_token_min"][i], d["seconds_per_token_median"][i]) << c.config;
+      EXPECT_GE(d["cpu_seconds_per_token_median"][i].get<double>(), 0) << c.config;
       EXPECT_EQ(d["cache_bytes_per_token"][i].get<double>(),
                 C * j["kv_cache_elements_per_token"].get<double>() * 4)
           << c.config;
