@@ -26,10 +26,10 @@
 //   (mha_decode). The cache is filled by decoding C - 1 random tokens
 //   (untimed); then the step at position C - 1 is timed `repeats` times after
 //   3 untimed ones, resetting the caches' length before each; the median wall
-//   time and the median CPU time of the process (all threads; robust to other
-//   processes on a shared machine) are reported. Norms, FFN,
-//   embedding and head are left out: they do not depend on the context. Time
-//   does not depend on the weights' values, so trained weights are not needed.
+//   time and the median CPU time of the process (all threads; less sensitive to
+//   other processes on a shared machine) are reported. Norms, FFN, embedding
+//   and head are left out: they do not depend on the context. Time does not
+//   depend on the weights' values, so trained weights are not needed.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -349,8 +349,8 @@ void print_text(const std::string& model, const Json& j) {
 // ---------------------------------------------------------------------------
 // Decode time
 
-// Wall time of one token through the attention sub-layers of all layers, at
-// each context (ascending); see the conventions at the top of this file.
+// Wall and CPU time of one token through the attention sub-layers of all
+// layers, at each context (ascending); see the conventions at the top of this file.
 Json measure_decode_time(const ModelArgs& m, const Arch& arch, const std::vector<int64_t>& contexts,
                          int repeats) {
   constexpr int kWarmup = 3;
