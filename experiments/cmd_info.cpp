@@ -1,5 +1,6 @@
 // dslab info MODEL [--json]: parameter counts, KV cache and FLOPs per token of
-// a model, by closed form from its config.
+// a model, by closed form from its config; with --decode-time, also the
+// measured time per token of decoding its attention layers with the cache.
 //
 // MODEL is a dslab run config (*.toml, dense SwiGLU FFN, attn = "mha" or
 // "mla") or one of DeepSeek's published inference config.json files (the keys
@@ -17,8 +18,23 @@
 //   Attention per layer for a query at context C (positions attended):
 //   naive 2 H (d_qk + d_v) C; absorbed MLA 2 H (d_c + d_rope) C + 2 H d_c C.
 //   Prefill averages a causal sequence of C tokens: context (C + 1) / 2.
+// - Decode time (--decode-time, dslab configs only): the attention sub-layers
+//   of all layers for one token at context C (the query attends C positions),
+//   float, weights from Transformer::init_weights, with the cache the reference
+//   decodes with: MLA decoupled/none the latent cache (mla_decode_absorbed),
+//   MLA full the naive cache (mla_decode_naive), MHA/GQA/MQA the K/V cache
+//   (mha_decode). The cache is filled by decoding C - 1 random tokens
+//   (untimed); then the step at position C - 1 is timed `repeats` times after
+//   3 untimed ones, resetting the caches' length before each; the median wall
+//   time and the median CPU time of the process (all threads; less sensitive to
+//   other processes on a shared machine) are reported. Norms, FFN, embedding
+//   and head are left out: they do not depend on the context. Time does not
+//   depend on the weights' values, so trained weights are not needed.
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -28,6 +44,9 @@
 
 #include "experiments/commands.hpp"
 #include "experiments/config.hpp"
+#include "reference/attention.hpp"
+#include "reference/mla.hpp"
+#include "reference/transformer.hpp"
 
 namespace dslab {
 
@@ -52,8 +71,7 @@ struct Arch {
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
 };
 
-Arch from_dslab_config(const std::string& path) {
-  const ModelArgs m = load_run_config(path).model;
+Arch from_model_args(const ModelArgs& m) {
   Arch a;
   a.source = "dslab config";
   a.vocab_size = m.vocab_size;
@@ -336,35 +354,180 @@ void print_text(const std::string& model, const Json& j) {
     if (k != "context") line("  " + k, human(v.get<double>()));
 }
 
-void run_info(const std::string& model, bool json, int64_t context, int64_t gqa_groups) {
+// ---------------------------------------------------------------------------
+// Decode time
+
+// Wall and CPU time of one token through the attention sub-layers of all
+// layers, at each context (ascending); see the conventions at the top of this file.
+Json measure_decode_time(const ModelArgs& m, const Arch& arch, const std::vector<int64_t>& contexts,
+                         int repeats) {
+  constexpr int kWarmup = 3;
+  const int L = m.n_layers, max_len = int(contexts.back());
+  Transformer<float> model(m);
+  model.init_weights(1);
+  const MlaArgs mla = m.mla();
+  const bool latent = m.is_mla() && mla.rope != MlaRope::Full;
+  const RopeTable rope(max_len, m.is_mla() ? mla.rope_dim() : m.head_dim(), m.rope_theta);
+  const AttentionShape shape{1, max_len, m.n_heads, m.n_kv_heads, m.head_dim(), m.head_dim(),
+                             1.0 / std::sqrt(double(m.head_dim()))};
+  std::vector<MlaLatentCache<float>> latent_cache;
+  std::vector<MlaNaiveCache<float>> naive_cache;
+  std::vector<KvCache<float>> kv_cache;
+  for (int l = 0; l < L; ++l) {
+    if (latent)
+      latent_cache.emplace_back(mla, max_len);
+    else if (m.is_mla())
+      naive_cache.emplace_back(mla, max_len);
+    else
+      kv_cache.emplace_back(shape, max_len);
+  }
+  // One token through every layer's attention sub-layer; each layer's cache grows by one.
+  std::vector<float> x(m.dim), out(m.dim);
+  auto token = [&] {
+    for (int l = 0; l < L; ++l) {
+      const BlockParams<float>& w = model.params.layers[l];
+      if (latent)
+        mla_decode_absorbed(out.data(), x.data(), latent_cache[l], w.mla, mla, rope);
+      else if (m.is_mla())
+        mla_decode_naive(out.data(), x.data(), naive_cache[l], w.mla, mla, rope);
+      else
+        mha_decode(out.data(), x.data(), kv_cache[l], w.wq, w.wk, w.wv, w.wo, shape, rope);
+    }
+  };
+  auto set_len = [&](int len) {
+    for (auto& c : latent_cache) c.len = len;
+    for (auto& c : naive_cache) c.len = len;
+    for (auto& c : kv_cache) c.len = len;
+  };
+  Rng rng(2);
+  auto random_token = [&] {
+    for (float& v : x) v = float(rng.normal());
+  };
+
+  using Clock = std::chrono::steady_clock;
+  auto cpu_seconds = [] {
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+  };
+  auto median_of = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double bytes_per_element = sizeof(float);
+  Json median = Json::array(), fastest = Json::array(), cpu_median = Json::array(),
+       cache_bytes = Json::array();
+  int len = 0;
+  for (const int64_t C : contexts) {
+    for (; len < C - 1; ++len) {
+      random_token();
+      token();
+    }
+    random_token();
+    std::vector<double> seconds, cpu;
+    for (int r = 0; r < kWarmup + repeats; ++r) {
+      set_len(int(C) - 1);
+      const double c0 = cpu_seconds();
+      const auto t0 = Clock::now();
+      token();
+      const std::chrono::duration<double> dt = Clock::now() - t0;
+      const double c1 = cpu_seconds();
+      if (r >= kWarmup) {
+        seconds.push_back(dt.count());
+        cpu.push_back(c1 - c0);
+      }
+    }
+    len = int(C);
+    median.push_back(median_of(seconds));
+    fastest.push_back(*std::min_element(seconds.begin(), seconds.end()));
+    cpu_median.push_back(median_of(cpu));
+    cache_bytes.push_back(double(C) * L * kv_cache_per_layer(arch) * bytes_per_element);
+  }
+  Json j;
+  j["what"] = "attention sub-layers of all layers, one token at context C (C positions attended)";
+  j["cache"] = latent ? "latent (c_KV, k_R; absorbed)"
+                      : m.is_mla() ? "naive (full keys and values)" : "K/V";
+  j["decode_function"] = latent ? "mla_decode_absorbed" : m.is_mla() ? "mla_decode_naive"
+                                                                      : "mha_decode";
+  j["scalar"] = "float";
+  j["threads"] = use_threads(0);
+  j["repeats"] = repeats;
+  j["contexts"] = contexts;
+  j["seconds_per_token_median"] = median;
+  j["seconds_per_token_min"] = fastest;
+  j["cpu_seconds_per_token_median"] = cpu_median;
+  j["cache_bytes_per_token"] = cache_bytes;  // C x elements per token and layer x L x 4
+  j["attention_weight_bytes"] = double(L) * attention_params(arch).matrices * bytes_per_element;
+  return j;
+}
+
+void print_decode_time(const Json& d) {
+  std::printf("Decode time per token, %s\n  cache %s, %s, %d thread(s), median of %d\n",
+              d["what"].get<std::string>().c_str(), d["cache"].get<std::string>().c_str(),
+              d["scalar"].get<std::string>().c_str(), d["threads"].get<int>(),
+              d["repeats"].get<int>());
+  std::printf("  %10s %14s %14s %14s %18s\n", "context", "median (us)", "min (us)",
+              "CPU med. (us)", "cache read (KB)");
+  for (size_t i = 0; i < d["contexts"].size(); ++i)
+    std::printf("  %10lld %14.2f %14.2f %14.2f %18.1f\n", d["contexts"][i].get<long long>(),
+                1e6 * d["seconds_per_token_median"][i].get<double>(),
+                1e6 * d["seconds_per_token_min"][i].get<double>(),
+                1e6 * d["cpu_seconds_per_token_median"][i].get<double>(),
+                d["cache_bytes_per_token"][i].get<double>() / 1e3);
+}
+
+struct InfoOptions {
+  std::string model;
+  bool json = false;
+  int64_t context = 4096, gqa_groups = 8;
+  std::vector<std::string> sets;
+  bool decode_time = false;
+  std::vector<int64_t> contexts{128, 512, 2048};
+  int repeats = 50;
+};
+
+void run_info(const InfoOptions& o) {
   namespace fs = std::filesystem;
-  if (!fs::is_regular_file(model))
-    throw BadInput("'" + model + "' is not a file; give a dslab config (.toml) or a DeepSeek "
+  if (!fs::is_regular_file(o.model))
+    throw BadInput("'" + o.model + "' is not a file; give a dslab config (.toml) or a DeepSeek "
                    "config.json");
-  const std::string ext = fs::path(model).extension().string();
+  const std::string ext = fs::path(o.model).extension().string();
+  if (ext != ".json" && ext != ".toml")
+    throw BadInput("'" + o.model + "': expected a .toml dslab config or a .json DeepSeek config");
+  if (ext == ".json" && (!o.sets.empty() || o.decode_time))
+    throw BadInput("--set and --decode-time need a dslab config (.toml); '" + o.model +
+                   "' is a DeepSeek config.json");
+  ModelArgs m;
   Arch a;
-  if (ext == ".json")
-    a = from_deepseek_json(model);
-  else if (ext == ".toml")
-    a = from_dslab_config(model);
-  else
-    throw BadInput("'" + model + "': expected a .toml dslab config or a .json DeepSeek config");
-  const Json j = describe(a, context, gqa_groups);
-  if (json)
+  if (ext == ".json") {
+    a = from_deepseek_json(o.model);
+  } else {
+    m = load_run_config(o.model, o.sets).model;
+    a = from_model_args(m);
+  }
+  Json j = describe(a, o.context, o.gqa_groups);
+  if (o.decode_time) {
+    std::vector<int64_t> contexts = o.contexts;
+    std::sort(contexts.begin(), contexts.end());
+    contexts.erase(std::unique(contexts.begin(), contexts.end()), contexts.end());
+    if (contexts.back() > m.max_seq_len)
+      throw BadInput("--contexts: " + std::to_string(contexts.back()) +
+                     " exceeds model.max_seq_len = " + std::to_string(m.max_seq_len) +
+                     "; raise it with --set model.max_seq_len=" + std::to_string(contexts.back()));
+    j["decode_time"] = measure_decode_time(m, a, contexts, o.repeats);
+  }
+  if (o.json) {
     std::cout << j.dump(2) << "\n";
-  else
-    print_text(model, j);
+  } else {
+    print_text(o.model, j);
+    if (o.decode_time) print_decode_time(j["decode_time"]);
+  }
 }
 
 }  // namespace
 
 void add_info_command(CLI::App& app) {
-  struct Options {
-    std::string model;
-    bool json = false;
-    int64_t context = 4096, gqa_groups = 8;
-  };
-  auto o = std::make_shared<Options>();
+  auto o = std::make_shared<InfoOptions>();
   auto* cmd = app.add_subcommand(
       "info", "Parameters (total, activated), KV cache and FLOPs per token of a model config");
   cmd->add_option("model", o->model, "A dslab config (.toml) or DeepSeek's config.json")
@@ -376,7 +539,19 @@ void add_info_command(CLI::App& app) {
   cmd->add_option("--gqa-groups", o->gqa_groups, "Key/value heads of the GQA comparison")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
       ->capture_default_str();
-  cmd->callback([o] { run_info(o->model, o->json, o->context, o->gqa_groups); });
+  cmd->add_option("--set", o->sets,
+                  "Override a key of a dslab config: key.path=value (repeatable)");
+  cmd->add_flag("--decode-time", o->decode_time,
+                "Measure the time per token of decoding the attention layers with the cache "
+                "(dslab configs)");
+  cmd->add_option("--contexts", o->contexts, "Context lengths for --decode-time")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  cmd->add_option("--repeats", o->repeats, "Timed steps per context for --decode-time (median)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->callback([o] { run_info(*o); });
 }
 
 }  // namespace dslab

@@ -1,9 +1,11 @@
 #include "reference/attention.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 #include <vector>
 
 #include "reference/gemm.hpp"
+#include "reference/linear.hpp"
 #include "reference/simd.hpp"
 
 namespace dslab {
@@ -122,12 +124,89 @@ void attention_backward(Tensor2<T>& dq, Tensor2<T>& dk, Tensor2<T>& dv, const Te
   }
 }
 
+// ---------------------------------------------------------------------------
+// Decoding
+
+template <class T> KvCache<T>::KvCache(const AttentionShape& s, int max_len) {
+  k = xt::zeros<T>({size_t(max_len), size_t(s.n_kv_heads) * s.head_dim});
+  v = xt::zeros<T>({size_t(max_len), size_t(s.n_kv_heads) * s.v_head_dim});
+}
+
+template <class T>
+void attention_decode(T* out, const T* q, const T* k, const T* v, KvCache<T>& cache,
+                      const AttentionShape& s) {
+  if (size_t(cache.len) >= cache.k.shape(0))
+    throw std::invalid_argument("attention decode: the cache is full");
+  const int H = s.n_heads, G = H / s.n_kv_heads, dh = s.head_dim, dv = s.v_head_dim;
+  const int ldk = s.n_kv_heads * dh, ldv = s.n_kv_heads * dv, t = cache.len, L = t + 1;
+  std::copy(k, k + ldk, &cache.k(t, 0));
+  std::copy(v, v + ldv, &cache.v(t, 0));
+  cache.len = L;
+  std::vector<T> p(L);
+  for (int h = 0; h < H; ++h) {
+    const int g = h / G;
+    // p = softmax_j(scale * q_h . k_j,g), j = 0..t
+    gemm_serial<T>(false, true, 1, L, dh, T(s.softmax_scale), q + long(h) * dh, dh,
+                   cache.k.data() + long(g) * dh, ldk, T(0), p.data(), L);
+    causal_softmax_row(p.data(), t, L);
+    // o_h = sum_j p_j v_j,g
+    gemm_serial<T>(false, false, 1, dv, L, T(1), p.data(), L, cache.v.data() + long(g) * dv, ldv,
+                   T(0), out + long(h) * dv, dv);
+  }
+}
+
+namespace {
+
+// RoPE of every head of width table.d in x [n_heads * table.d] at position pos,
+// as rope_forward rotates row pos of a sequence.
+template <class T> void rope_at(T* x, int n_heads, long pos, const RopeTable& table) {
+  for (int h = 0; h < n_heads; ++h) {
+    T* p = x + long(h) * table.d;
+    for (int i = 0; i < table.d / 2; ++i) {
+      const T c = T(table.cos(pos, i)), s = T(table.sin(pos, i));
+      const T a = p[2 * i], b = p[2 * i + 1];
+      p[2 * i] = a * c - b * s;
+      p[2 * i + 1] = a * s + b * c;
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void mha_decode(T* out, const T* x, KvCache<T>& cache, const Tensor2<T>& wq, const Tensor2<T>& wk,
+                const Tensor2<T>& wv, const Tensor2<T>& wo, const AttentionShape& s,
+                const RopeTable& rope) {
+  const long pos = cache.len;
+  if (size_t(pos) >= rope.cos.shape(0) || rope.d != s.head_dim)
+    throw std::invalid_argument(
+        "attention decode: the RoPE table is too short or not head_dim wide");
+  const size_t D = wq.shape(1);
+  Tensor2<T> x1 = xt::zeros<T>({size_t(1), D}), q, k, v, u;
+  std::copy(x, x + D, x1.data());
+  linear_forward(q, x1, wq);  // [1, H*d]
+  linear_forward(k, x1, wk);  // [1, KV*d]
+  linear_forward(v, x1, wv);  // [1, KV*dv]
+  rope_at(q.data(), s.n_heads, pos, rope);
+  rope_at(k.data(), s.n_kv_heads, pos, rope);
+  Tensor2<T> o = xt::zeros<T>({size_t(1), size_t(s.n_heads) * s.v_head_dim});
+  attention_decode(o.data(), q.data(), k.data(), v.data(), cache, s);
+  linear_forward(u, o, wo);  // Eq. (5)
+  std::copy(u.data(), u.data() + u.size(), out);
+}
+
 #define DSLAB_INSTANTIATE(T)                                                                    \
   template void attention_forward<T>(Tensor2<T>&, Tensor4<T>&, const Tensor2<T>&,               \
                                      const Tensor2<T>&, const Tensor2<T>&, const AttentionShape&); \
   template void attention_backward<T>(Tensor2<T>&, Tensor2<T>&, Tensor2<T>&, const Tensor2<T>&,  \
                                       const Tensor2<T>&, const Tensor2<T>&, const Tensor2<T>&,   \
-                                      const Tensor4<T>&, const AttentionShape&);
+                                      const Tensor4<T>&, const AttentionShape&);                 \
+  template struct KvCache<T>;                                                                   \
+  template void attention_decode<T>(T*, const T*, const T*, const T*, KvCache<T>&,              \
+                                    const AttentionShape&);                                     \
+  template void mha_decode<T>(T*, const T*, KvCache<T>&, const Tensor2<T>&, const Tensor2<T>&,  \
+                              const Tensor2<T>&, const Tensor2<T>&, const AttentionShape&,      \
+                              const RopeTable&);
 DSLAB_INSTANTIATE(float)
 DSLAB_INSTANTIATE(double)
 #undef DSLAB_INSTANTIATE

@@ -6,6 +6,7 @@
 //   out [N, n_heads*v_head_dim]   cache probs [B, n_heads, T, T] (zero above the diagonal)
 #pragma once
 
+#include "reference/rope.hpp"
 #include "reference/tensor.hpp"
 
 namespace dslab {
@@ -26,5 +27,32 @@ template <class T>
 void attention_backward(Tensor2<T>& dq, Tensor2<T>& dk, Tensor2<T>& dv, const Tensor2<T>& dout,
                         const Tensor2<T>& q, const Tensor2<T>& k, const Tensor2<T>& v,
                         const Tensor4<T>& probs, const AttentionShape& s);
+
+// ---------------------------------------------------------------------------
+// Decoding with a K/V cache (MHA, GQA, MQA): one sequence, one token at a time.
+// The cache keeps every token's keys (after RoPE) and values:
+// n_kv_heads * (head_dim + v_head_dim) numbers per token and layer, 2 n_kv d_h
+// when the two widths are equal (Sec. 2.1.1). s.batch and s.seq_len are unused.
+template <class T> struct KvCache {
+  int len = 0;       // tokens cached
+  Tensor2<T> k, v;   // [max_len, n_kv_heads*head_dim], [max_len, n_kv_heads*v_head_dim]
+  KvCache(const AttentionShape& s, int max_len);
+};
+
+// Eq. (4) for the last row: appends the token's key k [n_kv_heads*head_dim] and
+// value v [n_kv_heads*v_head_dim] at position cache.len, then
+// out [n_heads*v_head_dim] = attention of the query q [n_heads*head_dim] over
+// positions 0..cache.len. Throws std::invalid_argument when the cache is full.
+template <class T>
+void attention_decode(T* out, const T* q, const T* k, const T* v, KvCache<T>& cache,
+                      const AttentionShape& s);
+
+// The attention sub-layer of Transformer::block_forward for one token x [D] at
+// position cache.len: q, k, v = wq x, wk x, wv x; RoPE on q and k at that
+// position (rope: head_dim wide); attention_decode; out [D] = wo o (Eq. (5)).
+template <class T>
+void mha_decode(T* out, const T* x, KvCache<T>& cache, const Tensor2<T>& wq, const Tensor2<T>& wk,
+                const Tensor2<T>& wv, const Tensor2<T>& wo, const AttentionShape& s,
+                const RopeTable& rope);
 
 }  // namespace dslab

@@ -14,14 +14,27 @@ void blas_single_threaded() {
 
 namespace {
 
+// A one-row product (decoding one token) goes to gemv, C^T = alpha op(B)^T a + beta C^T:
+// OpenBLAS 0.3.21's sgemm with M = 1 becomes 5-7x slower than sgemv above about
+// 1024 columns (bench/RESULTS.md, MLA decode).
 void blas_call(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M == 1 && K > 0) {
+    cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? N : K, tb ? K : N, alpha, B,
+                ldb, A, ta ? lda : 1, beta, C, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
               K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void blas_call(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
                const double* B, int ldb, double beta, double* C, int ldc) {
+  if (M == 1 && K > 0) {
+    cblas_dgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? N : K, tb ? K : N, alpha, B,
+                ldb, A, ta ? lda : 1, beta, C, 1);
+    return;
+  }
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
               K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

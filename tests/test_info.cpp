@@ -3,12 +3,16 @@
 // against the tensors of the reference transformer; KV-cache sizes against
 // the figures in the review and the V2/V3 reports; FLOPs against the model's
 // tensors and the attention closed forms; bad input exits with status 2.
+// --decode-time: one measurement per context, with the cache bytes read per
+// token equal to the context times the closed-form cache per token (the
+// times themselves are not checked: tests never time).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -188,6 +192,69 @@ TEST(Info, BadInputExitsWithStatus2) {
   EXPECT_EQ(info_of("bad.toml", "[model]\nattn = \"gqa\"\n"), 2);
   EXPECT_THAT(out, HasSubstr("model.attn"));
   EXPECT_EQ(test::run_dslab("info " + kFixtures + "deepseek_v3_671B.json --context 0", &out), 2);
+}
+
+// --set overrides a dslab config's keys as `dslab train --set` does.
+TEST(Info, SetOverridesTheConfig) {
+  const std::string tiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml";
+  const RunConfig c = load_run_config(tiny);
+  const Json j = info(tiny, "--set model.n_kv_heads=1 --set model.n_layers=3");
+  EXPECT_EQ(j["kv_cache_elements_per_token"], 3 * 2 * 1 * c.model.head_dim());
+}
+
+// Each variant decodes with the cache the reference keeps for it; the cache
+// read per token is C x (elements per token, all layers) x 4 bytes (float) and
+// the weights read are the reference model's attention matrices.
+TEST(Info, DecodeTimeReportsEveryContextAndItsCacheRead) {
+  const std::string dir = test::temp_dir("info_decode");
+  const std::string mla =
+      "[train]\nseq_len = 16\n[model]\ndim = 32\nn_heads = 2\nn_layers = 2\nmax_seq_len = 16\n"
+      "attn = \"mla\"\n"
+      "kv_lora_rank = 12\nqk_nope_head_dim = 8\nqk_rope_head_dim = 4\nv_head_dim = 6\n";
+  const std::string tiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml";
+  struct Case {
+    std::string config, function;
+  };
+  const std::vector<Case> cases = {
+      {tiny, "mha_decode"},
+      {write(dir, "decoupled.toml", mla), "mla_decode_absorbed"},
+      {write(dir, "none.toml", mla + "rope = \"none\"\n"), "mla_decode_absorbed"},
+      {write(dir, "full.toml", mla + "rope = \"full\"\n"), "mla_decode_naive"}};
+  for (const Case& c : cases) {
+    const Json j = info(c.config, "--decode-time --contexts 9,1,4 --repeats 3");
+    const Json& d = j["decode_time"];
+    EXPECT_EQ(d["decode_function"], c.function) << c.config;
+    EXPECT_EQ(d["contexts"], Json::parse("[1, 4, 9]")) << c.config;
+    ASSERT_EQ(d["seconds_per_token_median"].size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      const double C = d["contexts"][i].get<double>();
+      EXPECT_GT(d["seconds_per_token_min"][i].get<double>(), 0) << c.config;
+      EXPECT_LE(d["seconds_per_token_min"][i], d["seconds_per_token_median"][i]) << c.config;
+      EXPECT_GE(d["cpu_seconds_per_token_median"][i].get<double>(), 0) << c.config;
+      EXPECT_EQ(d["cache_bytes_per_token"][i].get<double>(),
+                C * j["kv_cache_elements_per_token"].get<double>() * 4)
+          << c.config;
+    }
+    // The attention matrices of the reference model: 2-D tensors named "layers.N.attn.*".
+    TransformerParams<float> params(load_run_config(c.config).model);
+    double matrices = 0;
+    for (const auto& p : params.refs())
+      if (p.name.find(".attn.") != std::string::npos && p.shape.size() == 2) matrices += p.size();
+    EXPECT_EQ(d["attention_weight_bytes"].get<double>(), 4 * matrices) << c.config;
+  }
+}
+
+TEST(Info, DecodeTimeBadInputExitsWithStatus2) {
+  const std::string tiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml";
+  std::string out;
+  EXPECT_EQ(test::run_dslab("info " + tiny + " --decode-time --contexts 65", &out), 2);
+  EXPECT_THAT(out, HasSubstr("exceeds model.max_seq_len = 64; raise it with --set "
+                             "model.max_seq_len=65"));
+  EXPECT_EQ(test::run_dslab("info " + tiny + " --decode-time --contexts 0", &out), 2);
+  EXPECT_EQ(test::run_dslab("info " + kFixtures + "deepseek_v3_671B.json --decode-time", &out), 2);
+  EXPECT_THAT(out, HasSubstr("need a dslab config (.toml)"));
+  EXPECT_EQ(test::run_dslab("info " + tiny + " --set model.dim=0", &out), 2);
+  EXPECT_THAT(out, HasSubstr("model.dim"));
 }
 
 TEST(Info, TextOutputNamesTheTotals) {
