@@ -1,7 +1,8 @@
 // Run and experiment configuration files (TOML, read with toml++).
 //
-// A run config has three tables whose keys follow DeepSeek's config names:
+// A run config has these tables, whose keys follow DeepSeek's config names:
 //   [model]  ModelArgs     (dim, n_layers, n_heads, n_kv_heads, inter_dim, ...)
+//   [mtp]    ModelArgs::mtp (depth, lambda, ...: Multi-Token Prediction; optional)
 //   [train]  TrainArgs     (steps, batch_size, seq_len, lr, ..., seed)
 //   [data]   DataArgs      (path, val_fraction)
 // plus an optional top-level `extends = "base.toml"` (resolved relative to the
