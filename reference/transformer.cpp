@@ -270,6 +270,7 @@ const Tensor2<T>& Transformer<T>::forward_logits(const std::vector<int>& tokens,
   forward_hidden(tokens, batch, seq_len);
   targets_.clear();
   loss_parts_.clear();
+  mtp_losses_.clear();
   return logits_;
 }
 

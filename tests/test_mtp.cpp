@@ -206,6 +206,32 @@ TEST_F(Mtp, LambdaZeroLeavesTheMainGradientsExactly) {
   }
 }
 
+// Same numbers for any thread count: a float model with MTP, big enough for
+// the GEMMs to split into tiles, gives bitwise the same loss and gradients.
+TEST(MtpThreads, GradientsAreBitwiseTheSameOnOneAndThreeThreads) {
+  ModelArgs a = small_args("mha", 2);
+  a.vocab_size = 64;
+  a.dim = 32;
+  a.inter_dim = 48;
+  a.max_seq_len = 32;
+  Rng rng(70);
+  std::vector<int> tokens(4 * 32), targets(4 * 32);
+  for (int& t : tokens) t = int(rng.below(64));
+  for (int& t : targets) t = int(rng.below(64));
+  std::vector<std::vector<float>> runs;
+  for (int threads : {1, 3}) {
+    omp_set_num_threads(threads);
+    Transformer<float> model(a);
+    randomize(model, 71);
+    model.zero_grad();
+    std::vector<float> numbers = {model.forward(tokens, targets, 4, 32)};
+    model.backward();
+    for (const auto& g : model.grads.refs()) numbers.insert(numbers.end(), g.data, g.data + g.size());
+    runs.push_back(numbers);
+  }
+  EXPECT_TRUE(runs[0] == runs[1]);
+}
+
 // ---------------------------------------------------------------------------
 // PyTorch autograd
 
