@@ -1,7 +1,14 @@
 // dslab sample RESULT.h5 --prompt TEXT --tokens N [--temperature T --top-k K --seed S]
+//                        [--speculative [--json FILE]]
 // Generates text from the weights in a result file (or a checkpoint).
+// --speculative decodes with the model's MTP modules as drafters (Sec. 2.3;
+// reference/sampler.hpp) and reports, per depth, how many drafts the main model
+// accepted, and the tokens per main-model forward.
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "experiments/commands.hpp"
 #include "experiments/config.hpp"
@@ -13,19 +20,63 @@ namespace dslab {
 namespace {
 
 struct SampleOptions {
-  std::string path, prompt = "\n";
+  std::string path, prompt = "\n", json;
   SampleArgs args;
+  bool speculative = false;
   int threads = 0;
 };
+
+nlohmann::ordered_json stats_json(const SpeculativeStats& s) {
+  nlohmann::ordered_json j;
+  j["depth"] = s.judged.size();
+  j["tokens"] = s.tokens;
+  j["main_forwards"] = s.forwards;
+  j["tokens_per_forward"] = s.tokens_per_forward();
+  j["accept_rate"] = nlohmann::ordered_json::array();
+  for (int k = 1; k <= int(s.judged.size()); ++k) j["accept_rate"].push_back(s.accept_rate(k));
+  j["judged"] = s.judged;
+  j["accepted"] = s.accepted;
+  return j;
+}
+
+// Writes PATH.tmp and renames it, so the file is whole or absent.
+void write_json(const std::string& path, const nlohmann::ordered_json& j) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << "\n";
+    if (!out) throw BadInput("cannot write '" + path + "'");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+void report(const SpeculativeStats& s) {
+  for (int k = 1; k <= int(s.judged.size()); ++k)
+    std::fprintf(stderr, "depth %d: accepted %ld of %ld drafts (%.1f%%)\n", k, long(s.accepted[k - 1]),
+                 long(s.judged[k - 1]), 100.0 * s.accept_rate(k));
+  std::fprintf(stderr, "%ld tokens in %ld main-model forwards: %.3f tokens per forward\n",
+               long(s.tokens), long(s.forwards), s.tokens_per_forward());
+}
 
 void sample(const SampleOptions& o) {
   if (!std::filesystem::exists(o.path))
     throw BadInput("'" + o.path + "' does not exist; give a result file written by dslab train");
+  if (!o.json.empty() && !o.speculative) throw BadInput("--json reports --speculative: add it");
   const RunConfig cfg = parse_run_config_text(read_config_text(o.path));
+  if (o.speculative && cfg.model.mtp.depth == 0)
+    throw BadInput("--speculative needs a model trained with mtp.depth > 0; '" + o.path +
+                   "' has no MTP modules");
   Transformer<float> model(cfg.model);
   read_model(o.path, model);
   use_threads(o.threads);
-  std::cout << o.prompt << generate(model, o.prompt, o.args) << std::endl;
+  if (!o.speculative) {
+    std::cout << o.prompt << generate(model, o.prompt, o.args) << std::endl;
+    return;
+  }
+  SpeculativeStats stats;
+  std::cout << o.prompt << generate_speculative(model, o.prompt, o.args, &stats) << std::endl;
+  report(stats);
+  if (!o.json.empty()) write_json(o.json, stats_json(stats));
 }
 
 }  // namespace
@@ -42,6 +93,10 @@ void add_sample_command(CLI::App& app) {
   cmd->add_option("--top-k", o->args.top_k, "Sample among the k most likely bytes; 0 = all")
       ->check(CLI::Range(0, 256))->capture_default_str();
   cmd->add_option("--seed", o->args.seed, "Sampling seed")->capture_default_str();
+  cmd->add_flag("--speculative", o->speculative,
+                "Speculative decoding: the MTP modules draft, the main model verifies; "
+                "acceptance per depth on stderr");
+  cmd->add_option("--json", o->json, "With --speculative: write the acceptance counts here (JSON)");
   cmd->add_option("--threads", o->threads, "OpenMP threads")->check(CLI::Range(1, 1024));
   cmd->callback([o] { sample(*o); });
 }

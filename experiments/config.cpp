@@ -169,6 +169,16 @@ const std::vector<KeySpec>& schema() {
       float_key("balance", "bias_gamma", DSLAB_FIELD(model.balance.bias_gamma), open_closed(0, 1e6),
                 "bias update speed gamma"),
 
+      integer_key("mtp", "depth", DSLAB_FIELD(model.mtp.depth), 0, 64,
+                  "Multi-Token Prediction modules D (Sec. 2.3); 0: next-token prediction only"),
+      float_key("mtp", "lambda", DSLAB_FIELD(model.mtp.lambda), closed(0, 100),
+                "weight lambda of the MTP loss, lambda/D sum_k L^k (Eq. (26)); V3: 0.3"),
+      float_key("mtp", "lambda_final", DSLAB_FIELD(model.mtp.lambda_final), closed(0, 100),
+                "lambda after the switch; V3: 0.1"),
+      float_key("mtp", "lambda_switch", DSLAB_FIELD(model.mtp.lambda_switch), closed(0, 1),
+                "fraction of train.steps after which lambda_final holds; 1: never "
+                "(V3: 10T of 14.8T tokens, 0.676)"),
+
       integer_key("train", "steps", DSLAB_FIELD(train.steps), 1, kMaxSteps,
                   "optimisation steps"),
       integer_key("train", "batch_size", DSLAB_FIELD(train.batch_size), 1, 65536,
@@ -232,7 +242,7 @@ const std::vector<KeySpec>& schema() {
   return keys;
 }
 
-const std::vector<std::string> kTables = {"model", "balance", "train", "data", "fp8"};
+const std::vector<std::string> kTables = {"model", "balance", "mtp", "train", "data", "fp8"};
 
 const KeySpec* find_key(const std::string& path) {
   for (const KeySpec& k : schema())
@@ -448,7 +458,7 @@ std::string unknown_top_level_key(const std::string& key) {
   auto hint = nearest(key, top);
   if (!hint) hint = nearest_key(key);
   return "unknown top-level key '" + key + "' (" + (hint ? "did you mean '" + *hint + "'? " : "") +
-         "the top level holds extends and the tables [model], [train], [data])";
+         "the top level holds extends and the tables [model], [mtp], [train], [data])";
 }
 
 // ---------------------------------------------------------------------------
@@ -607,7 +617,7 @@ void apply_node(Loader& L, const KeySpec& key, const toml::node& node, const std
   set_checked(L, key, *value, origin);
 }
 
-// The [model], [train] and [data] tables of one file.
+// The [model], [mtp], [train] and [data] tables of one file.
 void apply_tables(Loader& L, const toml::table& root, const std::string& file, bool allow_extends) {
   for (const auto& [name, node] : in_file_order(root)) {
     const std::string origin = where(*node, file);
@@ -785,6 +795,10 @@ void check_cross_fields(const Loader& L) {
     fail_across(L, {"train.seq_len", "model.max_seq_len"},
                 "train.seq_len = " + str(t.seq_len) + " must be <= model.max_seq_len = " +
                     str(m.max_seq_len));
+  if (m.mtp.depth > 0 && t.seq_len <= m.mtp.depth)
+    fail_across(L, {"train.seq_len", "mtp.depth"},
+                "train.seq_len = " + str(t.seq_len) + " must be > mtp.depth = " + str(m.mtp.depth) +
+                    " (depth k predicts the token k+1 places ahead within the sequence)");
   if (t.min_lr > t.lr)
     fail_across(L, {"train.min_lr", "train.lr"},
                 "train.min_lr = " + str(t.min_lr) + " must be <= train.lr = " + str(t.lr));

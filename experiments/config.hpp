@@ -4,6 +4,7 @@
 //   [model]  ModelArgs     (dim, n_layers, n_heads, n_kv_heads, inter_dim, ...,
 //                           MLA and MoE keys)
 //   [balance] BalanceArgs  (MoE load balancing: aux_alpha, ..., bias_update)
+//   [mtp]    ModelArgs::mtp (depth, lambda, ...: Multi-Token Prediction; optional)
 //   [train]  TrainArgs     (steps, batch_size, seq_len, lr, ..., seed)
 //   [data]   DataArgs      (path, val_fraction)
 //   [fp8]    fp8::Fp8Args  (recipe, format, granularities, ...; kept in TrainArgs)

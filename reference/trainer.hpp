@@ -4,6 +4,11 @@
 // on fixed windows. Metrics are kept as named columns, one value per step
 // (val_* columns one per evaluation). train_loss and val_loss are the main
 // next-token loss; the other terms of the objective are kept as loss_<name>.
+// With MTP (model mtp.depth = D > 0) lambda follows MtpArgs::lambda_at, each
+// step keeps loss_mtp_<k> (L^k_MTP, Eq. (25)) and mtp_lambda, and the last
+// step measures greedy speculative decoding on validation text:
+// accept_rate_depth_<k> and accept_tokens_per_forward. Every run's last step
+// records peak_rss_mib, the process's peak resident memory.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +20,7 @@
 #include "reference/adamw.hpp"
 #include "reference/data.hpp"
 #include "reference/fp8_linear.hpp"
+#include "reference/sampler.hpp"
 #include "reference/transformer.hpp"
 
 namespace dslab {
@@ -65,6 +71,9 @@ class Trainer {
   // Mean main loss over the fixed validation windows; MoE models also record
   // MaxVio_global, the imbalance of the load summed over all the windows.
   double evaluate();
+  // Greedy speculative decoding with the MTP modules from eval_batches
+  // validation prompts of seq_len/4 bytes, seq_len/2 tokens each.
+  SpeculativeStats measure_acceptance();
 
   TrainArgs args;
   Transformer<float> model;

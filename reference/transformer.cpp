@@ -42,62 +42,91 @@ MoeArgs ModelArgs::moe() const {
   return m;
 }
 
-template <class T> TransformerParams<T>::TransformerParams(const ModelArgs& a) {
-  const size_t D = a.dim, V = a.vocab_size, hd = a.head_dim(), F = a.inter_dim;
+namespace {
+
+// One block's weights, all zeros; an MoE block in place of the dense FFN when `moe`.
+template <class T> BlockParams<T> block_params(const ModelArgs& a, bool moe) {
+  const size_t D = a.dim, hd = a.head_dim(), F = a.inter_dim;
   const size_t H = a.n_heads, KV = a.n_kv_heads;
-  embed = xt::zeros<T>({V, D});
-  layers.resize(a.n_layers);
-  for (size_t l = 0; l < layers.size(); ++l) {
-    BlockParams<T>& b = layers[l];
-    b.attn_norm = xt::zeros<T>({D});
-    if (a.is_mla()) {
-      b.mla = MlaWeights<T>(a.mla());
-    } else {
-      b.wq = xt::zeros<T>({H * hd, D});
-      b.wk = xt::zeros<T>({KV * hd, D});
-      b.wv = xt::zeros<T>({KV * hd, D});
-      b.wo = xt::zeros<T>({D, H * hd});
-    }
-    b.ffn_norm = xt::zeros<T>({D});
-    if (a.is_moe_layer(l)) {
-      b.moe = MoeParams<T>(a.moe());
-      if (a.has_expert_bias()) b.expert_bias = xt::zeros<T>({size_t(a.n_routed_experts)});
-    } else {
-      b.ffn.w1 = xt::zeros<T>({F, D});
-      b.ffn.w2 = xt::zeros<T>({D, F});
-      b.ffn.w3 = xt::zeros<T>({F, D});
-    }
+  BlockParams<T> b;
+  b.attn_norm = xt::zeros<T>({D});
+  if (a.is_mla()) {
+    b.mla = MlaWeights<T>(a.mla());
+  } else {
+    b.wq = xt::zeros<T>({H * hd, D});
+    b.wk = xt::zeros<T>({KV * hd, D});
+    b.wv = xt::zeros<T>({KV * hd, D});
+    b.wo = xt::zeros<T>({D, H * hd});
   }
+  b.ffn_norm = xt::zeros<T>({D});
+  if (moe) {
+    b.moe = MoeParams<T>(a.moe());
+    if (a.has_expert_bias()) b.expert_bias = xt::zeros<T>({size_t(a.n_routed_experts)});
+  } else {
+    b.ffn.w1 = xt::zeros<T>({F, D});
+    b.ffn.w2 = xt::zeros<T>({D, F});
+    b.ffn.w3 = xt::zeros<T>({F, D});
+  }
+  return b;
+}
+
+// A block's tensors, named with prefix p ("layers.0.", "mtp.1.").
+template <class T>
+void append_block_refs(std::vector<ParamRef<T>>& r, const std::string& p, BlockParams<T>& b) {
+  r.push_back(param_ref(p + "attn_norm.weight", b.attn_norm));
+  if (b.wq.size() > 0) {
+    r.push_back(param_ref(p + "attn.wq.weight", b.wq));
+    r.push_back(param_ref(p + "attn.wk.weight", b.wk));
+    r.push_back(param_ref(p + "attn.wv.weight", b.wv));
+    r.push_back(param_ref(p + "attn.wo.weight", b.wo));
+  } else {
+    for (auto& m : b.mla.refs(p + "attn.")) r.push_back(m);
+  }
+  r.push_back(param_ref(p + "ffn_norm.weight", b.ffn_norm));
+  if (b.ffn.w1.size() > 0) {
+    r.push_back(param_ref(p + "ffn.w1.weight", b.ffn.w1));
+    r.push_back(param_ref(p + "ffn.w2.weight", b.ffn.w2));
+    r.push_back(param_ref(p + "ffn.w3.weight", b.ffn.w3));
+  } else {
+    for (auto& m : b.moe.refs(p + "ffn.")) r.push_back(m);
+  }
+}
+
+}  // namespace
+
+template <class T> TransformerParams<T>::TransformerParams(const ModelArgs& a) {
+  const size_t D = a.dim, V = a.vocab_size;
+  embed = xt::zeros<T>({V, D});
+  for (int l = 0; l < a.n_layers; ++l) layers.push_back(block_params<T>(a, a.is_moe_layer(l)));
   norm = xt::zeros<T>({D});
   head = xt::zeros<T>({V, D});
+  if (a.mtp.depth < 0) throw std::invalid_argument("mtp.depth must be >= 0");
+  mtp.resize(a.mtp.depth);
+  for (auto& m : mtp) {
+    m.proj.enorm = xt::zeros<T>({D});
+    m.proj.hnorm = xt::zeros<T>({D});
+    m.proj.eh_proj = xt::zeros<T>({D, 2 * D});
+    m.block = block_params<T>(a, a.n_routed_experts > 0);  // V3's MTP block is an MoE layer
+    m.norm = xt::zeros<T>({D});
+  }
 }
 
 template <class T> std::vector<ParamRef<T>> TransformerParams<T>::refs() {
   std::vector<ParamRef<T>> r;
   r.push_back(param_ref("embed.weight", embed));
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const std::string p = "layers." + std::to_string(l) + ".";
-    auto& b = layers[l];
-    r.push_back(param_ref(p + "attn_norm.weight", b.attn_norm));
-    if (b.wq.size() > 0) {
-      r.push_back(param_ref(p + "attn.wq.weight", b.wq));
-      r.push_back(param_ref(p + "attn.wk.weight", b.wk));
-      r.push_back(param_ref(p + "attn.wv.weight", b.wv));
-      r.push_back(param_ref(p + "attn.wo.weight", b.wo));
-    } else {
-      for (auto& m : b.mla.refs(p + "attn.")) r.push_back(m);
-    }
-    r.push_back(param_ref(p + "ffn_norm.weight", b.ffn_norm));
-    if (b.ffn.w1.size() > 0) {
-      r.push_back(param_ref(p + "ffn.w1.weight", b.ffn.w1));
-      r.push_back(param_ref(p + "ffn.w2.weight", b.ffn.w2));
-      r.push_back(param_ref(p + "ffn.w3.weight", b.ffn.w3));
-    } else {
-      for (auto& m : b.moe.refs(p + "ffn.")) r.push_back(m);
-    }
-  }
+  for (size_t l = 0; l < layers.size(); ++l)
+    append_block_refs(r, "layers." + std::to_string(l) + ".", layers[l]);
   r.push_back(param_ref("norm.weight", norm));
   r.push_back(param_ref("head.weight", head));
+  for (size_t k = 1; k <= mtp.size(); ++k) {
+    const std::string p = "mtp." + std::to_string(k) + ".";
+    auto& m = mtp[k - 1];
+    r.push_back(param_ref(p + "enorm.weight", m.proj.enorm));
+    r.push_back(param_ref(p + "hnorm.weight", m.proj.hnorm));
+    r.push_back(param_ref(p + "eh_proj.weight", m.proj.eh_proj));
+    append_block_refs(r, p, m.block);
+    r.push_back(param_ref(p + "norm.weight", m.norm));
+  }
   return r;
 }
 
@@ -106,10 +135,15 @@ template <class T> std::vector<ParamRef<T>> TransformerParams<T>::buffers() {
   for (size_t l = 0; l < layers.size(); ++l)
     if (layers[l].expert_bias.size() > 0)
       r.push_back(param_ref("layers." + std::to_string(l) + ".ffn.gate.bias", layers[l].expert_bias));
+  for (size_t k = 1; k <= mtp.size(); ++k)
+    if (mtp[k - 1].block.expert_bias.size() > 0)
+      r.push_back(param_ref("mtp." + std::to_string(k) + ".ffn.gate.bias", mtp[k - 1].block.expert_bias));
   return r;
 }
 
-template <class T> Transformer<T>::Transformer(const ModelArgs& a) : args(a), params(a), grads(a) {
+template <class T>
+Transformer<T>::Transformer(const ModelArgs& a)
+    : args(a), params(a), grads(a), mtp_lambda(a.mtp.lambda) {
   if (a.is_mla()) {
     mla_ = a.mla();
     mla_.validate();
@@ -131,6 +165,7 @@ template <class T> Transformer<T>::Transformer(const ModelArgs& a) : args(a), pa
       Placement::contiguous(a.n_routed_experts, a.balance.n_devices);
   }
   cache_.resize(a.n_layers);
+  mtp_cache_.resize(a.mtp.depth);
 }
 
 template <class T> void Transformer<T>::init_weights(uint64_t seed) {
@@ -210,6 +245,8 @@ T Transformer<T>::forward(const std::vector<int>& tokens, const std::vector<int>
   if (targets.size() != tokens.size()) throw std::invalid_argument("targets != tokens in size");
   for (int t : targets)
     if (t < 0 || t >= args.vocab_size) throw std::invalid_argument("target id out of range");
+  if (args.mtp.depth > 0 && seq_len <= args.mtp.depth)
+    throw std::invalid_argument("seq_len must exceed mtp.depth (depth k predicts k+1 tokens ahead)");
   forward_hidden(tokens, batch, seq_len);
   targets_ = targets;
   const T main = cross_entropy_forward(probs_, losses_, logits_, targets);
@@ -218,9 +255,65 @@ T Transformer<T>::forward(const std::vector<int>& tokens, const std::vector<int>
     for (size_t l = 0; l < cache_.size(); ++l)
       if (args.is_moe_layer(l))
         balance_losses(loss_parts_, cache_[l].balance_dscores, cache_[l].moe.routing, seq_len, args.balance);
+  if (args.mtp.depth > 0) loss_parts_["mtp"] = double(mtp_forward(batch, seq_len));
   double total = 0;
   for (const auto& [name, value] : loss_parts_) total += value;
   return T(total);
+}
+
+template <class T> void Transformer<T>::mtp_module_forward(int k, int batch, int positions) {
+  MtpCache& c = mtp_cache_[k - 1];
+  const MtpModuleParams<T>& w = params.mtp[k - 1];
+  c.positions = positions;
+  // h'^k = eh_proj [enorm(Emb(t_{i+k})) ; hnorm(h^{k-1}_i)] at positions i < P
+  embedding_forward(scratch_.mtp_e, c.tokens, params.embed);
+  take_positions(scratch_.mtp_h, k == 1 ? x_final_ : mtp_cache_[k - 2].h, batch, positions);
+  mtp_proj_forward(scratch_.mtp_x, c.proj, scratch_.mtp_e, scratch_.mtp_h, w.proj, args.norm_eps);
+  // h^k = TRM_k(h'^k), causal over the module's P positions
+  shape_.batch = batch;
+  shape_.seq_len = positions;
+  block_forward(w.block, c.block, scratch_.mtp_x, c.h);
+  // logits of t_{i+k+1} through the shared head
+  rmsnorm_forward(c.h_norm, c.rstd, c.h, w.norm, args.norm_eps);
+  linear_forward(c.logits, c.h_norm, params.head);
+}
+
+template <class T> T Transformer<T>::mtp_forward(int batch, int seq_len) {
+  const AttentionShape main_shape = shape_;
+  const int D = args.mtp.depth;
+  mtp_losses_.assign(D, 0.0);
+  T sum = 0;
+  for (int k = 1; k <= D; ++k) {
+    MtpCache& c = mtp_cache_[k - 1];
+    c.tokens = shift_positions(tokens_, batch, seq_len, k);
+    c.targets = shift_positions(targets_, batch, seq_len, k);
+    mtp_module_forward(k, batch, seq_len - k);
+    if (args.n_routed_experts > 0 && args.balance.has_loss())  // its MoE block is balanced as the others
+      balance_losses(loss_parts_, c.block.balance_dscores, c.block.moe.routing, seq_len - k, args.balance);
+    // Eq. (25): the mean over the B*(T-k) targets, times (T-k)/T.
+    const T mean = cross_entropy_forward(c.probs, c.losses, c.logits, c.targets);
+    const T loss = mean * T(seq_len - k) / T(seq_len);
+    mtp_losses_[k - 1] = double(loss);
+    sum += loss;
+  }
+  shape_ = main_shape;
+  return T(mtp_lambda) / T(D) * sum;  // Eq. (26)
+}
+
+template <class T>
+const Tensor2<T>& Transformer<T>::mtp_logits(int k, const std::vector<int>& tokens) {
+  if (k < 1 || k > args.mtp.depth)
+    throw std::invalid_argument("mtp_logits: depth " + std::to_string(k) + " of a model with " +
+                                std::to_string(args.mtp.depth) + " MTP modules");
+  if (shape_.batch != 1) throw std::logic_error("mtp_logits needs forward_logits on one sequence");
+  const size_t have = k == 1 ? x_final_.shape(0) : mtp_cache_[k - 2].h.shape(0);
+  if (tokens.empty() || tokens.size() > have)
+    throw std::invalid_argument("mtp_logits: 1 .. " + std::to_string(have) + " positions allowed");
+  for (int t : tokens)
+    if (t < 0 || t >= args.vocab_size) throw std::invalid_argument("token id out of range");
+  mtp_cache_[k - 1].tokens = tokens;
+  mtp_module_forward(k, 1, int(tokens.size()));
+  return mtp_cache_[k - 1].logits;
 }
 
 template <class T>
@@ -229,6 +322,7 @@ const Tensor2<T>& Transformer<T>::forward_logits(const std::vector<int>& tokens,
   forward_hidden(tokens, batch, seq_len);
   targets_.clear();
   loss_parts_.clear();
+  mtp_losses_.clear();
   return logits_;
 }
 
@@ -278,8 +372,37 @@ template <class T> void Transformer<T>::backward() {
   cross_entropy_backward(dlogits, probs_, targets_, T(1));
   linear_backward(dh, grads.head, dlogits, h_final_, params.head);
   rmsnorm_backward(dx, grads.norm, dh, x_final_, params.norm, final_rstd_);
+  if (args.mtp.depth > 0) mtp_backward(dx);
   for (size_t l = cache_.size(); l-- > 0;) block_backward(params.layers[l], grads.layers[l], cache_[l], dx);
   embedding_backward(grads.embed, dx, tokens_);
+}
+
+template <class T> void Transformer<T>::mtp_backward(Tensor2<T>& dx) {
+  const AttentionShape main_shape = shape_;
+  const int D = args.mtp.depth, batch = main_shape.batch;
+  Tensor2<T>& dlogits = scratch_.dlogits;
+  Tensor2<T>& dh_norm = scratch_.dh;
+  Tensor2<T>& dh = scratch_.mtp_dh;      // d h^k, then d h'^k
+  Tensor2<T>& de = scratch_.mtp_de;      // d Emb(t_{i+k})
+  Tensor2<T>& dprev = scratch_.mtp_dprev;  // d h^{k-1} at depth k's positions
+  for (int k = D; k >= 1; --k) {
+    MtpCache& c = mtp_cache_[k - 1];
+    const MtpModuleParams<T>& w = params.mtp[k - 1];
+    MtpModuleParams<T>& g = grads.mtp[k - 1];
+    // d L / d L^k = lambda/D; L^k = mean * (T-k)/T (Eq. (25)-(26)).
+    const T dloss = T(mtp_lambda) / T(D) * T(c.positions) / T(main_shape.seq_len);
+    cross_entropy_backward(dlogits, c.probs, c.targets, dloss);
+    linear_backward(dh_norm, grads.head, dlogits, c.h_norm, params.head);
+    rmsnorm_backward(dh, g.norm, dh_norm, c.h, w.norm, c.rstd);
+    if (k < D) take_positions_backward(dh, dprev, batch);  // from depth k+1's hnorm
+    shape_.batch = batch;
+    shape_.seq_len = c.positions;
+    block_backward(w.block, g.block, c.block, dh);
+    mtp_proj_backward(de, dprev, g.proj, dh, c.proj, w.proj);
+    embedding_backward(grads.embed, de, c.tokens);
+  }
+  take_positions_backward(dx, dprev, batch);  // depth 1 read the main model's h^0
+  shape_ = main_shape;
 }
 
 template <class T> const Routing<T>* Transformer<T>::routing(size_t l) const {
@@ -299,6 +422,10 @@ template <class T> void Transformer<T>::update_expert_bias() {
   for (size_t l = 0; l < cache_.size(); ++l)
     if (args.is_moe_layer(l))
       update_bias(params.layers[l].expert_bias, expert_load(cache_[l].moe.routing), args.balance.bias_gamma, rule);
+  for (size_t k = 0; k < mtp_cache_.size(); ++k)
+    if (params.mtp[k].block.expert_bias.size() > 0)
+      update_bias(params.mtp[k].block.expert_bias, expert_load(mtp_cache_[k].block.moe.routing),
+                  args.balance.bias_gamma, rule);
 }
 
 template struct TransformerParams<float>;

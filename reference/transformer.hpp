@@ -7,6 +7,9 @@
 // head dims and `rope` variant. The FFN is SwiGLU; with n_routed_experts > 0 every
 // layer after the first n_dense_layers is a DeepSeekMoE layer (reference/moe.hpp)
 // whose balance losses join the objective and whose expert bias the trainer updates.
+// With mtp.depth = D > 0, D Multi-Token Prediction modules (reference/mtp.hpp)
+// follow the main head, each with its own block, and add lambda/D sum_k L^k_MTP
+// to the objective.
 // Shapes: N = batch*seq_len tokens, D = dim, H = n_heads, KV = n_kv_heads,
 // d = head_dim = dim / n_heads, V = vocab_size.
 #pragma once
@@ -21,6 +24,7 @@
 #include "reference/fp8_linear.hpp"
 #include "reference/mla.hpp"
 #include "reference/moe.hpp"
+#include "reference/mtp.hpp"
 #include "reference/rope.hpp"
 #include "reference/tensor.hpp"
 
@@ -55,6 +59,7 @@ struct ModelArgs {
   double route_scale = 1.0;
   double capacity_factor = 0.0;        // 0: no token dropping
   BalanceArgs balance;
+  MtpArgs mtp;               // Multi-Token Prediction: depth 0 = off
   int head_dim() const { return dim / n_heads; }
   bool is_mla() const { return attn == "mla"; }
   MlaArgs mla() const;
@@ -73,14 +78,24 @@ template <class T> struct BlockParams {
   Tensor1<T> expert_bias;        // [E] Eq. (24)'s b, selection only, not trained; empty: none
 };
 
+// One MTP module of depth k (reference/mtp.hpp): its input projection, its
+// own block and the norm before the shared head.
+template <class T> struct MtpModuleParams {
+  MtpProjWeights<T> proj;  // enorm, hnorm [D]; eh_proj [D, 2D]
+  BlockParams<T> block;
+  Tensor1<T> norm;         // [D]
+};
+
 template <class T> struct TransformerParams {
   Tensor2<T> embed;                     // [V, D]
   std::vector<BlockParams<T>> layers;
   Tensor1<T> norm;                      // [D]
   Tensor2<T> head;                      // [V, D]
+  std::vector<MtpModuleParams<T>> mtp;  // depth k = 1..D at index k-1
   TransformerParams() = default;
   explicit TransformerParams(const ModelArgs& args);  // all zeros
-  // Every tensor with its DeepSeek-style name, in a fixed order.
+  // Every tensor with its DeepSeek-style name, in a fixed order; the MTP
+  // modules ("mtp.<k>.enorm.weight", "mtp.<k>.attn.wq.weight", ...) come last.
   std::vector<ParamRef<T>> refs();
   // State that is not trained (the expert biases, "layers.<l>.ffn.gate.bias").
   std::vector<ParamRef<T>> buffers();
@@ -110,12 +125,20 @@ template <class T> class Transformer {
   T forward(const std::vector<int>& tokens, const std::vector<int>& targets, int batch,
             int seq_len);
   // The terms of the last forward's objective by name: "main" is the mean
-  // cross-entropy of the next-token head; other terms appear when configured.
+  // cross-entropy of the next-token head; other terms appear when configured
+  // ("mtp": lambda/D sum_k L^k_MTP, Eq. (26)).
   const std::map<std::string, double>& loss_parts() const { return loss_parts_; }
+  // L^k_MTP of the last forward for k = 1..D (Eq. (25)), at index k-1.
+  const std::vector<double>& mtp_losses() const { return mtp_losses_; }
   // Logits [batch*seq_len, V] of the last forward (or of forward_logits).
   const Tensor2<T>& logits() const { return logits_; }
   // Forward without a loss, for sampling.
   const Tensor2<T>& forward_logits(const std::vector<int>& tokens, int batch, int seq_len);
+  // Drafting for speculative decoding: after forward_logits() on one sequence,
+  // MTP module k (called for k = 1, 2, ... in turn) reads the first P positions
+  // of depth k-1's hidden state with tokens = t_{k..k+P-1}, P = tokens.size(),
+  // and returns its logits [P, V]; row i predicts t_{i+k+1}.
+  const Tensor2<T>& mtp_logits(int k, const std::vector<int>& tokens);
   // Gradients of the last forward's loss, added into `grads`.
   void backward();
   void zero_grad();
@@ -130,6 +153,7 @@ template <class T> class Transformer {
   TransformerParams<T> params, grads;
   // FP8 inputs for the linear layers inside the blocks (float only; off by default).
   fp8::Recipe fp8_recipe;
+  double mtp_lambda;  // lambda of Eq. (26) for the next forward; starts at args.mtp.lambda
 
  private:
   void forward_hidden(const std::vector<int>& tokens, int batch, int seq_len);
@@ -137,6 +161,14 @@ template <class T> class Transformer {
   void block_forward(const BlockParams<T>& w, BlockCache<T>& c, const Tensor2<T>& x, Tensor2<T>& y);
   // dx: in = d(output), out = d(input); weight gradients accumulate into g.
   void block_backward(const BlockParams<T>& w, BlockParams<T>& g, BlockCache<T>& c, Tensor2<T>& dx);
+  // MTP module k on `positions` positions of each of `batch` sequences, its
+  // tokens already in mtp_cache_[k-1].tokens; up to its logits.
+  void mtp_module_forward(int k, int batch, int positions);
+  // Every module with its loss; returns lambda/D sum_k L^k_MTP.
+  T mtp_forward(int batch, int seq_len);
+  // dx: in = d(x_final) from the main head, out = the same plus what flows
+  // back from the modules through hnorm.
+  void mtp_backward(Tensor2<T>& dx);
 
   RopeTable rope_;  // head_dim wide, or MlaArgs::rope_dim() wide for MLA
   MlaArgs mla_;     // attn = "mla" only
@@ -147,10 +179,22 @@ template <class T> class Transformer {
   Tensor2<T> x_final_, h_final_, logits_, probs_;
   Tensor1<T> final_rstd_, losses_;
   std::map<std::string, double> loss_parts_;
+  // What the MTP module of depth k keeps, at index k-1.
+  struct MtpCache {
+    std::vector<int> tokens, targets;  // t_{i+k} and t_{i+k+1} at its positions
+    int positions = 0;                 // per sequence
+    MtpProjCache<T> proj;
+    BlockCache<T> block;
+    Tensor2<T> h, h_norm, logits, probs;  // h^k [N_k, D]
+    Tensor1<T> rstd, losses;
+  };
+  std::vector<MtpCache> mtp_cache_;
+  std::vector<double> mtp_losses_;
   // Temporaries of forward and backward, kept from step to step: fresh
   // buffers would cost a page fault per 4 KiB on every step.
   struct Scratch {
     Tensor2<T> x, y, proj, dlogits, dh, dx, d_in, d_norm, d_attn, dq, dk, dv, d_tmp;
+    Tensor2<T> mtp_e, mtp_h, mtp_x, mtp_dh, mtp_de, mtp_dprev;
   } scratch_;
 };
 
