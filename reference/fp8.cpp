@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -219,8 +220,9 @@ void validate(const QuantConfig& cfg) {
 
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 
-// The loops below walk row by row over each group's columns, the group's scale
-// looked up once per run of columns (no index division per element); rows are
+// The loops below walk row by row, each row with the scale of every column
+// spread out once per row of groups (no index division per element), so that
+// the loop over a row's columns is one the compiler vectorizes; rows are
 // independent, so they may run in parallel with the same result.
 
 // amax on the bits: for non-negative floats the order of the bit patterns is
@@ -265,14 +267,23 @@ static void check_amax_shape(const Tensor2<float>& x, GroupShape group, const Te
     throw std::invalid_argument("quantize: amax has the wrong number of groups for this tensor");
 }
 
-// Calls out(r, c0, c1, s) for every row r and every run [c0, c1) of its columns
-// that lies in one group, with that group's scale s; rows in parallel.
+// Calls out(r, s) for every row r, s[c] being the scale of element (r, c);
+// rows in parallel.
 template <class Out>
-static void for_each_group_run(size_t rows, size_t cols, GroupShape group, const Tensor2<float>& scales, Out out) {
-#pragma omp parallel for schedule(static)
-  for (size_t r = 0; r < rows; ++r) {
-    const float* row_scales = &scales(r / group.rows, 0);
-    for (size_t g = 0, c0 = 0; c0 < cols; ++g, c0 += group.cols) out(r, c0, std::min(cols, c0 + group.cols), row_scales[g]);
+static void for_each_row(size_t rows, size_t cols, GroupShape group, const Tensor2<float>& scales, Out out) {
+#pragma omp parallel
+  {
+    std::vector<float> s(cols);
+    size_t spread = SIZE_MAX;  // the row of groups whose scales s holds
+#pragma omp for schedule(static)
+    for (size_t r = 0; r < rows; ++r) {
+      if (r / group.rows != spread) {
+        spread = r / group.rows;
+        for (size_t g = 0, c0 = 0; c0 < cols; ++g, c0 += group.cols)
+          std::fill(s.begin() + c0, s.begin() + std::min(cols, c0 + group.cols), scales(spread, g));
+      }
+      out(r, s.data());
+    }
   }
 }
 
@@ -283,11 +294,11 @@ QuantizedMatrix quantize(const Tensor2<float>& x, const QuantConfig& cfg, const 
   check_amax_shape(x, group, amax);
   QuantizedMatrix q{cfg.format, group, Tensor2<uint16_t>::from_shape({rows, cols}), scales_from_amax(amax, cfg)};
   const Encoder encoder(cfg.format, cfg.saturation);
-  for_each_group_run(rows, cols, group, q.scales, [&](size_t r, size_t c0, size_t c1, float s) {
+  for_each_row(rows, cols, group, q.scales, [&](size_t r, const float* s) {
     const Encoder encode_one = encoder;  // a local copy, which the compiler vectorizes over c
     const float* xr = &x(r, 0);
     uint16_t* qr = &q.codes(r, 0);
-    for (size_t c = c0; c < c1; ++c) qr[c] = encode_one(xr[c] / s);
+    for (size_t c = 0; c < cols; ++c) qr[c] = encode_one(xr[c] / s[c]);
   });
   return q;
 }
@@ -302,38 +313,41 @@ Tensor2<float> dequantize(const QuantizedMatrix& q) {
   Tensor2<float> x = Tensor2<float>::from_shape(q.codes.shape());
   const float* value = decode_table(q.format);
   const uint16_t code_bits = uint16_t((1u << q.format.total_bits()) - 1);  // decode() ignores the bits above
-  for_each_group_run(q.rows(), q.cols(), q.group, q.scales, [&](size_t r, size_t c0, size_t c1, float s) {
+  for_each_row(q.rows(), q.cols(), q.group, q.scales, [&](size_t r, const float* s) {
     const uint16_t* qr = &q.codes(r, 0);
     float* xr = &x(r, 0);
-    for (size_t c = c0; c < c1; ++c) xr[c] = value[qr[c] & code_bits] * s;
+    for (size_t c = 0; c < q.cols(); ++c) xr[c] = value[qr[c] & code_bits] * s[c];
   });
   return x;
 }
 
-// dequantize(quantize(x)) without the codes of the whole tensor: a run of
-// columns is encoded into a small buffer (a loop the compiler vectorizes), then
+// dequantize(quantize(x)) without the codes of the whole tensor: a piece of a
+// row is encoded into a small buffer (a loop the compiler vectorizes), then
 // looked up in the decode table and scaled.
-Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg) {
+Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg, GroupShape group) {
   validate(cfg);
   const size_t rows = x.shape(0), cols = x.shape(1);
-  const GroupShape group = group_shape(cfg.granularity, rows, cols);
   const Tensor2<float> scales = scales_from_amax(group_amax(x, group), cfg);
   const Encoder encoder(cfg.format, cfg.saturation);
   const float* value = decode_table(cfg.format);
   Tensor2<float> y = Tensor2<float>::from_shape({rows, cols});
-  for_each_group_run(rows, cols, group, scales, [&](size_t r, size_t c0, size_t c1, float s) {
+  for_each_row(rows, cols, group, scales, [&](size_t r, const float* s) {
     const Encoder encode_one = encoder;
     const float* xr = &x(r, 0);
     float* yr = &y(r, 0);
-    constexpr size_t kBuffer = 128;
+    constexpr size_t kBuffer = 256;
     uint16_t codes[kBuffer];
-    for (size_t b0 = c0; b0 < c1; b0 += kBuffer) {
-      const size_t n = std::min(kBuffer, c1 - b0);
-      for (size_t i = 0; i < n; ++i) codes[i] = encode_one(xr[b0 + i] / s);
-      for (size_t i = 0; i < n; ++i) yr[b0 + i] = value[codes[i]] * s;
+    for (size_t c0 = 0; c0 < cols; c0 += kBuffer) {
+      const size_t n = std::min(kBuffer, cols - c0);
+      for (size_t i = 0; i < n; ++i) codes[i] = encode_one(xr[c0 + i] / s[c0 + i]);
+      for (size_t i = 0; i < n; ++i) yr[c0 + i] = value[codes[i]] * s[c0 + i];
     }
   });
   return y;
+}
+
+Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg) {
+  return quantize_dequantize(x, cfg, group_shape(cfg.granularity, x.shape(0), x.shape(1)));
 }
 
 AmaxHistory::AmaxHistory(size_t length) : length_(length) {

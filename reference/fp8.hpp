@@ -144,6 +144,10 @@ QuantizedMatrix quantize(const Tensor2<float>& x, const QuantConfig& cfg);
 Tensor2<float> dequantize(const QuantizedMatrix& q);
 // dequantize(quantize(x, cfg)), bitwise, without keeping the codes (online scaling).
 Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg);
+// The same with explicit groups of x (cfg.granularity unused): with the groups
+// of x^T transposed (a 1x128 tile of x^T is a 128x1 group of x) it gives
+// transpose(quantize_dequantize(transpose(x), cfg)) without the transposes.
+Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg, GroupShape group);
 
 // Delayed scaling: the scale of step t comes from the max over the amax of the
 // previous `length` steps (TransformerEngine's amax_compute_algo = "max"). With no

@@ -13,6 +13,12 @@ thread_local const LinearObserver* t_observer = nullptr;
 
 Tensor2<float> transposed(const Tensor2<float>& x) { return xt::transpose(x); }
 
+// The groups of x^T, seen on x: cfg's [a, b] groups of x^T [cols, rows] are [b, a] groups of x.
+GroupShape groups_of_transpose(const Tensor2<float>& x, const QuantConfig& cfg) {
+  const GroupShape g = group_shape(cfg.granularity, x.shape(1), x.shape(0));
+  return {g.cols, g.rows};
+}
+
 template <class F> auto with_key(const std::string& key, F&& parse) {
   try {
     return parse();
@@ -142,11 +148,12 @@ void linear_backward(Tensor2<float>& dx, Tensor2<float>& dw, const Tensor2<float
     dw += gemm(quantize(transposed(dy), r.gradient), quantize(transposed(x), r.activation), r.accumulator);
     return;
   }
-  // The same products as reference/linear.cpp, on the quantized-dequantized operands.
+  // The same products as reference/linear.cpp, on the quantized-dequantized
+  // operands; W, dy and x with the groups of W^T, dy^T and x^T (along K).
   const Tensor2<float> dyq = quantize_dequantize(dy, r.gradient);
-  const Tensor2<float> wq = transposed(quantize_dequantize(transposed(w), r.weight));
-  const Tensor2<float> dytq = transposed(quantize_dequantize(transposed(dy), r.gradient));
-  const Tensor2<float> xtq = transposed(quantize_dequantize(transposed(x), r.activation));
+  const Tensor2<float> wq = quantize_dequantize(w, r.weight, groups_of_transpose(w, r.weight));
+  const Tensor2<float> dytq = quantize_dequantize(dy, r.gradient, groups_of_transpose(dy, r.gradient));
+  const Tensor2<float> xtq = quantize_dequantize(x, r.activation, groups_of_transpose(x, r.activation));
   ensure_shape(dx, {size_t(N), size_t(in)});
   dslab::gemm<float>(false, false, N, in, out, 1.0f, dyq.data(), out, wq.data(), in, 0.0f, dx.data(), in);
   dslab::gemm<float>(true, false, out, in, N, 1.0f, dytq.data(), out, xtq.data(), in, 1.0f, dw.data(), in);

@@ -247,8 +247,14 @@ std::vector<fp8::Format> every_format() {
   std::vector<fp8::Format> formats;
   for (int e = 2; e <= 8; ++e)
     for (int m = 1; m <= 10 && 1 + e + m <= 16; ++m)
-      for (const char* suffix : {"", "fn"})
-        formats.push_back(fp8::parse_format("e" + std::to_string(e) + "m" + std::to_string(m) + suffix));
+      for (const char* suffix : {"", "fn"}) {
+        std::string name = "e";
+        name += std::to_string(e);
+        name += 'm';
+        name += std::to_string(m);
+        name += suffix;
+        formats.push_back(fp8::parse_format(name));
+      }
   return formats;
 }
 

@@ -170,6 +170,23 @@ TEST(Scaling, FastLoopsEqualTheElementwiseDefinition) {
     }
 }
 
+// Groups given explicitly: [b, a] groups of x give bitwise the transpose of
+// [a, b] groups of x^T (what the FP8 linear layer's backward pass uses).
+TEST(Scaling, TransposedGroupsEqualQuantizingTheTranspose) {
+  const Tensor2<float> x = normal_tensor(200, 300, 11);
+  const Tensor2<float> xt = xt::transpose(x);
+  for (fp8::Granularity g : {fp8::Granularity::PerTensor, fp8::Granularity::PerRow, fp8::Granularity::Tile1x128,
+                             fp8::Granularity::Block128x128, fp8::Granularity::Block1x32}) {
+    const fp8::QuantConfig cfg = config(g, g == fp8::Granularity::Block1x32 ? fp8::ScaleRounding::PowerOfTwo
+                                                                            : fp8::ScaleRounding::Exact);
+    const fp8::GroupShape of_xt = fp8::group_shape(g, 300, 200);
+    const Tensor2<float> direct = fp8::quantize_dequantize(x, cfg, {of_xt.cols, of_xt.rows});
+    const Tensor2<float> via_transpose = xt::transpose(fp8::quantize_dequantize(xt, cfg));
+    EXPECT_EQ(0, std::memcmp(direct.data(), via_transpose.data(), direct.size() * sizeof(float)))
+        << fp8::granularity_name(g);
+  }
+}
+
 // Rows (and row groups) run in parallel: any thread count gives the same bits.
 TEST(Scaling, SameNumbersForAnyThreadCount) {
   const Tensor2<float> x = normal_tensor(300, 260, 10);
