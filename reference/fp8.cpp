@@ -228,24 +228,31 @@ static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 // amax on the bits: for non-negative floats the order of the bit patterns is
 // the order of the values, so max(|x|) is an integer max of the bits with the
 // sign cleared (which the compiler vectorizes), NaN (bits above inf's) as 0.
+// For each row of groups, column_max[c] is the max over its rows (a loop over
+// columns, whatever the group's width), then each group takes the max over its
+// columns.
 Tensor2<float> group_amax(const Tensor2<float>& x, GroupShape group) {
   const size_t rows = x.shape(0), cols = x.shape(1);
-  Tensor2<float> amax = xt::zeros<float>({ceil_div(rows, group.rows), ceil_div(cols, group.cols)});
-  // One row of groups at a time: its rows all write into amax[row_group, :].
-#pragma omp parallel for schedule(static)
-  for (size_t row_group = 0; row_group < amax.shape(0); ++row_group)
-    for (size_t r = row_group * group.rows; r < std::min(rows, (row_group + 1) * group.rows); ++r) {
-      const float* xr = &x(r, 0);
-      for (size_t g = 0, c0 = 0; c0 < cols; ++g, c0 += group.cols) {
-        const size_t c1 = std::min(cols, c0 + group.cols);
-        int32_t a = std::bit_cast<int32_t>(amax(row_group, g));
-        for (size_t c = c0; c < c1; ++c) {
+  Tensor2<float> amax = Tensor2<float>::from_shape({ceil_div(rows, group.rows), ceil_div(cols, group.cols)});
+#pragma omp parallel
+  {
+    std::vector<int32_t> column_max(cols);
+#pragma omp for schedule(static)
+    for (size_t row_group = 0; row_group < amax.shape(0); ++row_group) {
+      std::fill(column_max.begin(), column_max.end(), 0);
+      for (size_t r = row_group * group.rows; r < std::min(rows, (row_group + 1) * group.rows); ++r) {
+        const float* xr = &x(r, 0);
+        for (size_t c = 0; c < cols; ++c) {
           const int32_t abs = std::bit_cast<int32_t>(xr[c]) & 0x7FFFFFFF;
-          a = std::max(a, abs > 0x7F800000 ? 0 : abs);  // NaN inputs leave amax unchanged
+          column_max[c] = std::max(column_max[c], abs > 0x7F800000 ? 0 : abs);  // NaN leaves amax unchanged
         }
-        amax(row_group, g) = std::bit_cast<float>(a);
+      }
+      for (size_t g = 0, c0 = 0; g < amax.shape(1); ++g, c0 += group.cols) {
+        const auto first = column_max.begin() + c0, last = column_max.begin() + std::min(cols, c0 + group.cols);
+        amax(row_group, g) = std::bit_cast<float>(*std::max_element(first, last));
       }
     }
+  }
   return amax;
 }
 
