@@ -149,14 +149,15 @@ void linear_backward(Tensor2<float>& dx, Tensor2<float>& dw, const Tensor2<float
     return;
   }
   // The same products as reference/linear.cpp, on the quantized-dequantized
-  // operands; W, dy and x with the groups of W^T, dy^T and x^T (along K).
+  // operands; W, dy and x with the groups of W^T, dy^T and x^T, laid along K
+  // (dyq_n, xq_n: groups along the tokens N).
   const Tensor2<float> dyq = quantize_dequantize(dy, r.gradient);
   const Tensor2<float> wq = quantize_dequantize(w, r.weight, groups_of_transpose(w, r.weight));
-  const Tensor2<float> dytq = quantize_dequantize(dy, r.gradient, groups_of_transpose(dy, r.gradient));
-  const Tensor2<float> xtq = quantize_dequantize(x, r.activation, groups_of_transpose(x, r.activation));
+  const Tensor2<float> dyq_n = quantize_dequantize(dy, r.gradient, groups_of_transpose(dy, r.gradient));
+  const Tensor2<float> xq_n = quantize_dequantize(x, r.activation, groups_of_transpose(x, r.activation));
   ensure_shape(dx, {size_t(N), size_t(in)});
   dslab::gemm<float>(false, false, N, in, out, 1.0f, dyq.data(), out, wq.data(), in, 0.0f, dx.data(), in);
-  dslab::gemm<float>(true, false, out, in, N, 1.0f, dytq.data(), out, xtq.data(), in, 1.0f, dw.data(), in);
+  dslab::gemm<float>(true, false, out, in, N, 1.0f, dyq_n.data(), out, xq_n.data(), in, 1.0f, dw.data(), in);
 }
 
 }  // namespace dslab::fp8
