@@ -4,6 +4,9 @@
 //    fp8::dequantize of the same [rows, cols] tensor. Bytes counted: the fp32 read
 //    and the fp32 written back (8 bytes per element), as for the copy; the codes
 //    (2 bytes each) and scales in between are not counted.
+//  - BM_QuantizeDequantizeFused/<granularity>: fp8::quantize_dequantize, the same
+//    values without the codes of the whole tensor (what FP8-simulated training
+//    runs on every GEMM input); bytes counted as above.
 //  - BM_Gemm/<K>/<accum_bits>/<promote_every>: the emulated block-scaled GEMM
 //    C [M, N] = A B^T (A in 1x128 tiles, B in 128x128 blocks), in products per
 //    second (M * N * K per iteration). accum_bits = 0 means fp8::gemm_exact (the
@@ -70,6 +73,23 @@ BENCHMARK_CAPTURE(BM_QuantizeDequantize, tile, fp8::Granularity::Tile1x128);
 BENCHMARK_CAPTURE(BM_QuantizeDequantize, block, fp8::Granularity::Block128x128);
 BENCHMARK_CAPTURE(BM_QuantizeDequantize, mx, fp8::Granularity::Block1x32);
 
+void BM_QuantizeDequantizeFused(benchmark::State& state, fp8::Granularity g) {
+  const Tensor2<float>& x = input();
+  fp8::QuantConfig cfg;
+  cfg.granularity = g;
+  if (g == fp8::Granularity::Block1x32) cfg.scale_rounding = fp8::ScaleRounding::PowerOfTwo;
+  for (auto _ : state) {
+    Tensor2<float> y = fp8::quantize_dequantize(x, cfg);
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_bytes(state);
+}
+BENCHMARK_CAPTURE(BM_QuantizeDequantizeFused, tensor, fp8::Granularity::PerTensor);
+BENCHMARK_CAPTURE(BM_QuantizeDequantizeFused, row, fp8::Granularity::PerRow);
+BENCHMARK_CAPTURE(BM_QuantizeDequantizeFused, tile, fp8::Granularity::Tile1x128);
+BENCHMARK_CAPTURE(BM_QuantizeDequantizeFused, block, fp8::Granularity::Block128x128);
+BENCHMARK_CAPTURE(BM_QuantizeDequantizeFused, mx, fp8::Granularity::Block1x32);
+
 void BM_Gemm(benchmark::State& state) {
   const size_t M = 128, N = 128, K = size_t(state.range(0));
   fp8::QuantConfig tiles, blocks;
@@ -100,7 +120,6 @@ BENCHMARK(BM_Gemm)
     ->Args({4096, 14, 128})
     ->Args({4096, 23, 128})
     ->Args({4096, 14, 32})
-    
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <regex>
 #include <stdexcept>
+#include <tuple>
 
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xmath.hpp>
@@ -27,9 +31,10 @@ float Format::min_normal() const { return std::ldexp(1.0f, emin()); }
 float Format::min_subnormal() const { return std::ldexp(1.0f, emin() - mantissa_bits); }
 
 static Format make_format(int e, int m, Specials specials) {
-  if (e < 2 || e > 8 || m < 1 || m > 10)
+  if (e < 2 || e > 8 || m < 1 || m > 10 || 1 + e + m > 16)
     throw std::invalid_argument("FP format E" + std::to_string(e) + "M" + std::to_string(m) +
-                                ": exponent bits must be 2..8 and mantissa bits 1..10");
+                                ": exponent bits must be 2..8, mantissa bits 1..10, and 1 + E + M at most 16 "
+                                "(codes are 16-bit)");
   std::string name = "e";
   name += std::to_string(e);
   name += 'm';
@@ -45,7 +50,7 @@ Format e5m6() { return {"e5m6", 5, 6, Specials::IEEE}; }
 Format parse_format(const std::string& name) {
   const std::string allowed =
       "allowed: e4m3 (fn, max 448), e5m2, or eXmY with IEEE infinities / eXmYfn without "
-      "(X = 2..8 exponent bits, Y = 1..10 mantissa bits), e.g. e5m6";
+      "(X = 2..8 exponent bits, Y = 1..10 mantissa bits, 1 + X + Y <= 16), e.g. e5m6";
   if (name == "e4m3" || name == "e4m3fn") return e4m3();
   static const std::regex pattern("e([0-9]{1,2})m([0-9]{1,2})(fn)?");
   std::smatch match;
@@ -58,46 +63,69 @@ Format parse_format(const std::string& name) {
   }
 }
 
-// Round the integer sig / 2^shift (shift > 0) to nearest, ties to even.
-static uint64_t round_shift_rne(uint64_t sig, int shift) {
-  if (shift >= 40) return 0;  // sig < 2^24: far below one half
-  const uint64_t n = sig >> shift;
-  const uint64_t rem = sig & ((uint64_t(1) << shift) - 1);
-  const uint64_t half = uint64_t(1) << (shift - 1);
-  return n + ((rem > half || (rem == half && (n & 1))) ? 1 : 0);
-}
+namespace {
 
-uint16_t encode(const Format& f, float x, Saturation sat) {
-  const uint32_t bits = std::bit_cast<uint32_t>(x);
-  const uint16_t sign = (bits >> 31) ? f.sign_bit() : 0;
-  const int exp_field = int((bits >> 23) & 0xFF);
-  const uint32_t frac = bits & 0x7FFFFF;
-  const uint16_t overflow = sat == Saturation::Finite      ? f.max_finite_code()
-                            : f.specials == Specials::IEEE ? f.inf_code()
-                                                           : f.nan_code();
-  if (exp_field == 0xFF) return frac ? f.nan_code() : uint16_t(sign | overflow);
-  if (exp_field == 0 && frac == 0) return sign;
+// encode() on the float's bits, with the format's constants worked out once.
+//  - |x| >= 2^emin, a normal of the format: the float's bits (exponent, then
+//    23 mantissa bits) are already the magnitude code of a format with the
+//    float's bias and 23 mantissa bits, and codes of consecutive magnitudes are
+//    consecutive integers. Dropping the low 23 - M bits with round to nearest
+//    even (add half a unit minus one, plus the lowest kept bit) rounds |x| to M
+//    mantissa bits, a carry moving into the exponent as it should; subtracting
+//    (127 - bias) << M rebases the exponent. Exact: only integer operations.
+//  - |x| < 2^emin, a subnormal of the format: the code is |x| / 2^(emin - M)
+//    rounded to nearest even, the float's 24-bit significand shifted right by
+//    the distance between its quantum and the format's.
+//  - Codes above the largest finite one overflow (saturating or not).
+class Encoder {
+ public:
+  Encoder(const Format& f, Saturation sat)
+      : mantissa_bits_(f.mantissa_bits),
+        min_normal_bits_(uint32_t(f.emin() + 127) << 23),
+        rebias_(uint32_t(127 - f.bias()) << f.mantissa_bits),
+        subnormal_shift_(f.emin() - f.mantissa_bits + 150),
+        max_code_(f.max_finite_code()),
+        sign_bit_(f.sign_bit()),
+        nan_(f.nan_code()),
+        overflow_(sat == Saturation::Finite      ? f.max_finite_code()
+                  : f.specials == Specials::IEEE ? f.inf_code()
+                                                 : f.nan_code()) {}
 
-  // |x| = sig * 2^(e - 23) with e = floor(log2 |x|) for normal floats.
-  uint64_t sig;
-  int e;
-  if (exp_field == 0) {
-    e = -126 - (23 - (std::bit_width(frac) - 1));
-    sig = uint64_t(frac) << (-126 - e);  // leading bit moved to position 23
-  } else {
-    e = exp_field - 127;
-    sig = frac | 0x800000u;
+  // Both cases are worked out and one is selected, without branches, so that
+  // the compiler can vectorize loops over elements.
+  uint16_t operator()(float x) const {
+    const uint32_t bits = std::bit_cast<uint32_t>(x);
+    const uint32_t abs = bits & 0x7FFFFFFFu;
+    const uint32_t sign = (bits >> 31) ? sign_bit_ : 0u;
+    const uint32_t normal = round_shift_rne(abs, 23 - mantissa_bits_) - rebias_;
+    const uint32_t exp_field = abs >> 23;  // |x| = sig * 2^(max(exp_field, 1) - 150)
+    const uint32_t sig = (abs & 0x7FFFFFu) | (exp_field ? 0x800000u : 0u);
+    // sig < 2^24, so every shift of 25 or more gives 0: cap it there. (The shift
+    // is >= 13 for subnormals of the format; the floor of 1 only keeps the unused
+    // value defined for normals.)
+    const int shift = std::clamp(subnormal_shift_ - int(std::max(exp_field, 1u)), 1, 25);
+    const uint32_t subnormal = round_shift_rne(sig, shift);
+    const uint32_t magnitude = abs >= min_normal_bits_ ? normal : subnormal;
+    const bool overflows = abs == 0x7F800000u || magnitude > max_code_;  // inf, or beyond the largest finite
+    return uint16_t(abs > 0x7F800000u ? nan_ : sign | (overflows ? overflow_ : magnitude));
   }
-  // Quantum of the target format at this magnitude: 2^(max(e, emin) - M).
-  const int e_q = std::max(e, f.emin());
-  const int shift = (e_q - f.mantissa_bits) - (e - 23);  // > 0 since M <= 10 < 23
-  const uint64_t n = round_shift_rne(sig, shift);
-  // Codes of consecutive magnitudes are consecutive integers: the exponent field
-  // is (e_q - emin) above the first binade and n carries into it when it rounds up.
-  const uint64_t magnitude = (uint64_t(e_q - f.emin()) << f.mantissa_bits) + n;
-  if (magnitude > f.max_finite_code()) return uint16_t(sign | overflow);
-  return uint16_t(sign | magnitude);
-}
+
+ private:
+  // v / 2^shift rounded to nearest, ties to even (0 < shift <= 25, v < 2^31).
+  static uint32_t round_shift_rne(uint32_t v, int shift) {
+    return (v + (1u << (shift - 1)) - 1 + ((v >> shift) & 1)) >> shift;
+  }
+
+  int mantissa_bits_;
+  uint32_t min_normal_bits_;  // bits of the float 2^emin
+  uint32_t rebias_;
+  int subnormal_shift_;       // emin - M + 150: the format's quantum over the float's
+  uint32_t max_code_, sign_bit_, nan_, overflow_;
+};
+
+}  // namespace
+
+uint16_t encode(const Format& f, float x, Saturation sat) { return Encoder(f, sat)(x); }
 
 float decode(const Format& f, uint16_t code) {
   const uint16_t magnitude = code & uint16_t(f.sign_bit() - 1);
@@ -108,6 +136,18 @@ float decode(const Format& f, uint16_t code) {
   const int mant = magnitude & ((1 << f.mantissa_bits) - 1);
   if (exp_field == 0) return sign * std::ldexp(float(mant), f.emin() - f.mantissa_bits);
   return sign * std::ldexp(float(mant + (1 << f.mantissa_bits)), exp_field - f.bias() - f.mantissa_bits);
+}
+
+const float* decode_table(const Format& f) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int, int, Specials>, std::vector<float>> tables;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto [it, added] = tables.try_emplace({f.exponent_bits, f.mantissa_bits, f.specials});
+  if (added) {
+    it->second.resize(size_t(1) << f.total_bits());
+    for (size_t c = 0; c < it->second.size(); ++c) it->second[c] = decode(f, uint16_t(c));
+  }
+  return it->second.data();
 }
 
 bool is_nan(const Format& f, uint16_t code) {
@@ -180,14 +220,39 @@ void validate(const QuantConfig& cfg) {
 
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 
+// The loops below walk row by row, each row with the scale of every column
+// spread out once per row of groups (no index division per element), so that
+// the loop over a row's columns is one the compiler vectorizes; rows are
+// independent, so they may run in parallel with the same result.
+
+// amax on the bits: for non-negative floats the order of the bit patterns is
+// the order of the values, so max(|x|) is an integer max of the bits with the
+// sign cleared (which the compiler vectorizes), NaN (bits above inf's) as 0.
+// For each row of groups, column_max[c] is the max over its rows (a loop over
+// columns, whatever the group's width), then each group takes the max over its
+// columns.
 Tensor2<float> group_amax(const Tensor2<float>& x, GroupShape group) {
   const size_t rows = x.shape(0), cols = x.shape(1);
-  Tensor2<float> amax = xt::zeros<float>({ceil_div(rows, group.rows), ceil_div(cols, group.cols)});
-  for (size_t r = 0; r < rows; ++r)
-    for (size_t c = 0; c < cols; ++c) {
-      float& a = amax(r / group.rows, c / group.cols);
-      a = std::max(a, std::fabs(x(r, c)));  // NaN inputs leave amax unchanged
+  Tensor2<float> amax = Tensor2<float>::from_shape({ceil_div(rows, group.rows), ceil_div(cols, group.cols)});
+#pragma omp parallel
+  {
+    std::vector<int32_t> column_max(cols);
+#pragma omp for schedule(static)
+    for (size_t row_group = 0; row_group < amax.shape(0); ++row_group) {
+      std::fill(column_max.begin(), column_max.end(), 0);
+      for (size_t r = row_group * group.rows; r < std::min(rows, (row_group + 1) * group.rows); ++r) {
+        const float* xr = &x(r, 0);
+        for (size_t c = 0; c < cols; ++c) {
+          const int32_t abs = std::bit_cast<int32_t>(xr[c]) & 0x7FFFFFFF;
+          column_max[c] = std::max(column_max[c], abs > 0x7F800000 ? 0 : abs);  // NaN leaves amax unchanged
+        }
+      }
+      for (size_t g = 0, c0 = 0; g < amax.shape(1); ++g, c0 += group.cols) {
+        const auto first = column_max.begin() + c0, last = column_max.begin() + std::min(cols, c0 + group.cols);
+        amax(row_group, g) = std::bit_cast<float>(*std::max_element(first, last));
+      }
     }
+  }
   return amax;
 }
 
@@ -197,18 +262,51 @@ float scale_from_amax(float amax, const QuantConfig& cfg) {
   return decode_e8m0(encode_e8m0(s, Saturation::Finite));
 }
 
+// Scales from the group amax: [n_row_groups, n_col_groups].
+static Tensor2<float> scales_from_amax(const Tensor2<float>& amax, const QuantConfig& cfg) {
+  Tensor2<float> scales = Tensor2<float>::from_shape(amax.shape());
+  for (size_t i = 0; i < amax.size(); ++i) scales.data()[i] = scale_from_amax(amax.data()[i], cfg);
+  return scales;
+}
+
+static void check_amax_shape(const Tensor2<float>& x, GroupShape group, const Tensor2<float>& amax) {
+  if (amax.shape(0) != ceil_div(x.shape(0), group.rows) || amax.shape(1) != ceil_div(x.shape(1), group.cols))
+    throw std::invalid_argument("quantize: amax has the wrong number of groups for this tensor");
+}
+
+// Calls out(r, s) for every row r, s[c] being the scale of element (r, c);
+// rows in parallel.
+template <class Out>
+static void for_each_row(size_t rows, size_t cols, GroupShape group, const Tensor2<float>& scales, Out out) {
+#pragma omp parallel
+  {
+    std::vector<float> s(cols);
+    size_t spread = SIZE_MAX;  // the row of groups whose scales s holds
+#pragma omp for schedule(static)
+    for (size_t r = 0; r < rows; ++r) {
+      if (r / group.rows != spread) {
+        spread = r / group.rows;
+        for (size_t g = 0, c0 = 0; c0 < cols; ++g, c0 += group.cols)
+          std::fill(s.begin() + c0, s.begin() + std::min(cols, c0 + group.cols), scales(spread, g));
+      }
+      out(r, s.data());
+    }
+  }
+}
+
 QuantizedMatrix quantize(const Tensor2<float>& x, const QuantConfig& cfg, const Tensor2<float>& amax) {
   validate(cfg);
   const size_t rows = x.shape(0), cols = x.shape(1);
   const GroupShape group = group_shape(cfg.granularity, rows, cols);
-  if (amax.shape(0) != ceil_div(rows, group.rows) || amax.shape(1) != ceil_div(cols, group.cols))
-    throw std::invalid_argument("quantize: amax has the wrong number of groups for this tensor");
-  QuantizedMatrix q{cfg.format, group, Tensor2<uint16_t>::from_shape({rows, cols}),
-                    Tensor2<float>::from_shape(amax.shape())};
-  for (size_t i = 0; i < amax.size(); ++i) q.scales.data()[i] = scale_from_amax(amax.data()[i], cfg);
-#pragma omp parallel for schedule(static)
-  for (size_t r = 0; r < rows; ++r)
-    for (size_t c = 0; c < cols; ++c) q.codes(r, c) = encode(cfg.format, x(r, c) / q.scale(r, c), cfg.saturation);
+  check_amax_shape(x, group, amax);
+  QuantizedMatrix q{cfg.format, group, Tensor2<uint16_t>::from_shape({rows, cols}), scales_from_amax(amax, cfg)};
+  const Encoder encoder(cfg.format, cfg.saturation);
+  for_each_row(rows, cols, group, q.scales, [&](size_t r, const float* s) {
+    const Encoder encode_one = encoder;  // a local copy, which the compiler vectorizes over c
+    const float* xr = &x(r, 0);
+    uint16_t* qr = &q.codes(r, 0);
+    for (size_t c = 0; c < cols; ++c) qr[c] = encode_one(xr[c] / s[c]);
+  });
   return q;
 }
 
@@ -217,12 +315,46 @@ QuantizedMatrix quantize(const Tensor2<float>& x, const QuantConfig& cfg) {
   return quantize(x, cfg, group_amax(x, group_shape(cfg.granularity, x.shape(0), x.shape(1))));
 }
 
+// decode(q) * s, decode being a lookup in decode_table.
 Tensor2<float> dequantize(const QuantizedMatrix& q) {
   Tensor2<float> x = Tensor2<float>::from_shape(q.codes.shape());
-#pragma omp parallel for schedule(static)
-  for (size_t r = 0; r < q.rows(); ++r)
-    for (size_t c = 0; c < q.cols(); ++c) x(r, c) = decode(q.format, q.codes(r, c)) * q.scale(r, c);
+  const float* value = decode_table(q.format);
+  const uint16_t code_bits = uint16_t((1u << q.format.total_bits()) - 1);  // decode() ignores the bits above
+  for_each_row(q.rows(), q.cols(), q.group, q.scales, [&](size_t r, const float* s) {
+    const uint16_t* qr = &q.codes(r, 0);
+    float* xr = &x(r, 0);
+    for (size_t c = 0; c < q.cols(); ++c) xr[c] = value[qr[c] & code_bits] * s[c];
+  });
   return x;
+}
+
+// dequantize(quantize(x)) without the codes of the whole tensor: a piece of a
+// row is encoded into a small buffer (a loop the compiler vectorizes), then
+// looked up in the decode table and scaled.
+Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg, GroupShape group) {
+  validate(cfg);
+  const size_t rows = x.shape(0), cols = x.shape(1);
+  const Tensor2<float> scales = scales_from_amax(group_amax(x, group), cfg);
+  const Encoder encoder(cfg.format, cfg.saturation);
+  const float* value = decode_table(cfg.format);
+  Tensor2<float> y = Tensor2<float>::from_shape({rows, cols});
+  for_each_row(rows, cols, group, scales, [&](size_t r, const float* s) {
+    const Encoder encode_one = encoder;
+    const float* xr = &x(r, 0);
+    float* yr = &y(r, 0);
+    constexpr size_t kBuffer = 256;
+    uint16_t codes[kBuffer];
+    for (size_t c0 = 0; c0 < cols; c0 += kBuffer) {
+      const size_t n = std::min(kBuffer, cols - c0);
+      for (size_t i = 0; i < n; ++i) codes[i] = encode_one(xr[c0 + i] / s[c0 + i]);
+      for (size_t i = 0; i < n; ++i) yr[c0 + i] = value[codes[i]] * s[c0 + i];
+    }
+  });
+  return y;
+}
+
+Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg) {
+  return quantize_dequantize(x, cfg, group_shape(cfg.granularity, x.shape(0), x.shape(1)));
 }
 
 AmaxHistory::AmaxHistory(size_t length) : length_(length) {

@@ -42,8 +42,8 @@ enum class Saturation {
   None,    // __NV_NOSAT: overflow becomes +-inf (IEEE) or NaN ("fn")
 };
 
-// A sign bit, exponent_bits (2..8, bias 2^(E-1) - 1) and mantissa_bits (1..10).
-// Codes are the low 1 + E + M bits of a uint16_t, sign on top.
+// A sign bit, exponent_bits (2..8, bias 2^(E-1) - 1) and mantissa_bits (1..10),
+// at most 16 bits in all. Codes are the low 1 + E + M bits of a uint16_t, sign on top.
 struct Format {
   std::string name;
   int exponent_bits;
@@ -71,6 +71,10 @@ Format parse_format(const std::string& name);
 
 uint16_t encode(const Format& f, float x, Saturation sat);
 float decode(const Format& f, uint16_t code);
+// The value of every code, decode_table(f)[c] == decode(f, c) for c < 2^(1+E+M)
+// (at most 2^16 entries): decoding is a lookup. Built on the first use of a
+// format and kept; thread-safe.
+const float* decode_table(const Format& f);
 bool is_nan(const Format& f, uint16_t code);
 bool is_inf(const Format& f, uint16_t code);
 
@@ -138,6 +142,12 @@ QuantizedMatrix quantize(const Tensor2<float>& x, const QuantConfig& cfg,
 QuantizedMatrix quantize(const Tensor2<float>& x, const QuantConfig& cfg);
 // decode(q) * s in fp32.
 Tensor2<float> dequantize(const QuantizedMatrix& q);
+// dequantize(quantize(x, cfg)), bitwise, without keeping the codes (online scaling).
+Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg);
+// The same with explicit groups of x (cfg.granularity unused): with the groups
+// of x^T transposed (a 1x128 tile of x^T is a 128x1 group of x) it gives
+// transpose(quantize_dequantize(transpose(x), cfg)) without the transposes.
+Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg, GroupShape group);
 
 // Delayed scaling: the scale of step t comes from the max over the amax of the
 // previous `length` steps (TransformerEngine's amax_compute_algo = "max"). With no

@@ -13,6 +13,12 @@ thread_local const LinearObserver* t_observer = nullptr;
 
 Tensor2<float> transposed(const Tensor2<float>& x) { return xt::transpose(x); }
 
+// The groups of x^T, seen on x: cfg's [a, b] groups of x^T [cols, rows] are [b, a] groups of x.
+GroupShape groups_of_transpose(const Tensor2<float>& x, const QuantConfig& cfg) {
+  const GroupShape g = group_shape(cfg.granularity, x.shape(1), x.shape(0));
+  return {g.cols, g.rows};
+}
+
 template <class F> auto with_key(const std::string& key, F&& parse) {
   try {
     return parse();
@@ -119,20 +125,15 @@ void notify_linear(const LinearCall& call) {
   if (t_observer) (*t_observer)(call);
 }
 
-Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg) {
-  return dequantize(quantize(x, cfg));
-}
-
 // y [N, out] = x [N, in] W [out, in]^T, K = in.
 void linear_forward(Tensor2<float>& y, const Tensor2<float>& x, const Tensor2<float>& w,
                     const Recipe& r) {
   const int N = x.shape(0), in = x.shape(1), out = w.shape(0);
-  const QuantizedMatrix qx = quantize(x, r.activation), qw = quantize(w, r.weight);
   if (r.emulate_accumulator) {
-    y = gemm(qx, qw, r.accumulator);
+    y = gemm(quantize(x, r.activation), quantize(w, r.weight), r.accumulator);
     return;
   }
-  const Tensor2<float> xq = dequantize(qx), wq = dequantize(qw);
+  const Tensor2<float> xq = quantize_dequantize(x, r.activation), wq = quantize_dequantize(w, r.weight);
   ensure_shape(y, {size_t(N), size_t(out)});
   dslab::gemm<float>(false, true, N, out, in, 1.0f, xq.data(), in, wq.data(), in, 0.0f, y.data(), out);
 }
@@ -142,19 +143,21 @@ void linear_forward(Tensor2<float>& y, const Tensor2<float>& x, const Tensor2<fl
 void linear_backward(Tensor2<float>& dx, Tensor2<float>& dw, const Tensor2<float>& dy,
                      const Tensor2<float>& x, const Tensor2<float>& w, const Recipe& r) {
   const int N = x.shape(0), in = x.shape(1), out = w.shape(0);
-  const QuantizedMatrix qdy = quantize(dy, r.gradient), qwt = quantize(transposed(w), r.weight);
-  const QuantizedMatrix qdyt = quantize(transposed(dy), r.gradient), qxt = quantize(transposed(x), r.activation);
   if (r.emulate_accumulator) {
-    dx = gemm(qdy, qwt, r.accumulator);
-    dw += gemm(qdyt, qxt, r.accumulator);
+    dx = gemm(quantize(dy, r.gradient), quantize(transposed(w), r.weight), r.accumulator);
+    dw += gemm(quantize(transposed(dy), r.gradient), quantize(transposed(x), r.activation), r.accumulator);
     return;
   }
-  // The same products as reference/linear.cpp, on the dequantized operands.
-  const Tensor2<float> dyq = dequantize(qdy), wq = transposed(dequantize(qwt));
-  const Tensor2<float> dytq = transposed(dequantize(qdyt)), xtq = transposed(dequantize(qxt));
+  // The same products as reference/linear.cpp, on the quantized-dequantized
+  // operands; W, dy and x with the groups of W^T, dy^T and x^T, laid along K
+  // (dyq_n, xq_n: groups along the tokens N).
+  const Tensor2<float> dyq = quantize_dequantize(dy, r.gradient);
+  const Tensor2<float> wq = quantize_dequantize(w, r.weight, groups_of_transpose(w, r.weight));
+  const Tensor2<float> dyq_n = quantize_dequantize(dy, r.gradient, groups_of_transpose(dy, r.gradient));
+  const Tensor2<float> xq_n = quantize_dequantize(x, r.activation, groups_of_transpose(x, r.activation));
   ensure_shape(dx, {size_t(N), size_t(in)});
   dslab::gemm<float>(false, false, N, in, out, 1.0f, dyq.data(), out, wq.data(), in, 0.0f, dx.data(), in);
-  dslab::gemm<float>(true, false, out, in, N, 1.0f, dytq.data(), out, xtq.data(), in, 1.0f, dw.data(), in);
+  dslab::gemm<float>(true, false, out, in, N, 1.0f, dyq_n.data(), out, xq_n.data(), in, 1.0f, dw.data(), in);
 }
 
 }  // namespace dslab::fp8

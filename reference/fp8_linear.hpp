@@ -85,9 +85,6 @@ class HighPrecision {
 // The recipe in force on this thread, or nullptr.
 const Recipe* active_recipe();
 
-// decode(encode(x / s)) * s with the groups of cfg (online scaling).
-Tensor2<float> quantize_dequantize(const Tensor2<float>& x, const QuantConfig& cfg);
-
 // The linear layer (reference/linear.hpp) with FP8 GEMM inputs.
 void linear_forward(Tensor2<float>& y, const Tensor2<float>& x, const Tensor2<float>& w,
                     const Recipe& recipe);

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "reference/fp8.hpp"
@@ -237,6 +239,89 @@ TEST(GenericFormat, E5m6MatchesBruteForceNearest) {
   EXPECT_EQ(fp8::encode(f, kInf, Saturation::None), f.inf_code());
   EXPECT_EQ(fp8::encode(f, 1e9f, Saturation::None), f.inf_code());
   EXPECT_EQ(fp8::encode(f, -kInf, Saturation::Finite), f.sign_bit() | f.max_finite_code());
+}
+
+// Every format the code supports (E = 2..8, M = 1..10, at most 16 bits; IEEE
+// and "fn" specials).
+std::vector<fp8::Format> every_format() {
+  std::vector<fp8::Format> formats;
+  for (int e = 2; e <= 8; ++e)
+    for (int m = 1; m <= 10 && 1 + e + m <= 16; ++m)
+      for (const char* suffix : {"", "fn"}) {
+        std::string name = "e";
+        name += std::to_string(e);
+        name += 'm';
+        name += std::to_string(m);
+        name += suffix;
+        formats.push_back(fp8::parse_format(name));
+      }
+  return formats;
+}
+
+// IEEE 754 rounding of x to the format by search: the nearest of all finite
+// values, ties to the even code, the exponent range taken as unbounded (one
+// value past the largest finite one); beyond the largest finite value it
+// overflows to +-max (saturating), +-inf (IEEE) or NaN ("fn").
+class NearestSearch {
+ public:
+  // The values in double from the code's fields (E8 "fn" formats reach 2^128,
+  // beyond float), up to one code past the largest finite one.
+  explicit NearestSearch(const fp8::Format& f) : f_(f) {
+    const int m = f.mantissa_bits;
+    for (uint32_t c = 0; c <= uint32_t(f.max_finite_code()) + 1; ++c) {
+      const int exp_field = int(c >> m), mant = int(c & ((1u << m) - 1));
+      value_.push_back(exp_field == 0 ? std::ldexp(double(mant), f.emin() - m)
+                                      : std::ldexp(double(mant + (1 << m)), exp_field - f.bias() - m));
+    }
+  }
+  uint16_t operator()(float x, Saturation sat) const {
+    if (std::isnan(x)) return f_.nan_code();
+    const uint16_t sign = std::signbit(x) ? f_.sign_bit() : 0;
+    const uint16_t overflow = sat == Saturation::Finite          ? f_.max_finite_code()
+                              : f_.specials == fp8::Specials::IEEE ? f_.inf_code()
+                                                                   : f_.nan_code();
+    const double a = std::fabs(double(x));
+    const auto it = std::lower_bound(value_.begin(), value_.end(), a);
+    if (it == value_.end()) return sign | overflow;
+    size_t c = size_t(it - value_.begin());
+    if (c > 0 && *it != a) {
+      const double below = a - value_[c - 1], above = *it - a;
+      if (below < above || (below == above && (c - 1) % 2 == 0)) --c;
+    }
+    return c > f_.max_finite_code() ? uint16_t(sign | overflow) : uint16_t(sign | c);
+  }
+
+ private:
+  fp8::Format f_;
+  std::vector<double> value_;  // value_[c] of every non-negative finite code, and one past
+};
+
+TEST(GenericFormat, EveryFormatMatchesNearestSearch) {
+  dslab::Rng rng(6);
+  for (const fp8::Format& f : every_format()) {
+    const NearestSearch nearest(f);
+    std::vector<float> xs;
+    if (f.total_bits() <= 12) xs = edge_cases(f);
+    for (int i = 0; i < 20000; ++i) xs.push_back(random_input(rng, f));
+    for (Saturation sat : {Saturation::Finite, Saturation::None})
+      for (float x : xs)
+        ASSERT_EQ(fp8::encode(f, x, sat), nearest(x, sat))
+            << f.name << (sat == Saturation::Finite ? " satfinite" : " nosat") << " x = " << x << " (bits "
+            << std::hex << std::bit_cast<uint32_t>(x) << ")";
+  }
+}
+
+TEST(Formats, DecodeTableHoldsEveryCodesValue) {
+  for (const fp8::Format& f : every_format()) {
+    const float* table = fp8::decode_table(f);
+    for (uint32_t c = 0; c < (1u << f.total_bits()); ++c) {
+      const float v = fp8::decode(f, uint16_t(c));
+      ASSERT_EQ(std::bit_cast<uint32_t>(table[c]), std::bit_cast<uint32_t>(v)) << f.name << " code " << c;
+    }
+    EXPECT_EQ(fp8::decode_table(f), table) << "built once";
+  }
+  // Codes are 16-bit: E8M8 (17 bits) is refused.
+  EXPECT_THROW(fp8::parse_format("e8m8"), std::invalid_argument);
 }
 
 // The published ranges (FACTS.md; OCP FP8 spec): closed forms.

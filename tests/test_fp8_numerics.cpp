@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
+#include <string>
+#include <utility>
 
 #include "reference/fp8.hpp"
 #include "simulators/fp8/fp8_sim.hpp"
@@ -114,6 +118,90 @@ TEST(Scaling, AllZeroGroupUsesTheAmaxFloor) {
   const Tensor2<float> xh = fp8::dequantize(q);
   EXPECT_EQ(xh(1, 200), 3.0f);
   EXPECT_EQ(xh(0, 0), 0.0f);
+}
+
+// quantize, dequantize and quantize_dequantize walk runs of columns with a
+// decode table and a vectorized encode; they must give bitwise what the plain
+// definitions give element by element: amax_g = max |x| over the group (NaN
+// ignored), s_g = scale_from_amax(amax_g), q = encode(x / s_g), x_hat =
+// decode(q) * s_g. Partial edge groups, one-row and one-column tensors, and
+// tensors with zeros, float subnormals, huge values, +-inf and NaN.
+TEST(Scaling, FastLoopsEqualTheElementwiseDefinition) {
+  auto bits = [](float v) { return std::bit_cast<uint32_t>(v); };
+  const float specials[] = {0.0f, -0.0f, 1e-42f, -3e-39f, 3e38f, std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()};
+  dslab::Rng rng(9);
+  for (const auto& [rows, cols] : {std::pair<size_t, size_t>{130, 300}, {1, 77}, {45, 1}, {257, 129}})
+    for (const bool with_specials : {false, true}) {
+      Tensor2<float> x = normal_tensor(rows, cols, rows * cols);
+      for (size_t i = 0; with_specials && i < x.size(); i += 7) x.data()[i] = specials[rng.below(8)];
+      for (const fp8::Format& f : {fp8::e4m3(), fp8::e5m2(), fp8::e5m6(), fp8::parse_format("e3m2fn")})
+        for (fp8::Granularity g : {fp8::Granularity::PerTensor, fp8::Granularity::PerRow, fp8::Granularity::Tile1x128,
+                                   fp8::Granularity::Block128x128, fp8::Granularity::Block1x32})
+          for (fp8::Saturation sat : {fp8::Saturation::Finite, fp8::Saturation::None}) {
+            fp8::QuantConfig cfg = config(g, g == fp8::Granularity::Block1x32 ? fp8::ScaleRounding::PowerOfTwo
+                                                                               : fp8::ScaleRounding::Exact, f);
+            cfg.saturation = sat;
+            const std::string what = f.name + " " + fp8::granularity_name(g) + " " + std::to_string(rows) + "x" +
+                                     std::to_string(cols) + (with_specials ? " with specials" : "");
+            const fp8::GroupShape group = fp8::group_shape(g, rows, cols);
+            Tensor2<float> amax = xt::zeros<float>({(rows + group.rows - 1) / group.rows,
+                                                    (cols + group.cols - 1) / group.cols});
+            for (size_t r = 0; r < rows; ++r)
+              for (size_t c = 0; c < cols; ++c) {
+                float& a = amax(r / group.rows, c / group.cols);
+                a = std::max(a, std::fabs(x(r, c)));
+              }
+            const Tensor2<float> fast_amax = fp8::group_amax(x, group);
+            for (size_t i = 0; i < amax.size(); ++i) ASSERT_EQ(bits(fast_amax.data()[i]), bits(amax.data()[i])) << what;
+            const fp8::QuantizedMatrix q = fp8::quantize(x, cfg);
+            for (size_t i = 0; i < amax.size(); ++i)
+              ASSERT_EQ(bits(q.scales.data()[i]), bits(fp8::scale_from_amax(amax.data()[i], cfg))) << what;
+            const Tensor2<float> xh = fp8::dequantize(q), fused = fp8::quantize_dequantize(x, cfg);
+            for (size_t r = 0; r < rows; ++r)
+              for (size_t c = 0; c < cols; ++c) {
+                const float s = q.scale(r, c);
+                const uint16_t code = fp8::encode(f, x(r, c) / s, sat);
+                ASSERT_EQ(q.codes(r, c), code) << what << " at " << r << "," << c;
+                ASSERT_EQ(bits(xh(r, c)), bits(fp8::decode(f, code) * s)) << what << " at " << r << "," << c;
+                ASSERT_EQ(bits(fused(r, c)), bits(xh(r, c))) << what << " at " << r << "," << c;
+              }
+          }
+    }
+}
+
+// Groups given explicitly: [b, a] groups of x give bitwise the transpose of
+// [a, b] groups of x^T (what the FP8 linear layer's backward pass uses).
+TEST(Scaling, TransposedGroupsEqualQuantizingTheTranspose) {
+  const Tensor2<float> x = normal_tensor(200, 300, 11);
+  const Tensor2<float> xt = xt::transpose(x);
+  for (fp8::Granularity g : {fp8::Granularity::PerTensor, fp8::Granularity::PerRow, fp8::Granularity::Tile1x128,
+                             fp8::Granularity::Block128x128, fp8::Granularity::Block1x32}) {
+    const fp8::QuantConfig cfg = config(g, g == fp8::Granularity::Block1x32 ? fp8::ScaleRounding::PowerOfTwo
+                                                                            : fp8::ScaleRounding::Exact);
+    const fp8::GroupShape of_xt = fp8::group_shape(g, 300, 200);
+    const Tensor2<float> direct = fp8::quantize_dequantize(x, cfg, {of_xt.cols, of_xt.rows});
+    const Tensor2<float> via_transpose = xt::transpose(fp8::quantize_dequantize(xt, cfg));
+    EXPECT_EQ(0, std::memcmp(direct.data(), via_transpose.data(), direct.size() * sizeof(float)))
+        << fp8::granularity_name(g);
+  }
+}
+
+// Rows (and row groups) run in parallel: any thread count gives the same bits.
+TEST(Scaling, SameNumbersForAnyThreadCount) {
+  const Tensor2<float> x = normal_tensor(300, 260, 10);
+  for (fp8::Granularity g : {fp8::Granularity::PerTensor, fp8::Granularity::Tile1x128, fp8::Granularity::Block128x128}) {
+    omp_set_num_threads(1);
+    const Tensor2<float> one = fp8::quantize_dequantize(x, config(g));
+    const fp8::QuantizedMatrix q1 = fp8::quantize(x, config(g));
+    omp_set_num_threads(3);
+    const Tensor2<float> three = fp8::quantize_dequantize(x, config(g));
+    const fp8::QuantizedMatrix q3 = fp8::quantize(x, config(g));
+    omp_set_num_threads(2);
+    EXPECT_EQ(0, std::memcmp(one.data(), three.data(), one.size() * sizeof(float))) << fp8::granularity_name(g);
+    EXPECT_EQ(q1.codes, q3.codes) << fp8::granularity_name(g);
+    EXPECT_EQ(q1.scales, q3.scales) << fp8::granularity_name(g);
+  }
 }
 
 // Delayed scaling: the scale comes from the max over the last `length` amaxes.
