@@ -60,6 +60,7 @@ struct Arch {
   int64_t vocab_size = 0, dim = 0, n_layers = 0;
   int64_t n_dense_layers = 0, inter_dim = 0;  // dense SwiGLU FFN layers come first
   int64_t moe_inter_dim = 0, n_routed_experts = 0, n_shared_experts = 0, n_activated_experts = 0;
+  int64_t mtp_depth = 0;        // Multi-Token Prediction modules (dslab configs)
   std::string score_func = "softmax";
   bool gate_bias = false;       // the per-expert selection bias of Eq. (24)
   bool mla = false;
@@ -85,6 +86,7 @@ Arch from_model_args(const ModelArgs& m) {
   a.n_activated_experts = m.n_activated_experts;
   a.score_func = m.score_func;
   a.gate_bias = m.has_expert_bias();
+  a.mtp_depth = m.mtp.depth;
   a.mla = m.is_mla();
   a.n_heads = m.n_heads;
   a.n_kv_heads = m.n_kv_heads;
@@ -173,15 +175,15 @@ Arch from_deepseek_json(const std::string& path) {
 
 struct Counts {
   int64_t embedding = 0, attention = 0, dense_ffn = 0, moe_routed_experts = 0,
-          moe_shared_experts = 0, moe_gate = 0, norms = 0, head = 0;
+          moe_shared_experts = 0, moe_gate = 0, norms = 0, head = 0, mtp = 0;
   int64_t total() const {
     return embedding + attention + dense_ffn + moe_routed_experts + moe_shared_experts + moe_gate +
-           norms + head;
+           norms + head + mtp;
   }
   Json json() const {
     return {{"embedding", embedding}, {"attention", attention}, {"dense_ffn", dense_ffn},
             {"moe_routed_experts", moe_routed_experts}, {"moe_shared_experts", moe_shared_experts},
-            {"moe_gate", moe_gate}, {"norms", norms}, {"head", head}};
+            {"moe_gate", moe_gate}, {"norms", norms}, {"head", head}, {"mtp", mtp}};
   }
 };
 
@@ -204,7 +206,20 @@ AttentionParams attention_params(const Arch& a) {
   return p;
 }
 
-// All parameters (activated = false) or those one token multiplies by.
+// One MTP module (reference/mtp.hpp): enorm, hnorm, eh_proj [D, 2D], its block
+// (an MoE block when the model has routed experts, as V3's) and its norm; the
+// embedding and head are the main model's.
+int64_t mtp_module_params(const Arch& a, const AttentionParams& attn) {
+  const int64_t D = a.dim, expert = 3 * D * a.moe_inter_dim;
+  const int64_t ffn = a.n_routed_experts > 0
+                          ? (a.n_routed_experts + a.n_shared_experts) * expert +
+                                a.n_routed_experts * (D + (a.gate_bias ? 1 : 0))
+                          : 3 * D * a.inter_dim;
+  return 2 * D + 2 * D * D + attn.matrices + 2 * D + attn.norms + ffn + D;
+}
+
+// All parameters (activated = false) or those one token multiplies by in the
+// main model (MTP modules, used only in training and drafting, are not activated).
 Counts count_params(const Arch& a, bool activated) {
   Counts c;
   const int64_t D = a.dim, L = a.n_layers, moe_layers = a.n_layers - a.n_dense_layers;
@@ -220,6 +235,7 @@ Counts count_params(const Arch& a, bool activated) {
   c.moe_gate = moe_layers * a.n_routed_experts * (D + (a.gate_bias ? 1 : 0));
   c.norms = L * (2 * D + attn.norms) + D;  // attn_norm, ffn_norm (+ q_norm, kv_norm); final norm
   c.head = a.vocab_size * D;
+  c.mtp = activated ? 0 : a.mtp_depth * mtp_module_params(a, attn);
   return c;
 }
 

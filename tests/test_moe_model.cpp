@@ -317,22 +317,25 @@ TEST_F(MoeTraining, CapturedRouterLogitsReproduceTheRouting) {
   EXPECT_TRUE(result_complete(path));
 }
 
-// `dslab info` counts what the model holds: parameters plus the gate biases.
+// `dslab info` counts what the model holds: parameters plus the gate biases,
+// MTP modules included.
 TEST(MoeModel, InfoCountsTheParametersTheModelHas) {
   const std::string dir = test::temp_dir("moe_info");
-  for (const std::string bias : {"none", "sign"}) {
-    const std::string config = dir + "/moe.toml";
-    std::ofstream(config) << ("[model]\ndim = 32\nn_layers = 3\nn_heads = 4\nn_kv_heads = 2\ninter_dim = 48\n"
-                             "n_routed_experts = 6\nn_activated_experts = 2\nn_shared_experts = 2\n"
-                             "moe_inter_dim = 16\nn_dense_layers = 1\nscore_func = \"sigmoid\"\n"
-                             "[balance]\nbias_update = \"" + bias + "\"\n");
+  const std::string moe = "n_routed_experts = 6\nn_activated_experts = 2\nn_shared_experts = 2\n"
+                          "moe_inter_dim = 16\nn_dense_layers = 1\nscore_func = \"sigmoid\"\n";
+  const std::vector<std::string> variants = {
+      moe, moe + "[balance]\nbias_update = \"sign\"\n[mtp]\ndepth = 2\n", "[mtp]\ndepth = 1\n"};
+  for (const std::string& variant : variants) {
+    const std::string config = dir + "/model.toml";
+    std::ofstream(config) << "[model]\ndim = 32\nn_layers = 3\nn_heads = 4\nn_kv_heads = 2\ninter_dim = 48\n" +
+                                 variant;
     std::string output;
     ASSERT_EQ(test::run_dslab("info " + config + " --json", &output), 0) << output;
     const RunConfig cfg = parse_run_config_text(test::read_file(config));
     Transformer<float> model(cfg.model);
     size_t expected = model.num_parameters();
     for (const auto& b : model.params.buffers()) expected += b.size();
-    EXPECT_THAT(output, HasSubstr("\"params_total\": " + std::to_string(expected))) << bias;
+    EXPECT_THAT(output, HasSubstr("\"params_total\": " + std::to_string(expected))) << variant;
   }
 }
 
