@@ -11,7 +11,6 @@ IN.h5: attributes beta1, beta2, eps, weight_decay; dataset lr [steps] (the
 OUT.h5: params/<step>/<name> after each step; exp_avg/<name> and
     exp_avg_sq/<name> (the first and second moments) after the last step.
 """
-import os
 import sys
 
 try:
@@ -20,6 +19,8 @@ try:
 except ImportError as error:
     sys.exit(f"{sys.argv[0]}: {error}. /usr/bin/python3 needs torch and h5py: "
              "run scripts/test, which installs them.")
+
+from oracle_io import run_oracle
 
 
 def run(fin, fout):
@@ -47,15 +48,5 @@ def run(fin, fout):
         fout[f"exp_avg_sq/{name}"] = state["exp_avg_sq"].numpy()
 
 
-def main():
-    if len(sys.argv) != 3:
-        sys.exit(f"usage: {sys.argv[0]} IN.h5 OUT.h5")
-    in_path, out_path = sys.argv[1:]
-    partial = out_path + ".partial"
-    with h5py.File(in_path, "r") as fin, h5py.File(partial, "w") as fout:
-        run(fin, fout)
-    os.replace(partial, out_path)
-
-
 if __name__ == "__main__":
-    main()
+    run_oracle(run)

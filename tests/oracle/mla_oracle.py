@@ -26,7 +26,6 @@ OUT.h5 gets, under the same group names,
   model/<case>: loss, logits, grads/<parameter name>.
 """
 import math
-import os
 import sys
 
 try:
@@ -37,9 +36,8 @@ except ImportError as error:
     sys.exit(f"{sys.argv[0]}: {error}. /usr/bin/python3 needs torch and h5py: "
              "run scripts/test, which installs them.")
 
+from oracle_io import DTYPE, attributes, check_all_used, leaves, run_cases, run_oracle, write_model_answers
 from torch_oracle import apply_rotary_emb, causal_attention, precompute_freqs_cis, rms_norm
-
-DTYPE = torch.float64
 
 
 def softmax_scale(a):
@@ -78,23 +76,6 @@ def mla(x, w, a):
     return F.linear(o.flatten(2), w("wo"))
 
 
-def attributes(group):
-    return {name: (value.decode() if isinstance(value, bytes) else
-                   value if isinstance(value, str) else value.item())
-            for name, value in group.attrs.items()}
-
-
-def leaves(group, skip):
-    return {name: torch.tensor(group[name][...], dtype=DTYPE, requires_grad=True)
-            for name in group if name not in skip}
-
-
-def check_all_used(group, params):
-    unused = [name for name, p in params.items() if p.grad is None]
-    if unused:
-        raise ValueError(f"{group.name}: inputs the model does not use: {unused}")
-
-
 def run_layer(group, out):
     a = attributes(group)
     params = leaves(group, ("r",))
@@ -125,23 +106,8 @@ def run_model(group, out):
     loss = F.cross_entropy(logits, targets)
     loss.backward()
     check_all_used(group, p)
-    out["loss"] = loss.item()
-    out["logits"] = logits.detach().numpy()
-    for name, t in p.items():
-        out[f"grads/{name}"] = t.grad.numpy()
-
-
-def main():
-    if len(sys.argv) != 3:
-        sys.exit(f"usage: {sys.argv[0]} IN.h5 OUT.h5")
-    in_path, out_path = sys.argv[1:]
-    partial = out_path + ".partial"
-    with h5py.File(in_path, "r") as fin, h5py.File(partial, "w") as fout:
-        for kind, run in (("mla", run_layer), ("model", run_model)):
-            for case in fin.get(kind, {}):
-                run(fin[kind][case], fout.create_group(f"{kind}/{case}"))
-    os.replace(partial, out_path)
+    write_model_answers(out, loss, logits, p)
 
 
 if __name__ == "__main__":
-    main()
+    run_oracle(lambda fin, fout: run_cases(fin, fout, {"mla": run_layer, "model": run_model}))

@@ -19,7 +19,6 @@ OUT.h5: y, indices [N, K], weights [N, K], losses [4] (expert, device, comm,
     sequence), and the gradients dx, dgate, dw1, dw2, dw3, dshared_w1/2/3.
 """
 import math
-import os
 import sys
 
 try:
@@ -29,6 +28,8 @@ try:
 except ImportError as error:
     sys.exit(f"{sys.argv[0]}: {error}. /usr/bin/python3 needs torch and h5py: "
              "run scripts/test, which installs them.")
+
+from oracle_io import run_oracle
 
 
 def gate(x, weight, bias, a):
@@ -150,15 +151,5 @@ def run(fin, fout):
         fout["d" + name] = v.grad.numpy()
 
 
-def main():
-    if len(sys.argv) != 3:
-        sys.exit(f"usage: {sys.argv[0]} IN.h5 OUT.h5")
-    in_path, out_path = sys.argv[1:]
-    partial = out_path + ".partial"
-    with h5py.File(in_path, "r") as fin, h5py.File(partial, "w") as fout:
-        run(fin, fout)
-    os.replace(partial, out_path)
-
-
 if __name__ == "__main__":
-    main()
+    run_oracle(run)

@@ -16,7 +16,6 @@ and MLA sizes, depth, lambda, batch, seq_len; every parameter under its name
 ("mtp.1.eh_proj.weight", ...); tokens, targets [B*T].
 OUT.h5 gets model/<case>: loss, mtp_losses [D], logits (main head), grads/<name>.
 """
-import os
 import sys
 
 try:
@@ -27,23 +26,14 @@ except ImportError as error:
     sys.exit(f"{sys.argv[0]}: {error}. /usr/bin/python3 needs torch and h5py: "
              "run scripts/test, which installs them.")
 
-from mla_oracle import attributes, check_all_used, leaves, mla
-from torch_oracle import apply_rotary_emb, causal_attention, precompute_freqs_cis, rms_norm
+from mla_oracle import mla
+from oracle_io import attributes, check_all_used, leaves, run_cases, run_oracle, write_model_answers
+from torch_oracle import attention as mha_attention, rms_norm
 
 
 def attention(x, w, a):
-    """MHA/GQA/MQA as torch_oracle.transformer_loss, or MLA; x [B, T, dim]."""
-    if a["attn"] == "mla":
-        return mla(x, w, a)
-    batch, seq_len, _ = x.shape
-    n_heads, n_kv_heads = a["n_heads"], a["n_kv_heads"]
-    head_dim = a["dim"] // n_heads
-    freqs_cis = precompute_freqs_cis(head_dim, seq_len, a["rope_theta"])
-    q = F.linear(x, w("wq")).view(batch, seq_len, n_heads, head_dim)
-    k = F.linear(x, w("wk")).view(batch, seq_len, n_kv_heads, head_dim)
-    v = F.linear(x, w("wv")).view(batch, seq_len, n_kv_heads, head_dim)
-    q, k = apply_rotary_emb(q, freqs_cis), apply_rotary_emb(k, freqs_cis)
-    return F.linear(causal_attention(q, k, v, head_dim ** -0.5).flatten(2), w("wo"))
+    """MLA, or MHA/GQA/MQA as torch_oracle; x [B, T, dim]."""
+    return mla(x, w, a) if a["attn"] == "mla" else mha_attention(x, w, a)
 
 
 def block(x, p, prefix, a):
@@ -80,23 +70,9 @@ def run_model(group, out):
     total = loss + a["lambda"] / depth * sum(mtp_losses)
     total.backward()
     check_all_used(group, p)
-    out["loss"] = total.item()
+    write_model_answers(out, total, logits, p)
     out["mtp_losses"] = torch.stack(mtp_losses).detach().numpy()
-    out["logits"] = logits.detach().numpy()
-    for name, t in p.items():
-        out[f"grads/{name}"] = t.grad.numpy()
-
-
-def main():
-    if len(sys.argv) != 3:
-        sys.exit(f"usage: {sys.argv[0]} IN.h5 OUT.h5")
-    in_path, out_path = sys.argv[1:]
-    partial = out_path + ".partial"
-    with h5py.File(in_path, "r") as fin, h5py.File(partial, "w") as fout:
-        for case in fin["model"]:
-            run_model(fin["model"][case], fout.create_group(f"model/{case}"))
-    os.replace(partial, out_path)
 
 
 if __name__ == "__main__":
-    main()
+    run_oracle(lambda fin, fout: run_cases(fin, fout, {"model": run_model}))

@@ -18,7 +18,6 @@ OUT.h5 gets, under the same group names,
   transformer/<case>: loss, logits [N, vocab], grads/<parameter name>.
   attention/<case>: out, grads/q, grads/k, grads/v.
 """
-import os
 import sys
 
 try:
@@ -29,7 +28,7 @@ except ImportError as error:
     sys.exit(f"{sys.argv[0]}: {error}. /usr/bin/python3 needs torch and h5py: "
              "run scripts/test, which installs them.")
 
-DTYPE = torch.float64
+from oracle_io import DTYPE, check_all_used, leaves, run_cases, run_oracle, write_model_answers
 
 
 def rms_norm(x, weight, eps):
@@ -63,23 +62,27 @@ def causal_attention(q, k, v, scale):
     return torch.einsum("bhts,bshd->bthd", probs, v)
 
 
+def attention(x, w, args):
+    """MHA/GQA/MQA with RoPE; x [B, T, dim], w(name) the weight of wq, wk, wv or wo."""
+    batch, seq_len, _ = x.shape
+    n_heads, n_kv_heads = args["n_heads"], args["n_kv_heads"]
+    head_dim = args["dim"] // n_heads
+    freqs_cis = precompute_freqs_cis(head_dim, seq_len, args["rope_theta"])
+    q = F.linear(x, w("wq")).view(batch, seq_len, n_heads, head_dim)
+    k = F.linear(x, w("wk")).view(batch, seq_len, n_kv_heads, head_dim)
+    v = F.linear(x, w("wv")).view(batch, seq_len, n_kv_heads, head_dim)
+    q, k = apply_rotary_emb(q, freqs_cis), apply_rotary_emb(k, freqs_cis)
+    return F.linear(causal_attention(q, k, v, head_dim ** -0.5).flatten(2), w("wo"))
+
+
 def transformer_loss(p, args, tokens, targets):
     """Mean cross-entropy and logits [B*T, vocab] of the pre-norm decoder."""
     batch, seq_len = tokens.shape
-    n_heads, n_kv_heads = args["n_heads"], args["n_kv_heads"]
-    head_dim = args["dim"] // n_heads
     eps = args["norm_eps"]
-    freqs_cis = precompute_freqs_cis(head_dim, seq_len, args["rope_theta"])
     x = F.embedding(tokens, p["embed.weight"])
     for layer in range(args["n_layers"]):
         w = lambda name: p[f"layers.{layer}.{name}.weight"]
-        h = rms_norm(x, w("attn_norm"), eps)
-        q = F.linear(h, w("attn.wq")).view(batch, seq_len, n_heads, head_dim)
-        k = F.linear(h, w("attn.wk")).view(batch, seq_len, n_kv_heads, head_dim)
-        v = F.linear(h, w("attn.wv")).view(batch, seq_len, n_kv_heads, head_dim)
-        q, k = apply_rotary_emb(q, freqs_cis), apply_rotary_emb(k, freqs_cis)
-        o = causal_attention(q, k, v, head_dim ** -0.5)
-        x = x + F.linear(o.flatten(2), w("attn.wo"))
+        x = x + attention(rms_norm(x, w("attn_norm"), eps), lambda name: w("attn." + name), args)
         h = rms_norm(x, w("ffn_norm"), eps)
         x = x + F.linear(F.silu(F.linear(h, w("ffn.w1"))) * F.linear(h, w("ffn.w3")), w("ffn.w2"))
     logits = F.linear(rms_norm(x, p["norm.weight"], eps), p["head.weight"])
@@ -91,17 +94,11 @@ def run_transformer(group, out):
     args = {name: value.item() for name, value in group.attrs.items()}
     tokens = torch.from_numpy(group["tokens"][...]).long().view(args["batch"], args["seq_len"])
     targets = torch.from_numpy(group["targets"][...]).long().view(args["batch"], args["seq_len"])
-    params = {name: torch.tensor(group[name][...], dtype=DTYPE, requires_grad=True)
-              for name in group if name not in ("tokens", "targets")}
+    params = leaves(group, ("tokens", "targets"))
     loss, logits = transformer_loss(params, args, tokens, targets)
     loss.backward()
-    unused = [name for name, p in params.items() if p.grad is None]
-    if unused:
-        raise ValueError(f"{group.name}: parameters the model does not use: {unused}")
-    out["loss"] = loss.item()
-    out["logits"] = logits.detach().numpy()
-    for name, p in params.items():
-        out[f"grads/{name}"] = p.grad.numpy()
+    check_all_used(group, params)
+    write_model_answers(out, loss, logits, params)
 
 
 def run_attention(group, out):
@@ -120,17 +117,5 @@ def run_attention(group, out):
         out[f"grads/{name}"] = t.grad.flatten(2).view(group[name].shape).numpy()
 
 
-def main():
-    if len(sys.argv) != 3:
-        sys.exit(f"usage: {sys.argv[0]} IN.h5 OUT.h5")
-    in_path, out_path = sys.argv[1:]
-    partial = out_path + ".partial"
-    with h5py.File(in_path, "r") as fin, h5py.File(partial, "w") as fout:
-        for kind, run in (("transformer", run_transformer), ("attention", run_attention)):
-            for case in fin.get(kind, {}):
-                run(fin[kind][case], fout.create_group(f"{kind}/{case}"))
-    os.replace(partial, out_path)
-
-
 if __name__ == "__main__":
-    main()
+    run_oracle(lambda fin, fout: run_cases(fin, fout, {"transformer": run_transformer, "attention": run_attention}))
