@@ -27,22 +27,14 @@ rounds; each reports the median step time over --steps timed steps after
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
+from side_by_side import cpu_model, run_google_benchmark, run_torch_worker, thread_env, vm_kib
+
 LAYER_KEYS = ("dim", "moe_inter_dim", "n_routed_experts", "n_activated_experts", "n_shared_experts", "tokens",
               "sigmoid")
-
-
-def vm_kib(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 # --------------------------------------------------------------------------
@@ -135,39 +127,14 @@ def torch_worker(a):
 # --------------------------------------------------------------------------
 # The driver.
 
-def thread_env(threads, policy, openblas_threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(openblas_threads))
-    env.pop("OMP_WAIT_POLICY", None)
-    if policy != "default":
-        env["OMP_WAIT_POLICY"] = policy
-    return env
-
-
 def run_dslab(a, threads, policy):
-    exe = os.path.join(a.build_dir, "bench", "bench_moe")
-    if not os.access(exe, os.X_OK):
-        sys.exit(f"error: {exe} not found; build it with cmake -DDSLAB_BUILD_BENCH=ON and "
-                 f"cmake --build {a.build_dir} --target bench_moe")
-    cmd = [exe] + [f"--{k}={getattr(a, k)}" for k in LAYER_KEYS] + [
-        f"--warmup={a.warmup}", f"--steps={a.steps}", "--benchmark_format=json"]
-    out = subprocess.run(cmd, env=thread_env(threads, policy, 1), check=True, capture_output=True, text=True).stdout
-    return json.loads(out)["benchmarks"][0]
+    args = [f"--{k}={getattr(a, k)}" for k in LAYER_KEYS] + [f"--warmup={a.warmup}", f"--steps={a.steps}"]
+    return run_google_benchmark(a.build_dir, "bench_moe", args, thread_env(threads, policy, 1))
 
 
 def run_torch(a, threads, policy):
-    cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", f"--threads={threads}"] + [
-        f"--{k}={getattr(a, k)}" for k in LAYER_KEYS + ("warmup", "steps")]
-    out = subprocess.run(cmd, env=thread_env(threads, policy, threads), check=True, capture_output=True,
-                         text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
+    args = [f"--threads={threads}"] + [f"--{k}={getattr(a, k)}" for k in LAYER_KEYS + ("warmup", "steps")]
+    return run_torch_worker(__file__, args, thread_env(threads, policy, threads))
 
 
 def main():

@@ -28,22 +28,13 @@ no torch.compile.
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
+from side_by_side import cpu_model, run_google_benchmark, run_torch_worker, thread_env, vm_kib
+
 MODEL_KEYS = ("dim", "n_layers", "n_heads", "inter_dim", "vocab_size", "seq_len", "batch")
-
-
-def vm_kib(key):
-    """A VmXXX line of /proc/self/status in KiB (VmHWM: peak RSS, VmRSS: now)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 # --------------------------------------------------------------------------
@@ -180,41 +171,15 @@ def torch_worker(a):
 # --------------------------------------------------------------------------
 # The driver.
 
-def thread_env(a, policy, openblas_threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(openblas_threads))
-    env.pop("OMP_WAIT_POLICY", None)
-    if policy != "default":
-        env["OMP_WAIT_POLICY"] = policy
-    return env
-
-
 def run_dslab(a, policy):
-    exe = os.path.join(a.build_dir, "bench", "bench_train_step")
-    if not os.access(exe, os.X_OK):
-        sys.exit(f"error: {exe} not found; build it with "
-                 f"cmake --build {a.build_dir} --target bench_train_step")
-    env = thread_env(a, policy, 1)
-    cmd = [exe] + [f"--{k}={getattr(a, k)}" for k in MODEL_KEYS] + [
-        f"--n_kv_heads={a.n_heads}", f"--warmup={a.warmup}", f"--steps={a.steps}",
-        "--benchmark_format=json"]
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)["benchmarks"][0]
+    args = [f"--{k}={getattr(a, k)}" for k in MODEL_KEYS] + [
+        f"--n_kv_heads={a.n_heads}", f"--warmup={a.warmup}", f"--steps={a.steps}"]
+    return run_google_benchmark(a.build_dir, "bench_train_step", args, thread_env(a.threads, policy, 1))
 
 
 def run_torch(a, policy):
-    env = thread_env(a, policy, a.threads)
-    cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker"] + [
-        f"--{k}={getattr(a, k)}" for k in MODEL_KEYS + ("threads", "warmup", "steps")]
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
+    args = [f"--{k}={getattr(a, k)}" for k in MODEL_KEYS + ("threads", "warmup", "steps")]
+    return run_torch_worker(__file__, args, thread_env(a.threads, policy, a.threads))
 
 
 def main():
