@@ -11,28 +11,20 @@
 // `warmup` untimed ones), median_cpu_ms (CPU time of all threads), tokens_per_s
 // (tokens over the median wall time), peak_rss_MiB.
 // Time it with OMP_NUM_THREADS set and OPENBLAS_NUM_THREADS=1.
-#include <benchmark/benchmark.h>
-
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
-#include <fstream>
 #include <map>
+#include <stdexcept>
 #include <string>
-#include <vector>
 
+#include "bench/side_by_side.hpp"
 #include "reference/moe.hpp"
 
 namespace {
 
-struct IntFlag {
-  int value, min;
-  const char* help;
-};
+using dslab::bench::IntFlags;
 
-std::map<std::string, IntFlag> default_flags() {
+IntFlags default_flags() {
   return {{"dim", {256, 1, "model width"}},
           {"moe_inter_dim", {128, 1, "SwiGLU hidden width of one expert"}},
           {"n_routed_experts", {16, 1, "routed experts E"}},
@@ -42,70 +34,6 @@ std::map<std::string, IntFlag> default_flags() {
           {"sigmoid", {0, 0, "1: sigmoid gate (V3), 0: softmax (V2)"}},
           {"warmup", {2, 0, "untimed steps before timing"}},
           {"steps", {20, 1, "timed steps"}}};
-}
-
-[[noreturn]] void usage_error(const std::string& message, const std::map<std::string, IntFlag>& flags) {
-  std::fprintf(stderr, "bench_moe: %s\nlayer flags (integers):\n", message.c_str());
-  for (const auto& [name, f] : flags)
-    std::fprintf(stderr, "  --%s=N  %s (default %d, at least %d)\n", name.c_str(), f.help, f.value, f.min);
-  std::exit(2);
-}
-
-// Takes this program's --name=value flags out of argv; leaves the rest for
-// Google Benchmark.
-std::map<std::string, int> parse_flags(int& argc, char** argv) {
-  auto flags = default_flags();
-  int kept = 1;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const size_t eq = arg.find('=');
-    const std::string name =
-        arg.rfind("--", 0) == 0 && eq != std::string::npos ? arg.substr(2, eq - 2) : std::string();
-    auto it = flags.find(name);
-    if (it == flags.end()) {
-      argv[kept++] = argv[i];
-      continue;
-    }
-    const std::string text = arg.substr(eq + 1);
-    char* end = nullptr;
-    const long v = std::strtol(text.c_str(), &end, 10);
-    if (text.empty() || *end != '\0' || v < it->second.min || v > 1 << 20)
-      usage_error("--" + name + "=" + text + " is not allowed: expected an integer from " +
-                      std::to_string(it->second.min) + " to " + std::to_string(1 << 20),
-                  flags);
-    it->second.value = int(v);
-  }
-  argc = kept;
-  std::map<std::string, int> values;
-  for (const auto& [name, f] : flags) values[name] = f.value;
-  if (values["sigmoid"] > 1) usage_error("--sigmoid must be 0 or 1", flags);
-  return values;
-}
-
-double peak_rss_mib() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  double kib = 0;
-  while (status >> key) {
-    if (key == "VmHWM:") {
-      status >> kib;
-      break;
-    }
-    status.ignore(1 << 12, '\n');
-  }
-  return kib / 1024.0;
-}
-
-double process_cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 dslab::MoeArgs layer_args(std::map<std::string, int>& f) {
@@ -143,37 +71,16 @@ void BM_MoeForwardBackward(benchmark::State& state, std::map<std::string, int> f
     dslab::moe_forward(y, cache, x, p, no_bias, a);
     dslab::moe_backward<float>(dx, dp, dy, nullptr, x, cache, p, a);
   };
-  for (int i = 0; i < f["warmup"]; ++i) step();
-  std::vector<double> seconds, cpu_seconds;
-  for (auto _ : state) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const double cpu0 = process_cpu_seconds();
-    step();
-    cpu_seconds.push_back(process_cpu_seconds() - cpu0);
-    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  const double wall = median(seconds);
-  state.counters["median_step_ms"] = wall * 1e3;
-  state.counters["median_cpu_ms"] = median(cpu_seconds) * 1e3;
-  state.counters["tokens_per_s"] = double(N) / wall;
-  state.counters["peak_rss_MiB"] = peak_rss_mib();
+  dslab::bench::time_steps(state, f["warmup"], double(N), step);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto flags = parse_flags(argc, argv);
-  std::string name = "MoeForwardBackward";
-  for (const char* key : {"dim", "moe_inter_dim", "n_routed_experts", "n_activated_experts", "n_shared_experts",
-                          "tokens", "sigmoid"})
-    name.append("/").append(key).append(":").append(std::to_string(flags.at(key)));
-  benchmark::RegisterBenchmark(name.c_str(), BM_MoeForwardBackward, flags)
-      ->Iterations(flags.at("steps"))
-      ->Unit(benchmark::kMillisecond)
-      ->UseRealTime();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  const auto flags = dslab::bench::take_int_flags("bench_moe", default_flags(), argc, argv);
+  if (flags.at("sigmoid") > 1) dslab::bench::usage_error("bench_moe", "--sigmoid must be 0 or 1", default_flags());
+  return dslab::bench::run_benchmark("MoeForwardBackward",
+                                     {"dim", "moe_inter_dim", "n_routed_experts", "n_activated_experts",
+                                      "n_shared_experts", "tokens", "sigmoid"},
+                                     BM_MoeForwardBackward, flags, argc, argv);
 }
