@@ -80,17 +80,19 @@ double Trainer::evaluate() {
 }
 
 void Trainer::capture_router_logits() {
-  for (size_t l = 0; l < size_t(model.args.n_layers); ++l) {
-    if (!model.args.is_moe_layer(l)) continue;
-    CapturedTensor t;
-    const size_t N = size_t(args.batch_size) * args.seq_len, E = model.args.n_routed_experts;
-    t.shape = {size_t(args.eval_batches), N, E};
-    for (int i = 0; i < args.eval_batches; ++i) {
-      Batch b = eval_batch(corpus_.val, args.batch_size, args.seq_len, i, args.eval_batches);
-      model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
+  const size_t N = size_t(args.batch_size) * args.seq_len, E = model.args.n_routed_experts;
+  std::map<size_t, CapturedTensor> logits;  // MoE layer -> [windows, N, E]
+  for (int i = 0; i < args.eval_batches; ++i) {
+    Batch b = eval_batch(corpus_.val, args.batch_size, args.seq_len, i, args.eval_batches);
+    model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
+    for (size_t l = 0; l < size_t(model.args.n_layers); ++l) {
+      if (!model.args.is_moe_layer(l)) continue;
       const Tensor2<float> z = model.router_logits(l);
-      t.data.insert(t.data.end(), z.begin(), z.end());
+      logits[l].data.insert(logits[l].data.end(), z.begin(), z.end());
     }
+  }
+  for (auto& [l, t] : logits) {
+    t.shape = {size_t(args.eval_batches), N, E};
     captured[layer_key(l, "ffn.router_logits")] = std::move(t);
   }
 }
