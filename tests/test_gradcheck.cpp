@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/finite_difference.hpp"
+#include "tests/model_gradcheck.hpp"
 #include "reference/attention.hpp"
 #include "reference/cross_entropy.hpp"
 #include "reference/embedding.hpp"
@@ -250,9 +250,7 @@ struct SmallModel {
     Transformer<double> model(args);
     model.init_weights(9);
     Rng rng(10);
-    for (auto& p : model.params.refs())
-      if (p.shape.size() == 1)
-        for (size_t j = 0; j < p.size(); ++j) p.data[j] = 1.0 + 0.3 * rng.normal();
+    test::randomize_gains(model, rng);
     return model;
   }
 };
@@ -261,18 +259,8 @@ TEST_F(Gradcheck, TransformerEveryParameter) {
   const SmallModel m;
   Transformer<double> model = m.make();
   auto loss = [&] { return model.forward(m.tokens, m.targets, m.batch, m.seq_len); };
-  model.zero_grad();
-  loss();
-  model.backward();
-  const auto params = model.params.refs();
-  const auto grads = model.grads.refs();
-  ASSERT_EQ(params.size(), 1 + 9 * size_t(m.args.n_layers) + 2);
-  for (size_t i = 0; i < params.size(); ++i) {
-    ASSERT_EQ(params[i].name, grads[i].name);
-    const double err =
-        gradient_error(loss, params[i].data, grads[i].data, params[i].size());
-    EXPECT_LE(err, kTolerance) << params[i].name;
-  }
+  ASSERT_EQ(model.params.refs().size(), 1 + 9 * size_t(m.args.n_layers) + 2);
+  test::expect_parameter_gradients(model, loss, kTolerance);
 }
 
 // d/ds L(theta + s u) at s = 0 equals <grad L, u> for random directions u

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/finite_difference.hpp"
+#include "tests/model_gradcheck.hpp"
 #include "reference/mla.hpp"
 #include "reference/transformer.hpp"
 
@@ -152,22 +152,11 @@ void check_model_gradients(const std::string& rope, int q_lora_rank) {
   }
   Transformer<double> model(args);
   model.init_weights(62);
-  for (auto& p : model.params.refs())
-    if (p.shape.size() == 1)
-      for (size_t j = 0; j < p.size(); ++j) p.data[j] = 1.0 + 0.3 * rng.normal();
+  test::randomize_gains(model, rng);
   auto loss = [&] { return model.forward(tokens, targets, batch, seq_len); };
-  model.zero_grad();
-  loss();
-  model.backward();
-  const auto params = model.params.refs();
-  const auto grads = model.grads.refs();
   const size_t attn_tensors = q_lora_rank > 0 ? 7 : 5;
-  ASSERT_EQ(params.size(), 1 + (attn_tensors + 5) * size_t(args.n_layers) + 2);
-  for (size_t i = 0; i < params.size(); ++i) {
-    ASSERT_EQ(params[i].name, grads[i].name);
-    EXPECT_LE(gradient_error(loss, params[i].data, grads[i].data, params[i].size()), kGradTolerance)
-        << params[i].name;
-  }
+  ASSERT_EQ(model.params.refs().size(), 1 + (attn_tensors + 5) * size_t(args.n_layers) + 2);
+  test::expect_parameter_gradients(model, loss, kGradTolerance);
 }
 
 TEST_F(Mla, ModelGradientsDecoupled) { check_model_gradients("decoupled", 6); }

@@ -23,7 +23,7 @@
 #include "experiments/results.hpp"
 #include "reference/moe.hpp"
 #include "reference/trainer.hpp"
-#include "tests/finite_difference.hpp"
+#include "tests/model_gradcheck.hpp"
 #include "tests/test_support.hpp"
 
 namespace dslab {
@@ -73,20 +73,9 @@ void expect_model_gradients(const ModelArgs& args) {
   Transformer<double> model(args);
   model.init_weights(9);
   Rng rng(10);
-  for (auto& p : model.params.refs())
-    if (p.shape.size() == 1)
-      for (size_t j = 0; j < p.size(); ++j) p.data[j] = 1.0 + 0.3 * rng.normal();
+  test::randomize_gains(model, rng);
   auto loss = [&] { return double(model.forward(t.inputs, t.targets, t.batch, t.seq_len)); };
-  model.zero_grad();
-  loss();
-  model.backward();
-  const auto params = model.params.refs();
-  const auto grads = model.grads.refs();
-  for (size_t i = 0; i < params.size(); ++i) {
-    ASSERT_EQ(params[i].name, grads[i].name);
-    const double err = test::gradient_error(loss, params[i].data, grads[i].data, params[i].size());
-    EXPECT_LE(err, 1e-8) << params[i].name;
-  }
+  test::expect_parameter_gradients(model, loss, 1e-8);
 }
 
 TEST(MoeModel, GradientsSoftmaxWithExpertAndSequenceLosses) {

@@ -23,7 +23,7 @@
 #include "reference/mtp.hpp"
 #include "reference/sampler.hpp"
 #include "reference/transformer.hpp"
-#include "tests/finite_difference.hpp"
+#include "tests/model_gradcheck.hpp"
 #include "tests/oracle/oracle.hpp"
 #include "tests/test_support.hpp"
 
@@ -70,9 +70,7 @@ ModelArgs small_args(const std::string& attn, int depth) {
 template <class T> void randomize(Transformer<T>& model, uint64_t seed) {
   model.init_weights(seed);
   Rng rng(seed + 1);
-  for (auto& p : model.params.refs())
-    if (p.shape.size() == 1)
-      for (size_t j = 0; j < p.size(); ++j) p.data[j] = T(1.0 + 0.3 * rng.normal());
+  test::randomize_gains(model, rng);
 }
 
 struct TokenBatch {
@@ -140,18 +138,10 @@ void check_every_parameter(const std::string& attn, int depth) {
   randomize(model, 2);
   const TokenBatch b(a.vocab_size, 3);
   auto loss = [&] { return model.forward(b.tokens, b.targets, b.batch, b.seq_len); };
-  model.zero_grad();
-  loss();
-  model.backward();
-  auto params = model.params.refs();
-  const auto grads = model.grads.refs();
+  test::expect_parameter_gradients(model, loss, kFdTolerance);
+  const auto params = model.params.refs();
   size_t mtp_tensors = 0;
-  for (size_t i = 0; i < params.size(); ++i) {
-    ASSERT_EQ(params[i].name, grads[i].name);
-    mtp_tensors += params[i].name.starts_with("mtp.");
-    EXPECT_LE(gradient_error(loss, params[i].data, grads[i].data, params[i].size()), kFdTolerance)
-        << params[i].name;
-  }
+  for (const auto& p : params) mtp_tensors += p.name.starts_with("mtp.");
   const size_t block_tensors = (params.size() - 3 - mtp_tensors) / a.n_layers;
   EXPECT_EQ(mtp_tensors, size_t(depth) * (4 + block_tensors));
 }

@@ -16,6 +16,7 @@
 
 #include "reference/attention.hpp"
 #include "reference/transformer.hpp"
+#include "tests/model_gradcheck.hpp"
 #include "tests/oracle/oracle.hpp"
 #include "tests/test_support.hpp"
 
@@ -60,9 +61,7 @@ struct ModelInputs {
   explicit ModelInputs(const ModelCase& c) : model(c.args) {
     model.init_weights(21);
     Rng rng(22);
-    for (auto& p : model.params.refs())
-      if (p.shape.size() == 1)
-        for (size_t j = 0; j < p.size(); ++j) p.data[j] = 1.0 + 0.3 * rng.normal();
+    test::randomize_gains(model, rng);
     for (int n = 0; n < c.batch * c.seq_len; ++n) {
       tokens.push_back(int(rng.below(c.args.vocab_size)));
       targets.push_back(int(rng.below(c.args.vocab_size)));
