@@ -17,6 +17,7 @@
 #include "reference/attention.hpp"
 #include "reference/linear.hpp"
 #include "reference/rope.hpp"
+#include "tests/test_support.hpp"
 
 namespace dslab {
 namespace {
@@ -29,14 +30,7 @@ Tensor2<double> random_matrix(Rng& rng, size_t rows, size_t cols, double std) {
   return m;
 }
 
-double relative_error(const double* ours, const double* ref, size_t n) {
-  double diff = 0, scale = 0;
-  for (size_t j = 0; j < n; ++j) {
-    diff = std::max(diff, std::abs(ours[j] - ref[j]));
-    scale = std::max(scale, std::abs(ref[j]));
-  }
-  return diff / scale;
-}
+using test::relative_error;
 
 // dim 12, 4 query heads of width 4, n_kv_heads key/value heads.
 struct Layer {

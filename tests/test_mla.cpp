@@ -25,6 +25,7 @@
 #include "tests/model_gradcheck.hpp"
 #include "reference/mla.hpp"
 #include "reference/transformer.hpp"
+#include "tests/test_support.hpp"
 
 namespace dslab {
 namespace {
@@ -205,14 +206,7 @@ TEST_F(Mla, ModelIsBitwiseTheSameForAnyThreadCount) {
 // ---------------------------------------------------------------------------
 // Decoding
 
-double relative_error(const double* ours, const double* ref, size_t n) {
-  double diff = 0, scale = 0;
-  for (size_t j = 0; j < n; ++j) {
-    diff = std::max(diff, std::abs(ours[j] - ref[j]));
-    scale = std::max(scale, std::abs(ref[j]));
-  }
-  return diff / scale;
-}
+using test::relative_error;
 
 // One sequence of T tokens: the batched forward's rows, and decoding token by token.
 struct Sequence {

@@ -3,7 +3,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -59,6 +61,15 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+double relative_error(const double* ours, const double* ref, size_t n) {
+  double max_diff = 0, max_ref = 0;
+  for (size_t j = 0; j < n; ++j) {
+    max_diff = std::max(max_diff, std::abs(ours[j] - ref[j]));
+    max_ref = std::max(max_ref, std::abs(ref[j]));
+  }
+  return max_diff / max_ref;
 }
 
 }  // namespace dslab::test

@@ -1,6 +1,7 @@
 // Helpers shared by the test programs.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace dslab::test {
@@ -18,5 +19,8 @@ int run_dslab(const std::string& args, std::string* output = nullptr);
 
 // Reads a whole file.
 std::string read_file(const std::string& path);
+
+// max_j |ours[j] - ref[j]| / max_j |ref[j]| over n values.
+double relative_error(const double* ours, const double* ref, size_t n);
 
 }  // namespace dslab::test

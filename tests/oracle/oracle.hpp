@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/test_support.hpp"
+
 namespace dslab::oracle {
 
 inline void write_attr(H5::Group& g, const std::string& name, int value) {
@@ -62,12 +64,7 @@ inline Array read_array(const H5::H5File& file, const std::string& path) {
 
 // Normwise relative error max|a - b| / max|b| of `ours` against the oracle's.
 inline double relative_error(const double* ours, const std::vector<double>& oracle) {
-  double max_diff = 0, max_ref = 0;
-  for (size_t j = 0; j < oracle.size(); ++j) {
-    max_diff = std::max(max_diff, std::abs(ours[j] - oracle[j]));
-    max_ref = std::max(max_ref, std::abs(oracle[j]));
-  }
-  return max_diff / max_ref;
+  return test::relative_error(ours, oracle.data(), oracle.size());
 }
 
 // Expects `ours` (of `shape`) to match the oracle's tensor to `tolerance`.
