@@ -78,25 +78,25 @@ Arch from_model_args(const ModelArgs& m) {
   a.vocab_size = m.vocab_size;
   a.dim = m.dim;
   a.n_layers = m.n_layers;
-  a.n_dense_layers = m.n_routed_experts > 0 ? m.n_dense_layers : m.n_layers;
+  a.n_dense_layers = m.moe.n_routed_experts > 0 ? m.n_dense_layers : m.n_layers;
   a.inter_dim = m.inter_dim;
-  a.moe_inter_dim = m.moe_inter_dim;
-  a.n_routed_experts = m.n_routed_experts;
-  a.n_shared_experts = m.n_shared_experts;
-  a.n_activated_experts = m.n_activated_experts;
-  a.score_func = m.score_func;
+  a.moe_inter_dim = m.moe.moe_inter_dim;
+  a.n_routed_experts = m.moe.n_routed_experts;
+  a.n_shared_experts = m.moe.n_shared_experts;
+  a.n_activated_experts = m.moe.n_activated_experts;
+  a.score_func = m.moe.score_func == ScoreFunc::Sigmoid ? "sigmoid" : "softmax";
   a.gate_bias = m.has_expert_bias();
   a.mtp_depth = m.mtp.depth;
-  a.mla = m.is_mla();
+  a.mla = (m.attn == AttnKind::Mla);
   a.n_heads = m.n_heads;
   a.n_kv_heads = m.n_kv_heads;
   a.head_dim = m.head_dim();
-  a.q_lora_rank = m.q_lora_rank;
-  a.kv_lora_rank = m.kv_lora_rank;
-  a.qk_nope_head_dim = m.qk_nope_head_dim;
-  a.qk_rope_head_dim = m.qk_rope_head_dim;
-  a.v_head_dim = m.v_head_dim;
-  a.rope = m.rope;
+  a.q_lora_rank = m.mla.q_lora_rank;
+  a.kv_lora_rank = m.mla.kv_lora_rank;
+  a.qk_nope_head_dim = m.mla.qk_nope_head_dim;
+  a.qk_rope_head_dim = m.mla.qk_rope_head_dim;
+  a.v_head_dim = m.mla.v_head_dim;
+  a.rope = mla_rope_name(m.mla.rope);
   return a;
 }
 
@@ -381,9 +381,9 @@ Json measure_decode_time(const ModelArgs& m, const Arch& arch, const std::vector
   const int L = m.n_layers, max_len = int(contexts.back());
   Transformer<float> model(m);
   model.init_weights(1);
-  const MlaArgs mla = m.mla();
-  const bool latent = m.is_mla() && mla.rope != MlaRope::Full;
-  const RopeTable rope(max_len, m.is_mla() ? mla.rope_dim() : m.head_dim(), m.rope_theta);
+  const MlaArgs mla = m.mla_args();
+  const bool latent = (m.attn == AttnKind::Mla) && mla.rope != MlaRope::Full;
+  const RopeTable rope(max_len, (m.attn == AttnKind::Mla) ? mla.rope_dim() : m.head_dim(), m.rope_theta);
   const AttentionShape shape{1, max_len, m.n_heads, m.n_kv_heads, m.head_dim(), m.head_dim(),
                              1.0 / std::sqrt(double(m.head_dim()))};
   std::vector<MlaLatentCache<float>> latent_cache;
@@ -392,7 +392,7 @@ Json measure_decode_time(const ModelArgs& m, const Arch& arch, const std::vector
   for (int l = 0; l < L; ++l) {
     if (latent)
       latent_cache.emplace_back(mla, max_len);
-    else if (m.is_mla())
+    else if ((m.attn == AttnKind::Mla))
       naive_cache.emplace_back(mla, max_len);
     else
       kv_cache.emplace_back(shape, max_len);
@@ -404,7 +404,7 @@ Json measure_decode_time(const ModelArgs& m, const Arch& arch, const std::vector
       const BlockParams<float>& w = model.params.layers[l];
       if (latent)
         mla_decode_absorbed(out.data(), x.data(), latent_cache[l], w.mla, mla, rope);
-      else if (m.is_mla())
+      else if ((m.attn == AttnKind::Mla))
         mla_decode_naive(out.data(), x.data(), naive_cache[l], w.mla, mla, rope);
       else
         mha_decode(out.data(), x.data(), kv_cache[l], w.wq, w.wk, w.wv, w.wo, shape, rope);
@@ -462,8 +462,8 @@ Json measure_decode_time(const ModelArgs& m, const Arch& arch, const std::vector
   Json j;
   j["what"] = "attention sub-layers of all layers, one token at context C (C positions attended)";
   j["cache"] = latent ? "latent (c_KV, k_R; absorbed)"
-                      : m.is_mla() ? "naive (full keys and values)" : "K/V";
-  j["decode_function"] = latent ? "mla_decode_absorbed" : m.is_mla() ? "mla_decode_naive"
+                      : (m.attn == AttnKind::Mla) ? "naive (full keys and values)" : "K/V";
+  j["decode_function"] = latent ? "mla_decode_absorbed" : (m.attn == AttnKind::Mla) ? "mla_decode_naive"
                                                                       : "mha_decode";
   j["scalar"] = "float";
   j["threads"] = use_threads(0);

@@ -32,10 +32,18 @@ enum class KeyType { Integer, Float, String, Bool };
 using Value = std::variant<int64_t, double, std::string, bool>;
 
 // Where a key's value lives in RunConfig.
+// An enum member, by its position in the key's list of choices (the enum's order).
+struct EnumField {
+  int (*get)(RunConfig&);
+  void (*set)(RunConfig&, int);
+};
 using Field = std::variant<int& (*)(RunConfig&), int64_t& (*)(RunConfig&),
                            uint64_t& (*)(RunConfig&), double& (*)(RunConfig&),
-                           std::string& (*)(RunConfig&), bool& (*)(RunConfig&)>;
+                           std::string& (*)(RunConfig&), bool& (*)(RunConfig&), EnumField>;
 #define DSLAB_FIELD(member) +[](RunConfig& c) -> auto& { return c.member; }
+#define DSLAB_ENUM_FIELD(member)                                          \
+  EnumField{+[](RunConfig& c) { return int(c.member); },                  \
+            +[](RunConfig& c, int i) { c.member = decltype(c.member)(i); }}
 
 // Allowed floats: lo .. hi, each end open or closed.
 struct Interval {
@@ -110,45 +118,45 @@ const std::vector<KeySpec>& schema() {
                 "epsilon inside the RMSNorm square root"),
       float_key("model", "init_std", DSLAB_FIELD(model.init_std), open_closed(0, 1),
                 "standard deviation of the initial weight matrices"),
-      choice_key("model", "attn", DSLAB_FIELD(model.attn), {"mha", "mla"},
+      choice_key("model", "attn", DSLAB_ENUM_FIELD(model.attn), {"mha", "mla"},
                  "attention: \"mha\" (GQA/MQA by n_kv_heads) or \"mla\" (latent attention)"),
-      integer_key("model", "q_lora_rank", DSLAB_FIELD(model.q_lora_rank), 0, kMaxWidth,
+      integer_key("model", "q_lora_rank", DSLAB_FIELD(model.mla.q_lora_rank), 0, kMaxWidth,
                   "MLA: query compression rank d_c'; 0 for a direct wq"),
-      integer_key("model", "kv_lora_rank", DSLAB_FIELD(model.kv_lora_rank), 1, kMaxWidth,
+      integer_key("model", "kv_lora_rank", DSLAB_FIELD(model.mla.kv_lora_rank), 1, kMaxWidth,
                   "MLA: latent width d_c, cached per token"),
-      integer_key("model", "qk_nope_head_dim", DSLAB_FIELD(model.qk_nope_head_dim), 1, kMaxWidth,
+      integer_key("model", "qk_nope_head_dim", DSLAB_FIELD(model.mla.qk_nope_head_dim), 1, kMaxWidth,
                   "MLA: per-head query/key width without RoPE, d_h"),
-      integer_key("model", "qk_rope_head_dim", DSLAB_FIELD(model.qk_rope_head_dim), 0, kMaxWidth,
+      integer_key("model", "qk_rope_head_dim", DSLAB_FIELD(model.mla.qk_rope_head_dim), 0, kMaxWidth,
                   "MLA: per-head width of the decoupled RoPE query and shared key, d_h^R"),
-      integer_key("model", "v_head_dim", DSLAB_FIELD(model.v_head_dim), 1, kMaxWidth,
+      integer_key("model", "v_head_dim", DSLAB_FIELD(model.mla.v_head_dim), 1, kMaxWidth,
                   "MLA: per-head value width"),
-      choice_key("model", "rope", DSLAB_FIELD(model.rope), {"decoupled", "none", "full"},
+      choice_key("model", "rope", DSLAB_ENUM_FIELD(model.mla.rope), {"decoupled", "none", "full"},
                  "MLA: RoPE on the decoupled dims, nowhere, or on whole query/key heads"),
-      float_key("model", "rope_factor", DSLAB_FIELD(model.rope_factor), closed(1, 1e6),
+      float_key("model", "rope_factor", DSLAB_FIELD(model.mla.rope_factor), closed(1, 1e6),
                 "MLA: YaRN factor; above 1 the softmax scale is multiplied by "
                 "(0.1 mscale ln(rope_factor) + 1)^2"),
-      float_key("model", "mscale", DSLAB_FIELD(model.mscale), open_closed(0, 100),
+      float_key("model", "mscale", DSLAB_FIELD(model.mla.mscale), open_closed(0, 100),
                 "MLA: YaRN mscale"),
 
-      integer_key("model", "n_routed_experts", DSLAB_FIELD(model.n_routed_experts), 0, 65536,
+      integer_key("model", "n_routed_experts", DSLAB_FIELD(model.moe.n_routed_experts), 0, 65536,
                   "MoE: routed experts E per MoE layer; 0 keeps every FFN dense"),
-      integer_key("model", "n_shared_experts", DSLAB_FIELD(model.n_shared_experts), 0, 65536,
+      integer_key("model", "n_shared_experts", DSLAB_FIELD(model.moe.n_shared_experts), 0, 65536,
                   "MoE: always-on shared experts"),
-      integer_key("model", "n_activated_experts", DSLAB_FIELD(model.n_activated_experts), 1, 65536,
+      integer_key("model", "n_activated_experts", DSLAB_FIELD(model.moe.n_activated_experts), 1, 65536,
                   "MoE: routed experts K chosen per token (top-K)"),
-      integer_key("model", "moe_inter_dim", DSLAB_FIELD(model.moe_inter_dim), 1, kMaxWidth,
+      integer_key("model", "moe_inter_dim", DSLAB_FIELD(model.moe.moe_inter_dim), 1, kMaxWidth,
                   "MoE: hidden width of each expert's SwiGLU"),
       integer_key("model", "n_dense_layers", DSLAB_FIELD(model.n_dense_layers), 0, 1024,
                   "MoE: the first layers keep a dense FFN of inter_dim"),
-      integer_key("model", "n_expert_groups", DSLAB_FIELD(model.n_expert_groups), 1, 65536,
+      integer_key("model", "n_expert_groups", DSLAB_FIELD(model.moe.n_expert_groups), 1, 65536,
                   "MoE: groups of routed experts for group-limited routing"),
-      integer_key("model", "n_limited_groups", DSLAB_FIELD(model.n_limited_groups), 1, 65536,
+      integer_key("model", "n_limited_groups", DSLAB_FIELD(model.moe.n_limited_groups), 1, 65536,
                   "MoE: groups each token may route to"),
-      choice_key("model", "score_func", DSLAB_FIELD(model.score_func), {"softmax", "sigmoid"},
+      choice_key("model", "score_func", DSLAB_ENUM_FIELD(model.moe.score_func), {"softmax", "sigmoid"},
                  "MoE: gate scores, softmax (V2) or sigmoid with renormalised top-K (V3)"),
-      float_key("model", "route_scale", DSLAB_FIELD(model.route_scale), open_closed(0, 1e6),
+      float_key("model", "route_scale", DSLAB_FIELD(model.moe.route_scale), open_closed(0, 1e6),
                 "MoE: factor on the gate values"),
-      float_key("model", "capacity_factor", DSLAB_FIELD(model.capacity_factor), closed(0, 1e6),
+      float_key("model", "capacity_factor", DSLAB_FIELD(model.moe.capacity_factor), closed(0, 1e6),
                 "MoE: expert capacity ceil(factor N K / E) tokens, the rest dropped; 0 drops none"),
 
       float_key("balance", "aux_alpha", DSLAB_FIELD(model.balance.aux_alpha), closed(0, 1e6),
@@ -163,7 +171,7 @@ const std::vector<KeySpec>& schema() {
                   "devices the routed experts are placed on, contiguously"),
       integer_key("balance", "max_devices_per_token", DSLAB_FIELD(model.balance.max_devices_per_token), 1,
                   65536, "M of the communication loss: devices a token may reach"),
-      choice_key("balance", "bias_update", DSLAB_FIELD(model.balance.bias_update),
+      choice_key("balance", "bias_update", DSLAB_ENUM_FIELD(model.balance.bias_update),
                  {"none", "sign", "proportional"},
                  "auxiliary-loss-free bias (Eq. (24)): none, sign, or proportional to the load gap"),
       float_key("balance", "bias_gamma", DSLAB_FIELD(model.balance.bias_gamma), open_closed(0, 1e6),
@@ -218,25 +226,25 @@ const std::vector<KeySpec>& schema() {
       float_key("data", "val_fraction", DSLAB_FIELD(data.val_fraction), open(0, 1),
                 "last fraction of the bytes held out for validation"),
 
-      choice_key("fp8", "recipe", DSLAB_FIELD(train.fp8.recipe), {"none", "v3"},
+      choice_key("fp8", "recipe", DSLAB_FIELD(model.fp8.recipe), {"none", "v3"},
                  "FP8 inputs for the blocks' linear layers: none (fp32) or v3 (DeepSeek-V3's recipe)"),
-      string_key("fp8", "format", DSLAB_FIELD(train.fp8.format),
+      string_key("fp8", "format", DSLAB_FIELD(model.fp8.format),
                  "format of activations and weights: e4m3, e5m2, eXmY, eXmYfn"),
-      string_key("fp8", "grad_format", DSLAB_FIELD(train.fp8.grad_format),
+      string_key("fp8", "grad_format", DSLAB_FIELD(model.fp8.grad_format),
                  "format of activation gradients: e4m3, e5m2, eXmY, eXmYfn"),
-      choice_key("fp8", "act_granularity", DSLAB_FIELD(train.fp8.act_granularity),
+      choice_key("fp8", "act_granularity", DSLAB_FIELD(model.fp8.act_granularity),
                  {"tile", "row", "tensor", "block", "mx"},
                  "activation scale groups along K: tile 1x128 (V3), row, tensor, block 128x128, mx 1x32"),
-      choice_key("fp8", "weight_granularity", DSLAB_FIELD(train.fp8.weight_granularity),
+      choice_key("fp8", "weight_granularity", DSLAB_FIELD(model.fp8.weight_granularity),
                  {"block", "tile", "row", "tensor", "mx"}, "weight scale groups: block 128x128 (V3), ..."),
-      choice_key("fp8", "grad_granularity", DSLAB_FIELD(train.fp8.grad_granularity),
+      choice_key("fp8", "grad_granularity", DSLAB_FIELD(model.fp8.grad_granularity),
                  {"tile", "block", "row", "tensor", "mx"},
                  "activation-gradient scale groups: tile 1x128 (V3), block 128x128 (diverged in V3), ..."),
-      choice_key("fp8", "scale", DSLAB_FIELD(train.fp8.scale), {"exact", "pow2"},
+      choice_key("fp8", "scale", DSLAB_FIELD(model.fp8.scale), {"exact", "pow2"},
                  "scales exact in fp32 or rounded up to a power of two (ue8m0)"),
-      integer_key("fp8", "accum_bits", DSLAB_FIELD(train.fp8.accum_bits), 0, 40,
+      integer_key("fp8", "accum_bits", DSLAB_FIELD(model.fp8.accum_bits), 0, 40,
                   "0: fp32 sums; > 0: tensor-core accumulator keeping this many bits (slow)"),
-      integer_key("fp8", "promote_every", DSLAB_FIELD(train.fp8.promote_every), 0, 65536,
+      integer_key("fp8", "promote_every", DSLAB_FIELD(model.fp8.promote_every), 0, 65536,
                   "N_C: products between promotions to fp32 with accum_bits > 0; 0 = never"),
   };
   return keys;
@@ -257,12 +265,16 @@ bool is_table(const std::string& name) {
 Value read_value(const KeySpec& key, RunConfig& cfg) {
   return std::visit(
       [&](auto field) -> Value {
+        if constexpr (std::is_same_v<decltype(field), EnumField>) {
+          return key.choices.at(size_t(field.get(cfg)));
+        } else {
         const auto& v = field(cfg);
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
           return int64_t(v);  // uint64_t seeds: the schema keeps them <= INT64_MAX
         else
           return Value(std::in_place_type<T>, v);
+        }
       },
       key.field);
 }
@@ -271,12 +283,18 @@ Value read_value(const KeySpec& key, RunConfig& cfg) {
 void write_value(const KeySpec& key, RunConfig& cfg, const Value& value) {
   std::visit(
       [&](auto field) {
+        if constexpr (std::is_same_v<decltype(field), EnumField>) {
+          const std::string& name = std::get<std::string>(value);
+          const auto it = std::find(key.choices.begin(), key.choices.end(), name);
+          field.set(cfg, int(it - key.choices.begin()));
+        } else {
         auto& v = field(cfg);
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
           v = T(std::get<int64_t>(value));
         else
           v = std::get<T>(value);
+        }
       },
       key.field);
 }
@@ -723,10 +741,11 @@ template <class T> std::string str(T x) {
 }
 
 void check_moe(const Loader& L) {
-  const ModelArgs& m = L.cfg.model;
-  const BalanceArgs& b = m.balance;
+  const ModelArgs& model = L.cfg.model;
+  const MoeArgs& m = model.moe;
+  const BalanceArgs& b = model.balance;
   if (m.n_routed_experts == 0) {
-    if (b.has_loss() || m.has_expert_bias())
+    if (b.has_loss() || model.has_expert_bias())
       fail_across(L, {"model.n_routed_experts", "balance.aux_alpha", "balance.seq_aux_alpha", "balance.device_alpha",
                       "balance.comm_alpha", "balance.bias_update"},
                   "load balancing needs MoE layers: set model.n_routed_experts > 0, or leave every "
@@ -750,10 +769,10 @@ void check_moe(const Loader& L) {
     fail_across(L, {"model.n_activated_experts", "model.n_limited_groups", "model.n_expert_groups"},
                 "model.n_activated_experts = " + str(m.n_activated_experts) + " exceeds the " + str(kept) +
                     " experts of the model.n_limited_groups groups a token may use");
-  if (m.n_dense_layers >= m.n_layers)
+  if (model.n_dense_layers >= model.n_layers)
     fail_across(L, {"model.n_dense_layers", "model.n_layers"},
-                "model.n_dense_layers = " + str(m.n_dense_layers) + " leaves no MoE layer among model.n_layers = " +
-                    str(m.n_layers) + "; it must be < n_layers (or set model.n_routed_experts = 0)");
+                "model.n_dense_layers = " + str(model.n_dense_layers) + " leaves no MoE layer among model.n_layers = " +
+                    str(model.n_layers) + "; it must be < n_layers (or set model.n_routed_experts = 0)");
   if (b.n_devices > m.n_routed_experts)
     fail_across(L, {"balance.n_devices", "model.n_routed_experts"},
                 "balance.n_devices = " + str(b.n_devices) + " must be <= model.n_routed_experts = " + E);
@@ -766,15 +785,16 @@ void check_moe(const Loader& L) {
 void check_cross_fields(const Loader& L) {
   const ModelArgs& m = L.cfg.model;
   const TrainArgs& t = L.cfg.train;
-  if (m.is_mla()) {
-    if (m.rope == "decoupled" && (m.qk_rope_head_dim == 0 || m.qk_rope_head_dim % 2 != 0))
+  if (m.attn == AttnKind::Mla) {
+    const MlaArgs& mla = m.mla;
+    if (mla.rope == MlaRope::Decoupled && (mla.qk_rope_head_dim == 0 || mla.qk_rope_head_dim % 2 != 0))
       fail_across(L, {"model.rope", "model.qk_rope_head_dim"},
-                  "model.qk_rope_head_dim = " + str(m.qk_rope_head_dim) +
+                  "model.qk_rope_head_dim = " + str(mla.qk_rope_head_dim) +
                       " must be even and > 0 with model.rope = \"decoupled\" (RoPE rotates pairs)");
-    if (m.rope == "full" && (m.qk_nope_head_dim + m.qk_rope_head_dim) % 2 != 0)
+    if (mla.rope == MlaRope::Full && (mla.qk_nope_head_dim + mla.qk_rope_head_dim) % 2 != 0)
       fail_across(L, {"model.rope", "model.qk_nope_head_dim", "model.qk_rope_head_dim"},
                   "model.qk_nope_head_dim + model.qk_rope_head_dim = " +
-                      str(m.qk_nope_head_dim + m.qk_rope_head_dim) +
+                      str(mla.qk_nope_head_dim + mla.qk_rope_head_dim) +
                       " must be even with model.rope = \"full\" (RoPE rotates pairs)");
   } else {
     if (m.dim % m.n_heads != 0)
@@ -807,7 +827,7 @@ void check_cross_fields(const Loader& L) {
                 "train.warmup_steps = " + str(t.warmup_steps) + " must be <= train.steps = " +
                     str(t.steps));
   try {
-    t.fp8.to_recipe();
+    m.fp8.to_recipe();
   } catch (const std::invalid_argument& e) {
     fail_across(L, {"fp8.recipe", "fp8.format", "fp8.grad_format", "fp8.act_granularity",
                     "fp8.weight_granularity", "fp8.grad_granularity", "fp8.scale", "fp8.accum_bits",

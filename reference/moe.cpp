@@ -536,6 +536,7 @@ void update_bias(Tensor1<T>& bias, const std::vector<double>& load, double gamma
   if (bias.size() != load.size())
     throw std::invalid_argument("bias update: " + std::to_string(bias.size()) + " biases for " +
                                 std::to_string(load.size()) + " experts");
+  if (rule == BiasUpdate::None) return;
   const double mean = std::accumulate(load.begin(), load.end(), 0.0) / double(load.size());
   for (size_t e = 0; e < load.size(); ++e) {
     const double gap = mean - load[e];  // > 0: underloaded, raise its bias

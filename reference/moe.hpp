@@ -185,6 +185,12 @@ double max_violation(const std::vector<double>& load);
 // Tokens each device serves (sum of its experts' loads).
 std::vector<double> device_load(const std::vector<double>& load, const Placement& pl);
 
+// Auxiliary-loss-free balancing (Eq. (24)): after each step,
+//   sign:          b_i += gamma * sign(mean load - load_i)
+//   proportional:  b_i += gamma * (mean load - load_i) / mean load
+// None: no bias.
+enum class BiasUpdate { None, Sign, Proportional };
+
 // How a model balances its MoE layers in training; the terms combine.
 struct BalanceArgs {
   double aux_alpha = 0;              // expert-level loss, Eq. (21)-(23)
@@ -193,7 +199,7 @@ struct BalanceArgs {
   double comm_alpha = 0;             // V2's communication loss
   int n_devices = 1;                 // experts placed contiguously on this many devices
   int max_devices_per_token = 1;     // M of the communication loss
-  std::string bias_update = "none";  // "none", "sign" or "proportional" (Eq. (24))
+  BiasUpdate bias_update = BiasUpdate::None;  // Eq. (24)
   double bias_gamma = 1e-3;          // gamma of the bias update
   bool has_loss() const { return aux_alpha > 0 || seq_aux_alpha > 0 || device_alpha > 0 || comm_alpha > 0; }
 };
@@ -205,11 +211,7 @@ template <class T>
 void balance_losses(std::map<std::string, double>& values, Tensor2<T>& dscores, const Routing<T>& r,
                     int seq_len, const BalanceArgs& b);
 
-// Auxiliary-loss-free balancing (Eq. (24)): after each step,
-//   sign:          b_i += gamma * sign(mean load - load_i)
-//   proportional:  b_i += gamma * (mean load - load_i) / mean load
-enum class BiasUpdate { Sign, Proportional };
-BiasUpdate parse_bias_update(const std::string& name);  // "sign" | "proportional"
+BiasUpdate parse_bias_update(const std::string& name);  // "sign" | "proportional" (a rule, not None)
 template <class T>
 void update_bias(Tensor1<T>& bias, const std::vector<double>& load, double gamma, BiasUpdate rule);
 

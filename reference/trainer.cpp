@@ -53,7 +53,7 @@ void add_into(std::vector<double>& total, const std::vector<double>& x) {
 Trainer::Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus)
     : args(train_args), model(model_args), corpus_(corpus) {
   model.init_weights(args.seed);
-  model.fp8_recipe = args.fp8.to_recipe();
+  model.fp8_recipe = model.args.fp8.to_recipe();
   optimizer = AdamW<float>(model.params.refs());
   schedule_ = {args.lr, args.min_lr, args.warmup_steps, args.steps};
 }
@@ -80,7 +80,7 @@ double Trainer::evaluate() {
 }
 
 void Trainer::capture_router_logits() {
-  const size_t N = size_t(args.batch_size) * args.seq_len, E = model.args.n_routed_experts;
+  const size_t N = size_t(args.batch_size) * args.seq_len, E = model.args.moe.n_routed_experts;
   std::map<size_t, CapturedTensor> logits;  // MoE layer -> [windows, N, E]
   for (int i = 0; i < args.eval_batches; ++i) {
     Batch b = eval_batch(corpus_.val, args.batch_size, args.seq_len, i, args.eval_batches);

@@ -38,7 +38,6 @@ struct TrainArgs {
   int eval_batches = 8;
   int64_t checkpoint_every = 100;
   bool capture = false;          // fill Trainer::captured at the end of training
-  fp8::Fp8Args fp8;              // FP8 linear layers in the blocks ([fp8] table)
 };
 
 using Metrics = std::map<std::string, std::vector<double>>;

@@ -11,34 +11,17 @@
 
 namespace dslab {
 
-MlaArgs ModelArgs::mla() const {
-  MlaArgs m;
+MlaArgs ModelArgs::mla_args() const {
+  MlaArgs m = mla;
   m.dim = dim;
   m.n_heads = n_heads;
-  m.q_lora_rank = q_lora_rank;
-  m.kv_lora_rank = kv_lora_rank;
-  m.qk_nope_head_dim = qk_nope_head_dim;
-  m.qk_rope_head_dim = qk_rope_head_dim;
-  m.v_head_dim = v_head_dim;
-  m.rope = parse_mla_rope(rope);
   m.norm_eps = norm_eps;
-  m.rope_factor = rope_factor;
-  m.mscale = mscale;
   return m;
 }
 
-MoeArgs ModelArgs::moe() const {
-  MoeArgs m;
+MoeArgs ModelArgs::moe_args() const {
+  MoeArgs m = moe;
   m.dim = dim;
-  m.moe_inter_dim = moe_inter_dim;
-  m.n_routed_experts = n_routed_experts;
-  m.n_shared_experts = n_shared_experts;
-  m.n_activated_experts = n_activated_experts;
-  m.n_expert_groups = n_expert_groups;
-  m.n_limited_groups = n_limited_groups;
-  m.route_scale = route_scale;
-  m.score_func = parse_score_func(score_func);
-  m.capacity_factor = capacity_factor;
   return m;
 }
 
@@ -50,8 +33,8 @@ template <class T> BlockParams<T> block_params(const ModelArgs& a, bool moe) {
   const size_t H = a.n_heads, KV = a.n_kv_heads;
   BlockParams<T> b;
   b.attn_norm = xt::zeros<T>({D});
-  if (a.is_mla()) {
-    b.mla = MlaWeights<T>(a.mla());
+  if (a.attn == AttnKind::Mla) {
+    b.mla = MlaWeights<T>(a.mla_args());
   } else {
     b.wq = xt::zeros<T>({H * hd, D});
     b.wk = xt::zeros<T>({KV * hd, D});
@@ -60,8 +43,8 @@ template <class T> BlockParams<T> block_params(const ModelArgs& a, bool moe) {
   }
   b.ffn_norm = xt::zeros<T>({D});
   if (moe) {
-    b.moe = MoeParams<T>(a.moe());
-    if (a.has_expert_bias()) b.expert_bias = xt::zeros<T>({size_t(a.n_routed_experts)});
+    b.moe = MoeParams<T>(a.moe_args());
+    if (a.has_expert_bias()) b.expert_bias = xt::zeros<T>({size_t(a.moe.n_routed_experts)});
   } else {
     b.ffn.w1 = xt::zeros<T>({F, D});
     b.ffn.w2 = xt::zeros<T>({D, F});
@@ -106,7 +89,7 @@ template <class T> TransformerParams<T>::TransformerParams(const ModelArgs& a) {
     m.proj.enorm = xt::zeros<T>({D});
     m.proj.hnorm = xt::zeros<T>({D});
     m.proj.eh_proj = xt::zeros<T>({D, 2 * D});
-    m.block = block_params<T>(a, a.n_routed_experts > 0);  // V3's MTP block is an MoE layer
+    m.block = block_params<T>(a, a.moe.n_routed_experts > 0);  // V3's MTP block is an MoE layer
     m.norm = xt::zeros<T>({D});
   }
 }
@@ -144,25 +127,22 @@ template <class T> std::vector<ParamRef<T>> TransformerParams<T>::buffers() {
 template <class T>
 Transformer<T>::Transformer(const ModelArgs& a)
     : args(a), params(a), grads(a), mtp_lambda(a.mtp.lambda) {
-  if (a.is_mla()) {
-    mla_ = a.mla();
+  if (a.attn == AttnKind::Mla) {
+    mla_ = a.mla_args();
     mla_.validate();
     if (mla_.rope != MlaRope::None) rope_ = RopeTable(a.max_seq_len, mla_.rope_dim(), a.rope_theta);
   } else {
-    if (a.attn != "mha")
-      throw std::invalid_argument("attn = \"" + a.attn + "\": allowed \"mha\", \"mla\"");
     if (a.n_heads <= 0 || a.dim % a.n_heads != 0)
       throw std::invalid_argument("dim must be a multiple of n_heads");
     if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)
       throw std::invalid_argument("n_heads must be a multiple of n_kv_heads");
     rope_ = RopeTable(a.max_seq_len, a.head_dim(), a.rope_theta);
   }
-  if (a.n_routed_experts > 0) {
-    moe_ = a.moe();
+  if (a.moe.n_routed_experts > 0) {
+    moe_ = a.moe_args();
     validate(moe_);
-    if (a.has_expert_bias()) parse_bias_update(a.balance.bias_update);
     if (a.balance.device_alpha > 0 || a.balance.comm_alpha > 0)
-      Placement::contiguous(a.n_routed_experts, a.balance.n_devices);
+      Placement::contiguous(a.moe.n_routed_experts, a.balance.n_devices);
   }
   cache_.resize(a.n_layers);
   mtp_cache_.resize(a.mtp.depth);
@@ -197,7 +177,7 @@ void Transformer<T>::block_forward(const BlockParams<T>& w, BlockCache<T>& c, co
   // attention sub-layer: x_mid = x + wo(attention(rope(wq a), rope(wk a), wv a)), a = attn_norm(x)
   rmsnorm_forward(c.attn_in, c.attn_rstd, x, w.attn_norm, args.norm_eps);
   Tensor2<T>& proj = scratch_.proj;
-  if (args.is_mla()) {
+  if (args.attn == AttnKind::Mla) {
     mla_forward(proj, c.mla, c.attn_in, w.mla, mla_, rope_, shape_.batch, shape_.seq_len);
   } else {
     linear_forward(c.q, c.attn_in, w.wq);
@@ -288,7 +268,7 @@ template <class T> T Transformer<T>::mtp_forward(int batch, int seq_len) {
     c.tokens = shift_positions(tokens_, batch, seq_len, k);
     c.targets = shift_positions(targets_, batch, seq_len, k);
     mtp_module_forward(k, batch, seq_len - k);
-    if (args.n_routed_experts > 0 && args.balance.has_loss())  // its MoE block is balanced as the others
+    if (args.moe.n_routed_experts > 0 && args.balance.has_loss())  // its MoE block is balanced as the others
       balance_losses(loss_parts_, c.block.balance_dscores, c.block.moe.routing, seq_len - k, args.balance);
     // Eq. (25): the mean over the B*(T-k) targets, times (T-k)/T.
     const T mean = cross_entropy_forward(c.probs, c.losses, c.logits, c.targets);
@@ -342,7 +322,7 @@ void Transformer<T>::block_backward(const BlockParams<T>& w, BlockParams<T>& g, 
   rmsnorm_backward(d_norm, g.ffn_norm, d_in, c.x_mid, w.ffn_norm, c.ffn_rstd);
   dx += d_norm;  // now d(x_mid)
   // Attention sub-layer.
-  if (args.is_mla()) {
+  if (args.attn == AttnKind::Mla) {
     mla_backward(d_in, g.mla, dx, c.mla, w.mla, mla_, rope_);
   } else {
     Tensor2<T>& d_attn = scratch_.d_attn;
@@ -418,7 +398,7 @@ template <class T> Tensor2<T> Transformer<T>::router_logits(size_t l) const {
 
 template <class T> void Transformer<T>::update_expert_bias() {
   if (!args.has_expert_bias()) return;
-  const BiasUpdate rule = parse_bias_update(args.balance.bias_update);
+  const BiasUpdate rule = args.balance.bias_update;
   for (size_t l = 0; l < cache_.size(); ++l)
     if (args.is_moe_layer(l))
       update_bias(params.layers[l].expert_bias, expert_load(cache_[l].moe.routing), args.balance.bias_gamma, rule);

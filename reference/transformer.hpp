@@ -23,50 +23,13 @@
 #include "reference/ffn.hpp"
 #include "reference/fp8_linear.hpp"
 #include "reference/mla.hpp"
+#include "reference/model_args.hpp"
 #include "reference/moe.hpp"
 #include "reference/mtp.hpp"
 #include "reference/rope.hpp"
 #include "reference/tensor.hpp"
 
 namespace dslab {
-
-struct ModelArgs {
-  int vocab_size = 256;    // byte-level tokens
-  int dim = 128;
-  int n_layers = 4;
-  int n_heads = 4;
-  int n_kv_heads = 4;      // n_heads: MHA; 1: MQA; in between: GQA
-  int inter_dim = 512;     // SwiGLU hidden width
-  int max_seq_len = 256;
-  double rope_theta = 10000.0;
-  double norm_eps = 1e-6;
-  double init_std = 0.02;
-  std::string attn = "mha";  // "mha" (also GQA, MQA) or "mla"
-  // MLA only (DeepSeek's names; see reference/mla.hpp):
-  int q_lora_rank = 0;       // 0: a direct wq
-  int kv_lora_rank = 64;
-  int qk_nope_head_dim = 32, qk_rope_head_dim = 16, v_head_dim = 32;
-  std::string rope = "decoupled";  // "decoupled", "none" or "full"
-  double rope_factor = 1.0, mscale = 1.0;  // YaRN softmax factor when rope_factor > 1
-  // DeepSeekMoE (DeepSeek's names; see reference/moe.hpp). 0 routed experts: all dense.
-  int n_routed_experts = 0;
-  int n_shared_experts = 1;
-  int n_activated_experts = 2;
-  int moe_inter_dim = 128;
-  int n_dense_layers = 1;    // the first layers keep a dense FFN of inter_dim
-  int n_expert_groups = 1, n_limited_groups = 1;
-  std::string score_func = "softmax";  // "softmax" or "sigmoid"
-  double route_scale = 1.0;
-  double capacity_factor = 0.0;        // 0: no token dropping
-  BalanceArgs balance;
-  MtpArgs mtp;               // Multi-Token Prediction: depth 0 = off
-  int head_dim() const { return dim / n_heads; }
-  bool is_mla() const { return attn == "mla"; }
-  MlaArgs mla() const;
-  bool is_moe_layer(size_t l) const { return n_routed_experts > 0 && l >= size_t(n_dense_layers); }
-  bool has_expert_bias() const { return balance.bias_update != "none"; }
-  MoeArgs moe() const;
-};
 
 template <class T> struct BlockParams {
   Tensor1<T> attn_norm;          // [D]

@@ -65,14 +65,14 @@ void expect_same_fields(const RunConfig& a, const RunConfig& b) {
   EXPECT_EQ(bits(a.model.norm_eps), bits(b.model.norm_eps));
   EXPECT_EQ(bits(a.model.init_std), bits(b.model.init_std));
   EXPECT_EQ(a.model.attn, b.model.attn);
-  EXPECT_EQ(a.model.q_lora_rank, b.model.q_lora_rank);
-  EXPECT_EQ(a.model.kv_lora_rank, b.model.kv_lora_rank);
-  EXPECT_EQ(a.model.qk_nope_head_dim, b.model.qk_nope_head_dim);
-  EXPECT_EQ(a.model.qk_rope_head_dim, b.model.qk_rope_head_dim);
-  EXPECT_EQ(a.model.v_head_dim, b.model.v_head_dim);
-  EXPECT_EQ(a.model.rope, b.model.rope);
-  EXPECT_EQ(bits(a.model.rope_factor), bits(b.model.rope_factor));
-  EXPECT_EQ(bits(a.model.mscale), bits(b.model.mscale));
+  EXPECT_EQ(a.model.mla.q_lora_rank, b.model.mla.q_lora_rank);
+  EXPECT_EQ(a.model.mla.kv_lora_rank, b.model.mla.kv_lora_rank);
+  EXPECT_EQ(a.model.mla.qk_nope_head_dim, b.model.mla.qk_nope_head_dim);
+  EXPECT_EQ(a.model.mla.qk_rope_head_dim, b.model.mla.qk_rope_head_dim);
+  EXPECT_EQ(a.model.mla.v_head_dim, b.model.mla.v_head_dim);
+  EXPECT_EQ(a.model.mla.rope, b.model.mla.rope);
+  EXPECT_EQ(bits(a.model.mla.rope_factor), bits(b.model.mla.rope_factor));
+  EXPECT_EQ(bits(a.model.mla.mscale), bits(b.model.mla.mscale));
   EXPECT_EQ(a.train.steps, b.train.steps);
   EXPECT_EQ(a.train.batch_size, b.train.batch_size);
   EXPECT_EQ(a.train.seq_len, b.train.seq_len);
@@ -195,14 +195,14 @@ TEST(Config, MlaKeys) {
             "[model]\nattn = \"mla\"\ndim = 66\nn_heads = 4\nn_kv_heads = 3\nq_lora_rank = 24\n"
             "kv_lora_rank = 20\nqk_nope_head_dim = 10\nqk_rope_head_dim = 6\nv_head_dim = 12\n"
             "rope = \"full\"\nrope_factor = 40\nmscale = 0.707\n"));
-  EXPECT_TRUE(c.model.is_mla());
-  EXPECT_EQ(c.model.mla().q_lora_rank, 24);
-  EXPECT_EQ(c.model.mla().kv_lora_rank, 20);
-  EXPECT_EQ(c.model.mla().qk_head_dim(), 16);
-  EXPECT_EQ(c.model.mla().v_head_dim, 12);
-  EXPECT_EQ(c.model.mla().rope, MlaRope::Full);
-  EXPECT_EQ(c.model.mla().rope_factor, 40.0);
-  EXPECT_EQ(c.model.mla().mscale, 0.707);
+  EXPECT_TRUE(c.model.attn == AttnKind::Mla);
+  EXPECT_EQ(c.model.mla_args().q_lora_rank, 24);
+  EXPECT_EQ(c.model.mla_args().kv_lora_rank, 20);
+  EXPECT_EQ(c.model.mla_args().qk_head_dim(), 16);
+  EXPECT_EQ(c.model.mla_args().v_head_dim, 12);
+  EXPECT_EQ(c.model.mla_args().rope, MlaRope::Full);
+  EXPECT_EQ(c.model.mla_args().rope_factor, 40.0);
+  EXPECT_EQ(c.model.mla_args().mscale, 0.707);
   expect_same_fields(parse_run_config_text(c.text), c);
   EXPECT_THAT(error_for("[model]\nattn = \"gqa\"\n"),
               HasSubstr(":2: model.attn = \"gqa\" is not allowed: expected one of mha, mla"));
@@ -223,7 +223,7 @@ TEST(Config, MlaKeys) {
   // No RoPE at all may have no decoupled dims.
   EXPECT_EQ(load_run_config(write(dir, "nope.toml",
                                   "[model]\nattn = \"mla\"\nrope = \"none\"\nqk_rope_head_dim = 0\n"))
-                .model.qk_rope_head_dim,
+                .model.mla.qk_rope_head_dim,
             0);
 }
 

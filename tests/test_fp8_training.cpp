@@ -294,7 +294,7 @@ struct SmallRun {
   std::string corpus_path = test::write_text_corpus(dir, 80000);
   ByteCorpus corpus = ByteCorpus::from_file(corpus_path, 0.1);
 
-  TrainArgs args(const fp8::Fp8Args& fp8, int64_t steps) const {
+  TrainArgs args(int64_t steps) const {
     TrainArgs t;
     t.steps = steps;
     t.batch_size = 4;
@@ -305,7 +305,6 @@ struct SmallRun {
     t.eval_every = 0;
     t.eval_batches = 4;
     t.seed = 21;
-    t.fp8 = fp8;
     return t;
   }
 };
@@ -325,7 +324,9 @@ TEST(Fp8Transformer, TrainingLossStaysCloseToFp32) {
   SmallRun run;
   const int64_t steps = 30;
   auto losses = [&](const fp8::Fp8Args& fp8) {
-    Trainer t(small_model(1), run.args(fp8, steps), run.corpus);
+    ModelArgs model = small_model(1);
+    model.fp8 = fp8;
+    Trainer t(model, run.args(steps), run.corpus);
     t.run(nullptr);
     const auto& train = t.metrics.at("train_loss");
     double tail = 0;
@@ -357,7 +358,9 @@ TEST(Fp8Transformer, SameSeedSameNumbersOnOneAndTwoThreads) {
     omp_set_num_threads(threads);
     fp8::Fp8Args a = args_of("e4m3", "tile");
     a.weight_granularity = "block";
-    Trainer t(small_model(), run.args(a, 3), run.corpus);
+    ModelArgs model = small_model();
+    model.fp8 = a;
+    Trainer t(model, run.args(3), run.corpus);
     t.run(nullptr);
     std::vector<float> all;
     for (const auto& p : t.model.params.refs()) all.insert(all.end(), p.data, p.data + p.size());

@@ -121,13 +121,13 @@ ModelCase model_case(const std::string& name, const std::string& rope, int q_lor
   a.rope_theta = rope_theta;
   a.norm_eps = 1e-6;
   a.init_std = 0.3;
-  a.attn = "mla";
-  a.q_lora_rank = q_lora_rank;
-  a.kv_lora_rank = 10;
-  a.qk_nope_head_dim = 6;
-  a.qk_rope_head_dim = 4;
-  a.v_head_dim = 5;
-  a.rope = rope;
+  a.attn = AttnKind::Mla;
+  a.mla.q_lora_rank = q_lora_rank;
+  a.mla.kv_lora_rank = 10;
+  a.mla.qk_nope_head_dim = 6;
+  a.mla.qk_rope_head_dim = 4;
+  a.mla.v_head_dim = 5;
+  a.mla.rope = parse_mla_rope(rope);
   return c;
 }
 
@@ -173,7 +173,7 @@ void write_inputs(const std::string& path) {
   for (const auto& c : model_cases()) {
     H5::Group g = file.createGroup("/model/" + c.name);
     const ModelArgs& a = c.args;
-    write_mla_args(g, a.mla(), a.rope_theta);
+    write_mla_args(g, a.mla_args(), a.rope_theta);
     write_attr(g, "vocab_size", a.vocab_size);
     write_attr(g, "n_layers", a.n_layers);
     write_attr(g, "inter_dim", a.inter_dim);

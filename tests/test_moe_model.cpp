@@ -43,10 +43,10 @@ ModelArgs small_moe_model() {
   a.inter_dim = 12;
   a.max_seq_len = 8;
   a.init_std = 0.4;
-  a.n_routed_experts = 4;
-  a.n_activated_experts = 2;
-  a.n_shared_experts = 1;
-  a.moe_inter_dim = 6;
+  a.moe.n_routed_experts = 4;
+  a.moe.n_activated_experts = 2;
+  a.moe.n_shared_experts = 1;
+  a.moe.moe_inter_dim = 6;
   a.n_dense_layers = 1;
   return a;
 }
@@ -87,11 +87,11 @@ TEST(MoeModel, GradientsSoftmaxWithExpertAndSequenceLosses) {
 
 TEST(MoeModel, GradientsSigmoidGroupsWithDeviceAndCommunicationLosses) {
   ModelArgs a = small_moe_model();
-  a.n_routed_experts = 6;
-  a.n_expert_groups = 3;
-  a.n_limited_groups = 2;
-  a.score_func = "sigmoid";
-  a.route_scale = 2.5;
+  a.moe.n_routed_experts = 6;
+  a.moe.n_expert_groups = 3;
+  a.moe.n_limited_groups = 2;
+  a.moe.score_func = ScoreFunc::Sigmoid;
+  a.moe.route_scale = 2.5;
   a.balance.device_alpha = 0.3;
   a.balance.comm_alpha = 0.2;
   a.balance.n_devices = 3;
@@ -105,7 +105,7 @@ TEST(MoeModel, GradientsWithAnMtpModuleOfMoeBlock) {
   ModelArgs a = small_moe_model();
   a.balance.aux_alpha = 0.3;
   a.balance.seq_aux_alpha = 0.2;
-  a.balance.bias_update = "sign";
+  a.balance.bias_update = BiasUpdate::Sign;
   a.mtp.depth = 1;
   a.mtp.lambda = 0.3;
   expect_model_gradients(a);
@@ -135,7 +135,7 @@ TEST(MoeModel, ObjectiveIsTheSumOfItsTermsAndEachLossIsItsOwnFunction) {
 // The parameter names of DeepSeek's checkpoints; the bias is state, not a parameter.
 TEST(MoeModel, NamesFollowDeepSeekAndTheBiasIsNotTrained) {
   ModelArgs a = small_moe_model();
-  a.balance.bias_update = "sign";
+  a.balance.bias_update = BiasUpdate::Sign;
   Transformer<float> model(a);
   std::vector<std::string> names;
   for (const auto& p : model.params.refs()) names.push_back(p.name);
@@ -163,10 +163,10 @@ class MoeTraining : public ::testing::Test {
     model.n_kv_heads = 1;
     model.max_seq_len = 16;
     model.init_std = 0.02;
-    model.n_routed_experts = 8;
-    model.n_activated_experts = 2;
+    model.moe.n_routed_experts = 8;
+    model.moe.n_activated_experts = 2;
     model.balance.aux_alpha = 0.01;
-    model.balance.bias_update = "sign";
+    model.balance.bias_update = BiasUpdate::Sign;
     model.balance.bias_gamma = 0.01;
     model.balance.n_devices = 2;
     train.steps = 8;
@@ -194,7 +194,7 @@ std::vector<double> column_at(const Metrics& m, const std::string& prefix, int n
 // weight decay) never touches the bias.
 TEST_F(MoeTraining, BiasMovesByEquation24AfterEachStep) {
   auto t = trainer();
-  const int E = model.n_routed_experts;
+  const int E = model.moe.n_routed_experts;
   std::vector<float> bias(E, 0.0f);
   for (size_t s = 0; s < 3; ++s) {
     t->train_step();
@@ -214,7 +214,7 @@ TEST_F(MoeTraining, BalanceMetricsFollowTheirFormulas) {
   auto t = trainer();
   t->run(nullptr);
   const Metrics& m = t->metrics;
-  const int E = model.n_routed_experts, K = model.n_activated_experts;
+  const int E = model.moe.n_routed_experts, K = model.moe.n_activated_experts;
   const double T = double(train.batch_size) * train.seq_len;
   for (size_t s = 0; s < size_t(train.steps); ++s) {
     const auto load = column_at(m, "layers.1.load.", E, s);
@@ -291,12 +291,12 @@ TEST_F(MoeTraining, CapturedRouterLogitsReproduceTheRouting) {
   t->run(nullptr);
   ASSERT_EQ(t->captured.count("layers.1.ffn.router_logits"), 1u);
   const CapturedTensor& c = t->captured.at("layers.1.ffn.router_logits");
-  const size_t N = size_t(train.batch_size) * train.seq_len, E = model.n_routed_experts;
+  const size_t N = size_t(train.batch_size) * train.seq_len, E = model.moe.n_routed_experts;
   ASSERT_EQ(c.shape, (std::vector<size_t>{size_t(train.eval_batches), N, E}));
   Tensor2<float> last = xt::zeros<float>({N, E});
   std::copy(c.data.end() - N * E, c.data.end(), last.begin());  // the last window: the model's last forward
   Routing<float> r;
-  route_logits(r, last, t->model.params.layers[1].expert_bias, model.moe());
+  route_logits(r, last, t->model.params.layers[1].expert_bias, model.moe_args());
   EXPECT_EQ(r.indices, t->model.routing(1)->indices);
 
   const std::string path = dir + "/run.h5";

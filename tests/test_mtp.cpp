@@ -53,14 +53,14 @@ ModelArgs small_args(const std::string& attn, int depth) {
   a.inter_dim = 12;
   a.max_seq_len = 8;
   a.init_std = 0.4;
-  a.attn = attn;
+  a.attn = attn == "mla" ? AttnKind::Mla : AttnKind::Mha;
   if (attn == "mla") {
     a.n_heads = 2;
-    a.kv_lora_rank = 6;
-    a.q_lora_rank = 5;
-    a.qk_nope_head_dim = 4;
-    a.qk_rope_head_dim = 2;
-    a.v_head_dim = 3;
+    a.mla.kv_lora_rank = 6;
+    a.mla.q_lora_rank = 5;
+    a.mla.qk_nope_head_dim = 4;
+    a.mla.qk_rope_head_dim = 2;
+    a.mla.v_head_dim = 3;
   }
   a.mtp.depth = depth;
   a.mtp.lambda = 0.7;
@@ -251,19 +251,19 @@ void write_oracle_inputs(const std::string& path) {
   for (const auto& c : oracle_cases()) {
     H5::Group g = file.createGroup("/model/" + c.name);
     const ModelArgs& a = c.args;
-    write_string_attr(g, "attn", a.attn);
+    write_string_attr(g, "attn", a.attn == AttnKind::Mla ? "mla" : "mha");
     for (const auto& [name, v] : std::map<std::string, int>{
              {"vocab_size", a.vocab_size}, {"dim", a.dim}, {"n_layers", a.n_layers},
              {"n_heads", a.n_heads}, {"n_kv_heads", a.n_kv_heads}, {"inter_dim", a.inter_dim},
-             {"q_lora_rank", a.q_lora_rank}, {"kv_lora_rank", a.kv_lora_rank},
-             {"qk_nope_head_dim", a.qk_nope_head_dim}, {"qk_rope_head_dim", a.qk_rope_head_dim},
-             {"v_head_dim", a.v_head_dim}, {"depth", a.mtp.depth}})
+             {"q_lora_rank", a.mla.q_lora_rank}, {"kv_lora_rank", a.mla.kv_lora_rank},
+             {"qk_nope_head_dim", a.mla.qk_nope_head_dim}, {"qk_rope_head_dim", a.mla.qk_rope_head_dim},
+             {"v_head_dim", a.mla.v_head_dim}, {"depth", a.mtp.depth}})
       write_attr(g, name, v);
-    write_string_attr(g, "rope", a.rope);
+    write_string_attr(g, "rope", mla_rope_name(a.mla.rope));
     write_attr(g, "rope_theta", a.rope_theta);
     write_attr(g, "norm_eps", a.norm_eps);
-    write_attr(g, "rope_factor", a.rope_factor);
-    write_attr(g, "mscale", a.mscale);
+    write_attr(g, "rope_factor", a.mla.rope_factor);
+    write_attr(g, "mscale", a.mla.mscale);
     write_attr(g, "lambda", a.mtp.lambda);
     const TokenBatch b(a.vocab_size, 9);
     write_attr(g, "batch", b.batch);
