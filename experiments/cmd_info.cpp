@@ -403,11 +403,14 @@ Json measure_decode_time(const ModelArgs& m, const Arch& arch, const std::vector
     for (int l = 0; l < L; ++l) {
       const BlockParams<float>& w = model.params.layers[l];
       if (latent)
-        mla_decode_absorbed(out.data(), x.data(), latent_cache[l], w.mla, mla, rope);
+        mla_decode_absorbed(out.data(), x.data(), latent_cache[l], std::get<MlaWeights<float>>(w.attn), mla, rope);
       else if ((m.attn == AttnKind::Mla))
-        mla_decode_naive(out.data(), x.data(), naive_cache[l], w.mla, mla, rope);
+        mla_decode_naive(out.data(), x.data(), naive_cache[l], std::get<MlaWeights<float>>(w.attn), mla, rope);
       else
-        mha_decode(out.data(), x.data(), kv_cache[l], w.wq, w.wk, w.wv, w.wo, shape, rope);
+      {
+        const MhaWeights<float>& mha = std::get<MhaWeights<float>>(w.attn);
+        mha_decode(out.data(), x.data(), kv_cache[l], mha.wq, mha.wk, mha.wv, mha.wo, shape, rope);
+      }
     }
   };
   auto set_len = [&](int len) {

@@ -132,7 +132,8 @@ void train(const TrainOptions& o) {
     throw CLI::RuntimeError(130);
   }
   info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  write_result(o.out, info, trainer);
+  const Captured captured = cfg.train.capture ? capture_tensors(trainer) : Captured{};
+  write_result(o.out, info, trainer, captured);
   std::filesystem::remove(ckpt);
   const auto& val = trainer.metrics["val_loss"];
   std::cerr << o.label << "wrote " << o.out;

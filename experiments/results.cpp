@@ -110,24 +110,24 @@ void write_run(H5::Group& root, const RunInfo& info, Trainer& trainer, bool comp
 }
 
 // Tensors kept for the simulators; result files only.
-void write_captured(H5::Group& root, const Trainer& trainer) {
-  if (trainer.captured.empty()) return;
+void write_captured(H5::Group& root, const Captured& captured) {
+  if (captured.empty()) return;
   H5::Group group = root.createGroup("captured");
-  for (const auto& [name, t] : trainer.captured) write_floats(group, name, t.shape, t.data.data());
+  for (const auto& [name, t] : captured) write_floats(group, name, t.shape, t.data.data());
 }
 
 // AdamW's step count and moments, each moment in its parameter's shape.
 void write_optimizer(H5::Group& root, Trainer& trainer) {
   const auto refs = trainer.model.params.refs();
-  const AdamW<float>& opt = trainer.optimizer;
-  if (opt.m.size() != refs.size() || opt.v.size() != refs.size())
+  AdamW<float>& opt = trainer.optimizer;
+  if (opt.offset.size() != refs.size())
     throw std::logic_error("optimizer state does not line up with the model parameters");
   set_attr(root, "adamw_t", opt.t);
   H5::Group group = root.createGroup("optimizer");
   H5::Group m = group.createGroup("m"), v = group.createGroup("v");
   for (size_t i = 0; i < refs.size(); ++i) {
-    write_floats(m, refs[i].name, refs[i].shape, opt.m[i].data());
-    write_floats(v, refs[i].name, refs[i].shape, opt.v[i].data());
+    write_floats(m, refs[i].name, refs[i].shape, opt.m_of(i));
+    write_floats(v, refs[i].name, refs[i].shape, opt.v_of(i));
   }
 }
 
@@ -265,10 +265,10 @@ std::string checkpoint_path(const std::string& result_path) {
   return result_path + ".ckpt.h5";
 }
 
-void write_result(const std::string& path, const RunInfo& info, Trainer& trainer) {
+void write_result(const std::string& path, const RunInfo& info, Trainer& trainer, const Captured& captured) {
   write_whole(path, [&](H5::Group& root) {
     write_run(root, info, trainer, true);
-    write_captured(root, trainer);
+    write_captured(root, captured);
   });
 }
 
@@ -301,8 +301,8 @@ void read_checkpoint(const std::string& path, const std::string& config_text, Tr
 
     copy_into(weights, state);
     for (size_t i = 0; i < refs.size(); ++i) {
-      std::copy(m[i].begin(), m[i].end(), trainer.optimizer.m[i].data());
-      std::copy(v[i].begin(), v[i].end(), trainer.optimizer.v[i].data());
+      std::copy(m[i].begin(), m[i].end(), trainer.optimizer.m_of(i));
+      std::copy(v[i].begin(), v[i].end(), trainer.optimizer.v_of(i));
     }
     trainer.optimizer.t = t;
     trainer.step = step;

@@ -24,6 +24,7 @@
 
 #include <string>
 
+#include "experiments/capture.hpp"
 #include "experiments/config.hpp"
 #include "reference/trainer.hpp"
 
@@ -40,7 +41,7 @@ std::string checkpoint_path(const std::string& result_path);  // FILE.h5 -> FILE
 
 // Write the trainer's state whole, or throw leaving nothing behind. The
 // parent folder is created when missing.
-void write_result(const std::string& path, const RunInfo& info, Trainer& trainer);
+void write_result(const std::string& path, const RunInfo& info, Trainer& trainer, const Captured& captured = {});
 void write_checkpoint(const std::string& path, const RunInfo& info, Trainer& trainer);
 
 // Restores weights, optimizer state, step and metrics into a trainer built

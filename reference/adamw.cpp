@@ -7,11 +7,23 @@
 
 namespace dslab {
 
-template <class T> AdamW<T>::AdamW(const std::vector<ParamRef<T>>& params) {
-  for (const auto& p : params) {
-    m.push_back(xt::zeros<T>({p.size()}));
-    v.push_back(xt::zeros<T>({p.size()}));
-  }
+template <class T> std::vector<Segment<T>> segments(Arena<T>& arena) {
+  std::vector<Segment<T>> s;
+  for (const auto& slice : arena.slices()) s.push_back({arena.data() + slice.offset, slice.size, slice.rank});
+  return s;
+}
+
+template <class T> std::vector<Segment<T>> segments(const std::vector<ParamRef<T>>& tensors) {
+  std::vector<Segment<T>> s;
+  for (const auto& t : tensors) s.push_back({t.data, t.size(), t.shape.size()});
+  return s;
+}
+
+template <class T> AdamW<T>::AdamW(const std::vector<Segment<T>>& params) {
+  size_t n = 0;
+  for (const auto& p : params) offset.push_back(n), n += p.size;
+  m.assign(n, T(0));
+  v.assign(n, T(0));
 }
 
 namespace {
@@ -26,10 +38,10 @@ struct Chunk {
   long begin, end;
 };
 
-template <class T> std::vector<Chunk> chunks_of(const std::vector<ParamRef<T>>& tensors) {
+template <class T> std::vector<Chunk> chunks_of(const std::vector<Segment<T>>& tensors) {
   std::vector<Chunk> chunks;
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const long n = long(tensors[i].size());
+    const long n = long(tensors[i].size);
     for (long b = 0; b < n; b += kChunk) chunks.push_back({i, b, std::min(n, b + kChunk)});
   }
   return chunks;
@@ -48,7 +60,7 @@ template <class T> double sum_squares(const T* x, long n) {
 }  // namespace
 
 template <class T>
-void AdamW<T>::step(const std::vector<ParamRef<T>>& params, const std::vector<ParamRef<T>>& grads,
+void AdamW<T>::step(const std::vector<Segment<T>>& params, const std::vector<Segment<T>>& grads,
                     double lr, const AdamWArgs& a) {
   ++t;
   const T b1 = T(a.beta1), b2 = T(a.beta2);
@@ -60,11 +72,11 @@ void AdamW<T>::step(const std::vector<ParamRef<T>>& params, const std::vector<Pa
   for (size_t c = 0; c < chunks.size(); ++c) {
     const size_t i = chunks[c].tensor;
     const long j0 = chunks[c].begin;
-    const T decay = params[i].shape.size() >= 2 ? T(a.weight_decay) : T(0);
+    const T decay = params[i].rank >= 2 ? T(a.weight_decay) : T(0);
     T* p = params[i].data + j0;
     const T* g = grads[i].data + j0;
-    T* mi = m[i].data() + j0;
-    T* vi = v[i].data() + j0;
+    T* mi = m_of(i) + j0;
+    T* vi = v_of(i) + j0;
     simd::for_each_batch<T>(chunks[c].end - j0, [&](long j, long w) {
       const auto gj = simd::load(g + j, w), pj = simd::load(p + j, w);
       const auto mj = b1 * simd::load(mi + j, w) + (T(1) - b1) * gj;
@@ -77,7 +89,7 @@ void AdamW<T>::step(const std::vector<ParamRef<T>>& params, const std::vector<Pa
   }
 }
 
-template <class T> double global_grad_norm(const std::vector<ParamRef<T>>& grads) {
+template <class T> double global_grad_norm(const std::vector<Segment<T>>& grads) {
   const std::vector<Chunk> chunks = chunks_of(grads);
   std::vector<double> partial(chunks.size());
 #pragma omp parallel for schedule(static)
@@ -90,7 +102,7 @@ template <class T> double global_grad_norm(const std::vector<ParamRef<T>>& grads
 }
 
 template <class T>
-void clip_grad_norm(const std::vector<ParamRef<T>>& grads, double norm, double max_norm) {
+void clip_grad_norm(const std::vector<Segment<T>>& grads, double norm, double max_norm) {
   if (max_norm <= 0 || norm <= max_norm) return;
   const T scale = T(max_norm / (norm + 1e-6));
   const std::vector<Chunk> chunks = chunks_of(grads);
@@ -108,11 +120,14 @@ double LrSchedule::at(int64_t step) const {
   return min_lr + 0.5 * (lr - min_lr) * (1.0 + std::cos(M_PI * progress));
 }
 
-template class AdamW<float>;
-template class AdamW<double>;
-template double global_grad_norm<float>(const std::vector<ParamRef<float>>&);
-template double global_grad_norm<double>(const std::vector<ParamRef<double>>&);
-template void clip_grad_norm<float>(const std::vector<ParamRef<float>>&, double, double);
-template void clip_grad_norm<double>(const std::vector<ParamRef<double>>&, double, double);
+#define DSLAB_INSTANTIATE(T)                                                                   \
+  template class AdamW<T>;                                                                     \
+  template std::vector<Segment<T>> segments<T>(Arena<T>&);                                     \
+  template std::vector<Segment<T>> segments<T>(const std::vector<ParamRef<T>>&);               \
+  template double global_grad_norm<T>(const std::vector<Segment<T>>&);                         \
+  template void clip_grad_norm<T>(const std::vector<Segment<T>>&, double, double);
+DSLAB_INSTANTIATE(float)
+DSLAB_INSTANTIATE(double)
+#undef DSLAB_INSTANTIATE
 
 }  // namespace dslab

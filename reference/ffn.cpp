@@ -10,9 +10,10 @@ template <class B> B sigmoid(const B& a) { return B(1) / (B(1) + xsimd::exp(-a))
 }  // namespace
 
 template <class T>
-void ffn_forward(Tensor2<T>& y, FfnCache<T>& c, const Tensor2<T>& x, const FfnWeights<T>& w) {
-  linear_forward(c.h1, x, w.w1);
-  linear_forward(c.h3, x, w.w3);
+void ffn_forward(Tensor2<T>& y, FfnCache<T>& c, const Tensor2<T>& x, const FfnWeights<T>& w,
+                 const LinearPolicy<T>& linears) {
+  linear_forward(c.h1, x, w.w1, linears);
+  linear_forward(c.h3, x, w.w3, linears);
   ensure_shape(c.gated, {c.h1.shape(0), c.h1.shape(1)});
   const long N = c.h1.shape(0), F = c.h1.shape(1);
 #pragma omp parallel for schedule(static)
@@ -25,18 +26,18 @@ void ffn_forward(Tensor2<T>& y, FfnCache<T>& c, const Tensor2<T>& x, const FfnWe
       simd::store(gated + i, a * sigmoid(a) * simd::load(h3 + i, w), w);
     });
   }
-  linear_forward(y, c.gated, w.w2);
+  linear_forward(y, c.gated, w.w2, linears);
 }
 
 template <class T>
 void ffn_backward(Tensor2<T>& dx, FfnWeights<T>& dw, const Tensor2<T>& dy, const Tensor2<T>& x,
-                  const FfnCache<T>& c, const FfnWeights<T>& w) {
+                  const FfnCache<T>& c, const FfnWeights<T>& w, const LinearPolicy<T>& linears) {
   // [N, inter_dim] scratch kept between calls (one per calling thread): fresh
   // buffers would cost a page fault per 4 KiB on every call.
   static thread_local Tensor2<T> dgated_scratch, dh1_scratch;
   Tensor2<T>& dgated = dgated_scratch;
   Tensor2<T>& dh1 = dh1_scratch;
-  linear_backward(dgated, dw.w2, dy, c.gated, w.w2);
+  linear_backward(dgated, dw.w2, dy, c.gated, w.w2, linears);
   Tensor2<T>& dh3 = dgated;  // overwritten in place
   ensure_shape(dh1, {dgated.shape(0), dgated.shape(1)});
   const long N = dgated.shape(0), F = dgated.shape(1);
@@ -53,20 +54,18 @@ void ffn_backward(Tensor2<T>& dx, FfnWeights<T>& dw, const Tensor2<T>& dy, const
   }
   // dx = dh1 w1 + dh3 w3
   Tensor2<T> dx3;
-  linear_backward(dx, dw.w1, dh1, x, w.w1);
-  linear_backward(dx3, dw.w3, dh3, x, w.w3);
+  linear_backward(dx, dw.w1, dh1, x, w.w1, linears);
+  linear_backward(dx3, dw.w3, dh3, x, w.w3, linears);
   dx += dx3;
 }
 
-template void ffn_forward<float>(Tensor2<float>&, FfnCache<float>&, const Tensor2<float>&,
-                                 const FfnWeights<float>&);
-template void ffn_forward<double>(Tensor2<double>&, FfnCache<double>&, const Tensor2<double>&,
-                                  const FfnWeights<double>&);
-template void ffn_backward<float>(Tensor2<float>&, FfnWeights<float>&, const Tensor2<float>&,
-                                  const Tensor2<float>&, const FfnCache<float>&,
-                                  const FfnWeights<float>&);
-template void ffn_backward<double>(Tensor2<double>&, FfnWeights<double>&, const Tensor2<double>&,
-                                   const Tensor2<double>&, const FfnCache<double>&,
-                                   const FfnWeights<double>&);
+#define DSLAB_INSTANTIATE(T)                                                                         \
+  template void ffn_forward<T>(Tensor2<T>&, FfnCache<T>&, const Tensor2<T>&, const FfnWeights<T>&,    \
+                               const LinearPolicy<T>&);                                              \
+  template void ffn_backward<T>(Tensor2<T>&, FfnWeights<T>&, const Tensor2<T>&, const Tensor2<T>&,   \
+                                const FfnCache<T>&, const FfnWeights<T>&, const LinearPolicy<T>&);
+DSLAB_INSTANTIATE(float)
+DSLAB_INSTANTIATE(double)
+#undef DSLAB_INSTANTIATE
 
 }  // namespace dslab

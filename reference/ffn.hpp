@@ -4,6 +4,7 @@
 //   cache h1 = w1 x, h3 = w3 x, gated = silu(h1) * h3   each [N, inter_dim]
 #pragma once
 
+#include "reference/linear.hpp"
 #include "reference/tensor.hpp"
 
 namespace dslab {
@@ -17,11 +18,12 @@ template <class T> struct FfnCache {
 };
 
 template <class T>
-void ffn_forward(Tensor2<T>& y, FfnCache<T>& cache, const Tensor2<T>& x, const FfnWeights<T>& w);
+void ffn_forward(Tensor2<T>& y, FfnCache<T>& cache, const Tensor2<T>& x, const FfnWeights<T>& w,
+                 const LinearPolicy<T>& linears = {});
 
 // dx is overwritten; grads accumulate into dw.
 template <class T>
 void ffn_backward(Tensor2<T>& dx, FfnWeights<T>& dw, const Tensor2<T>& dy, const Tensor2<T>& x,
-                  const FfnCache<T>& cache, const FfnWeights<T>& w);
+                  const FfnCache<T>& cache, const FfnWeights<T>& w, const LinearPolicy<T>& linears = {});
 
 }  // namespace dslab

@@ -8,8 +8,6 @@ namespace dslab::fp8 {
 
 namespace {
 
-thread_local const Recipe* t_recipe = nullptr;
-thread_local const LinearObserver* t_observer = nullptr;
 
 Tensor2<float> transposed(const Tensor2<float>& x) { return xt::transpose(x); }
 
@@ -107,24 +105,6 @@ Recipe Fp8Args::to_recipe() const {
   return r;
 }
 
-Autocast::Autocast(const Recipe& recipe) : previous_(t_recipe) { t_recipe = recipe.enabled ? &recipe : nullptr; }
-Autocast::~Autocast() { t_recipe = previous_; }
-
-HighPrecision::HighPrecision() : previous_(t_recipe) { t_recipe = nullptr; }
-HighPrecision::~HighPrecision() { t_recipe = previous_; }
-
-const Recipe* active_recipe() { return t_recipe; }
-
-ObserveLinear::ObserveLinear(LinearObserver observer)
-    : observer_(std::move(observer)), previous_(t_observer) {
-  t_observer = &observer_;
-}
-ObserveLinear::~ObserveLinear() { t_observer = previous_; }
-
-void notify_linear(const LinearCall& call) {
-  if (t_observer) (*t_observer)(call);
-}
-
 // y [N, out] = x [N, in] W [out, in]^T, K = in.
 void linear_forward(Tensor2<float>& y, const Tensor2<float>& x, const Tensor2<float>& w,
                     const Recipe& r) {
@@ -138,25 +118,31 @@ void linear_forward(Tensor2<float>& y, const Tensor2<float>& x, const Tensor2<fl
   dslab::gemm<float>(false, true, N, out, in, 1.0f, xq.data(), in, wq.data(), in, 0.0f, y.data(), out);
 }
 
-// dx [N, in] = dy [N, out] W [out, in]     K = out: dy tiles along out, W^T [in, out] groups
-// dW [out, in] += dy^T [out, N] x [N, in]  K = N: dy^T and x^T tiles along tokens
-void linear_backward(Tensor2<float>& dx, Tensor2<float>& dw, const Tensor2<float>& dy,
-                     const Tensor2<float>& x, const Tensor2<float>& w, const Recipe& r) {
-  const int N = x.shape(0), in = x.shape(1), out = w.shape(0);
+// The same products as reference/linear.cpp, on the quantized-dequantized
+// operands; W, dy and x with the groups of W^T, dy^T and x^T, laid along K.
+void linear_backward_input(Tensor2<float>& dx, const Tensor2<float>& dy, const Tensor2<float>& w,
+                           const Recipe& r) {
+  const int N = dy.shape(0), out = w.shape(0), in = w.shape(1);
   if (r.emulate_accumulator) {
     dx = gemm(quantize(dy, r.gradient), quantize(transposed(w), r.weight), r.accumulator);
+    return;
+  }
+  const Tensor2<float> dyq = quantize_dequantize(dy, r.gradient);
+  const Tensor2<float> wq = quantize_dequantize(w, r.weight, groups_of_transpose(w, r.weight));
+  ensure_shape(dx, {size_t(N), size_t(in)});
+  dslab::gemm<float>(false, false, N, in, out, 1.0f, dyq.data(), out, wq.data(), in, 0.0f, dx.data(), in);
+}
+
+// dyq_n, xq_n: dy and x with their groups along the tokens N (K of this GEMM).
+void linear_backward_weight(Tensor2<float>& dw, const Tensor2<float>& dy, const Tensor2<float>& x,
+                            const Recipe& r) {
+  const int N = x.shape(0), in = x.shape(1), out = dy.shape(1);
+  if (r.emulate_accumulator) {
     dw += gemm(quantize(transposed(dy), r.gradient), quantize(transposed(x), r.activation), r.accumulator);
     return;
   }
-  // The same products as reference/linear.cpp, on the quantized-dequantized
-  // operands; W, dy and x with the groups of W^T, dy^T and x^T, laid along K
-  // (dyq_n, xq_n: groups along the tokens N).
-  const Tensor2<float> dyq = quantize_dequantize(dy, r.gradient);
-  const Tensor2<float> wq = quantize_dequantize(w, r.weight, groups_of_transpose(w, r.weight));
   const Tensor2<float> dyq_n = quantize_dequantize(dy, r.gradient, groups_of_transpose(dy, r.gradient));
   const Tensor2<float> xq_n = quantize_dequantize(x, r.activation, groups_of_transpose(x, r.activation));
-  ensure_shape(dx, {size_t(N), size_t(in)});
-  dslab::gemm<float>(false, false, N, in, out, 1.0f, dyq.data(), out, wq.data(), in, 0.0f, dx.data(), in);
   dslab::gemm<float>(true, false, out, in, N, 1.0f, dyq_n.data(), out, xq_n.data(), in, 1.0f, dw.data(), in);
 }
 

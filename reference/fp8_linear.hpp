@@ -16,14 +16,13 @@
 // the sums are fp32. With accum_bits > 0 they go through fp8::gemm instead,
 // the tensor-core accumulator model (much slower; see docs/fp8.md).
 //
-// Switching it on: an Autocast scope (like TransformerEngine's fp8_autocast)
-// makes linear_forward / linear_backward<float> on this thread take this path;
-// a HighPrecision scope suspends it (the MoE gate). The transformer opens
-// Autocast around each block only, so embedding, output head, normalization
-// and attention's softmax(QK^T)V stay in fp32. Double is never quantized.
+// Switching it on: the recipe is an argument of every linear layer
+// (LinearPolicy in reference/linear.hpp). The transformer hands it to the
+// blocks' attention and FFN linears only, so the embedding, output head, MoE
+// gate, normalization and attention's softmax(QK^T)V stay in fp32. Double is
+// never quantized.
 #pragma once
 
-#include <functional>
 #include <string>
 
 #include "reference/fp8.hpp"
@@ -57,65 +56,14 @@ struct Fp8Args {
   Recipe to_recipe() const;
 };
 
-// Turns the recipe on for linear layers in float on this thread for the scope's
-// lifetime (a disabled recipe turns it off); scopes nest.
-class Autocast {
- public:
-  explicit Autocast(const Recipe& recipe);
-  ~Autocast();
-  Autocast(const Autocast&) = delete;
-  Autocast& operator=(const Autocast&) = delete;
-
- private:
-  const Recipe* previous_;
-};
-
-// Keeps the linear layers in its scope in high precision (MoE gate, head).
-class HighPrecision {
- public:
-  HighPrecision();
-  ~HighPrecision();
-  HighPrecision(const HighPrecision&) = delete;
-  HighPrecision& operator=(const HighPrecision&) = delete;
-
- private:
-  const Recipe* previous_;
-};
-
-// The recipe in force on this thread, or nullptr.
-const Recipe* active_recipe();
-
 // The linear layer (reference/linear.hpp) with FP8 GEMM inputs.
 void linear_forward(Tensor2<float>& y, const Tensor2<float>& x, const Tensor2<float>& w,
                     const Recipe& recipe);
-void linear_backward(Tensor2<float>& dx, Tensor2<float>& dw, const Tensor2<float>& dy,
-                     const Tensor2<float>& x, const Tensor2<float>& w, const Recipe& recipe);
-
-// What a float linear layer saw: its high-precision inputs, and whether its
-// GEMMs took FP8 inputs. dy is null in the forward pass.
-struct LinearCall {
-  const Tensor2<float>& x;
-  const Tensor2<float>& w;
-  const Tensor2<float>* dy;
-  bool fp8;
-};
-using LinearObserver = std::function<void(const LinearCall&)>;
-
-// Calls `observer` for every float linear layer on this thread during the
-// scope (capturing GEMM inputs for the simulators; tests).
-class ObserveLinear {
- public:
-  explicit ObserveLinear(LinearObserver observer);
-  ~ObserveLinear();
-  ObserveLinear(const ObserveLinear&) = delete;
-  ObserveLinear& operator=(const ObserveLinear&) = delete;
-
- private:
-  LinearObserver observer_;
-  const LinearObserver* previous_;
-};
-
-// Reports a call to the observer in force, if any (reference/linear.cpp).
-void notify_linear(const LinearCall& call);
+// dx [N, in] = dy [N, out] W [out, in]     K = out: dy tiles along out, W^T [in, out] groups
+void linear_backward_input(Tensor2<float>& dx, const Tensor2<float>& dy, const Tensor2<float>& w,
+                           const Recipe& recipe);
+// dW [out, in] += dy^T [out, N] x [N, in]  K = N: dy^T and x^T tiles along tokens
+void linear_backward_weight(Tensor2<float>& dw, const Tensor2<float>& dy, const Tensor2<float>& x,
+                            const Recipe& recipe);
 
 }  // namespace dslab::fp8

@@ -123,13 +123,14 @@ void rotate_heads(Tensor2<T>& x, int seq_len, int n_heads, int head_stride, int 
 
 // The query heads [q_C; q_R] (Eq. (8)-(9), (12) before RoPE): wq_b q_norm(wq_a x) or wq x.
 template <class T>
-void query_forward(MlaCache<T>& c, const Tensor2<T>& x, const MlaWeights<T>& w, const MlaArgs& a) {
+void query_forward(MlaCache<T>& c, const Tensor2<T>& x, const MlaWeights<T>& w, const MlaArgs& a,
+                   const LinearPolicy<T>& linears = {}) {
   if (a.q_lora_rank > 0) {
-    linear_forward(c.q_a, x, w.wq_a);                              // W^DQ h, Eq. (8)
+    linear_forward(c.q_a, x, w.wq_a, linears);                              // W^DQ h, Eq. (8)
     rmsnorm_forward(c.c_q, c.q_rstd, c.q_a, w.q_norm, a.norm_eps);  // c_Q
-    linear_forward(c.q, c.c_q, w.wq_b);                            // W^UQ c_Q, W^QR c_Q
+    linear_forward(c.q, c.c_q, w.wq_b, linears);                            // W^UQ c_Q, W^QR c_Q
   } else {
-    linear_forward(c.q, x, w.wq);
+    linear_forward(c.q, x, w.wq, linears);
   }
 }
 
@@ -137,7 +138,8 @@ void query_forward(MlaCache<T>& c, const Tensor2<T>& x, const MlaWeights<T>& w, 
 
 template <class T>
 void mla_forward(Tensor2<T>& out, MlaCache<T>& c, const Tensor2<T>& x, const MlaWeights<T>& w,
-                 const MlaArgs& a, const RopeTable& rope, int batch, int seq_len) {
+                 const MlaArgs& a, const RopeTable& rope, int batch, int seq_len,
+                 const LinearPolicy<T>& linears) {
   const int H = a.n_heads, dn = a.qk_nope_head_dim, dr = a.qk_rope_head_dim;
   const int dv = a.v_head_dim, dc = a.kv_lora_rank, dqk = a.qk_head_dim();
   const long N = long(batch) * seq_len;
@@ -151,16 +153,16 @@ void mla_forward(Tensor2<T>& out, MlaCache<T>& c, const Tensor2<T>& x, const Mla
 
   // c_KV = kv_norm(W^DKV h) and the unrotated W^KR h, from one wkv_a   [N, d_c + d_rope]
   Tensor2<T> kv_a;
-  linear_forward(kv_a, x, w.wkv_a);
+  linear_forward(kv_a, x, w.wkv_a, linears);
   c.c_kv_pre = xt::view(kv_a, xt::all(), xt::range(0, dc));
   rmsnorm_forward(c.c_kv, c.kv_rstd, c.c_kv_pre, w.kv_norm, a.norm_eps);
 
   // Eq. (6)-(7): k_C = W^UK c_KV, v_C = W^UV c_KV, head h's rows of wkv_b being [W^UK_h; W^UV_h]
   Tensor2<T> kv_b;  // [N, H*(d_nope + d_v)]
-  linear_forward(kv_b, c.c_kv, w.wkv_b);
+  linear_forward(kv_b, c.c_kv, w.wkv_b, linears);
 
   // Eq. (8)-(9), (12): each query head is [q_C; q_R] (unrotated yet)   [N, H*d_qk]
-  query_forward(c, x, w, a);
+  query_forward(c, x, w, a, linears);
 
   // Eq. (12)-(13): RoPE on q_R and on the one k_R
   if (a.rope == MlaRope::Decoupled) {
@@ -189,19 +191,20 @@ void mla_forward(Tensor2<T>& out, MlaCache<T>& c, const Tensor2<T>& x, const Mla
   const AttentionShape s{batch, seq_len, H, H, dqk, dv, a.softmax_scale()};
   attention_forward(c.o, c.probs, c.q, c.k, c.v, s);
   // Eq. (17): u = W^O [o_1; ...; o_H]
-  linear_forward(out, c.o, w.wo);
+  linear_forward(out, c.o, w.wo, linears);
 }
 
 template <class T>
 void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, const MlaCache<T>& c,
-                  const MlaWeights<T>& w, const MlaArgs& a, const RopeTable& rope) {
+                  const MlaWeights<T>& w, const MlaArgs& a, const RopeTable& rope,
+                  const LinearPolicy<T>& linears) {
   const int H = a.n_heads, dn = a.qk_nope_head_dim, dr = a.qk_rope_head_dim;
   const int dv = a.v_head_dim, dc = a.kv_lora_rank, dqk = a.qk_head_dim();
   const long N = long(c.batch) * c.seq_len;
 
   // Eq. (17), (16)
   Tensor2<T> d_o, dq, dk, dv_;
-  linear_backward(d_o, g.wo, dout, c.o, w.wo);
+  linear_backward(d_o, g.wo, dout, c.o, w.wo, linears);
   const AttentionShape s{c.batch, c.seq_len, H, H, dqk, dv, a.softmax_scale()};
   attention_backward(dq, dk, dv_, d_o, c.q, c.k, c.v, c.probs, s);
   if (a.rope == MlaRope::Full) {
@@ -229,20 +232,20 @@ void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, cons
 
   // Eq. (6)-(7) and kv_norm, into the c_KV part of wkv_a's output
   Tensor2<T> d_ckv, d_ckv_pre;
-  linear_backward(d_ckv, g.wkv_b, d_kv_b, c.c_kv, w.wkv_b);
+  linear_backward(d_ckv, g.wkv_b, d_kv_b, c.c_kv, w.wkv_b, linears);
   rmsnorm_backward(d_ckv_pre, g.kv_norm, d_ckv, c.c_kv_pre, w.kv_norm, c.kv_rstd);
   xt::view(d_kv_a, xt::all(), xt::range(0, dc)) = d_ckv_pre;
-  linear_backward(dx, g.wkv_a, d_kv_a, c.x, w.wkv_a);
+  linear_backward(dx, g.wkv_a, d_kv_a, c.x, w.wkv_a, linears);
 
   // Eq. (9), (8): the query path
   Tensor2<T> d_tmp;
   if (a.q_lora_rank > 0) {
     Tensor2<T> d_cq, d_qa;
-    linear_backward(d_cq, g.wq_b, dq, c.c_q, w.wq_b);
+    linear_backward(d_cq, g.wq_b, dq, c.c_q, w.wq_b, linears);
     rmsnorm_backward(d_qa, g.q_norm, d_cq, c.q_a, w.q_norm, c.q_rstd);
-    linear_backward(d_tmp, g.wq_a, d_qa, c.x, w.wq_a);
+    linear_backward(d_tmp, g.wq_a, d_qa, c.x, w.wq_a, linears);
   } else {
-    linear_backward(d_tmp, g.wq, dq, c.x, w.wq);
+    linear_backward(d_tmp, g.wq, dq, c.x, w.wq, linears);
   }
   dx += d_tmp;
 }
@@ -393,10 +396,11 @@ void mla_decode_naive(T* out, const T* x, MlaNaiveCache<T>& cache, const MlaWeig
   template struct MlaLatentCache<T>;                                                             \
   template struct MlaNaiveCache<T>;                                                              \
   template void mla_forward<T>(Tensor2<T>&, MlaCache<T>&, const Tensor2<T>&,                     \
-                               const MlaWeights<T>&, const MlaArgs&, const RopeTable&, int, int); \
+                               const MlaWeights<T>&, const MlaArgs&, const RopeTable&, int, int,  \
+                               const LinearPolicy<T>&);                                           \
   template void mla_backward<T>(Tensor2<T>&, MlaWeights<T>&, const Tensor2<T>&,                  \
                                 const MlaCache<T>&, const MlaWeights<T>&, const MlaArgs&,        \
-                                const RopeTable&);                                               \
+                                const RopeTable&, const LinearPolicy<T>&);                       \
   template void mla_decode_absorbed<T>(T*, const T*, MlaLatentCache<T>&, const MlaWeights<T>&,   \
                                        const MlaArgs&, const RopeTable&);                        \
   template void mla_decode_naive<T>(T*, const T*, MlaNaiveCache<T>&, const MlaWeights<T>&,       \

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "reference/linear.hpp"
 #include "reference/rope.hpp"
 #include "reference/tensor.hpp"
 
@@ -80,12 +81,14 @@ template <class T> struct MlaCache {
 // out [N, D] = MLA(x). rope: RopeTable(max_seq_len, a.rope_dim(), theta) (unused for None).
 template <class T>
 void mla_forward(Tensor2<T>& out, MlaCache<T>& cache, const Tensor2<T>& x, const MlaWeights<T>& w,
-                 const MlaArgs& a, const RopeTable& rope, int batch, int seq_len);
+                 const MlaArgs& a, const RopeTable& rope, int batch, int seq_len,
+                 const LinearPolicy<T>& linears = {});
 
 // dx [N, D] is overwritten; weight gradients are added into g.
 template <class T>
 void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, const MlaCache<T>& c,
-                  const MlaWeights<T>& w, const MlaArgs& a, const RopeTable& rope);
+                  const MlaWeights<T>& w, const MlaArgs& a, const RopeTable& rope,
+                  const LinearPolicy<T>& linears = {});
 
 // ---------------------------------------------------------------------------
 // Inference, one sequence, one token at a time.

@@ -90,8 +90,7 @@ void select_experts(int* chosen, const T* biased, bool has_bias, const MoeArgs& 
 template <class T>
 void gate_forward(Routing<T>& r, const Tensor2<T>& x, const Tensor2<T>& gate_weight,
                   const Tensor1<T>& bias, const MoeArgs& a) {
-  const fp8::HighPrecision gate_in_fp32;     // V3 keeps the gating out of FP8
-  linear_forward(r.scores, x, gate_weight);  // logits z [N, E], turned into s in place
+  linear_forward(r.scores, x, gate_weight);  // logits z [N, E], turned into s in place; never FP8 (V3)
   route_logits(r, r.scores, bias, a);
 }
 
@@ -199,12 +198,11 @@ void gate_logits_backward(Tensor2<T>& dlogits, const Tensor2<T>& dscores, const 
 template <class T>
 void gate_scores_backward(Tensor2<T>& dx, Tensor2<T>& dgate_weight, const Tensor2<T>& dscores,
                           const Tensor2<T>& x, const Tensor2<T>& gate_weight, const Routing<T>& r,
-                          const MoeArgs& a) {
+                          const MoeArgs& a, WeightGradQueue<T>* defer) {
   Tensor2<T> dlogits;
   gate_logits_backward(dlogits, dscores, r, a.score_func);
   Tensor2<T> dx_gate;
-  const fp8::HighPrecision gate_in_fp32;
-  linear_backward(dx_gate, dgate_weight, dlogits, x, gate_weight);
+  linear_backward(dx_gate, dgate_weight, dlogits, x, gate_weight, {.fp8 = nullptr, .defer = defer});
   dx += dx_gate;
 }
 
@@ -255,7 +253,7 @@ template <class T> void MoeParams<T>::zero() {
 
 template <class T>
 void moe_forward(Tensor2<T>& y, MoeCache<T>& c, const Tensor2<T>& x, const MoeParams<T>& p,
-                 const Tensor1<T>& bias, const MoeArgs& a) {
+                 const Tensor1<T>& bias, const MoeArgs& a, const LinearPolicy<T>& linears) {
   const int N = x.shape(0), D = a.dim, E = a.n_routed_experts, K = a.n_activated_experts;
   if (int(x.shape(1)) != D)
     throw std::invalid_argument("MoE: x has " + std::to_string(x.shape(1)) + " columns; dim = " + std::to_string(D));
@@ -274,11 +272,11 @@ void moe_forward(Tensor2<T>& y, MoeCache<T>& c, const Tensor2<T>& x, const MoePa
     if (slots.empty()) continue;
     for (size_t j = 0; j < slots.size(); ++j)
       std::copy_n(&x(slots[j] / K, 0), D, &c.expert_in[e](j, 0));
-    ffn_forward(out, c.expert_cache[e], c.expert_in[e], p.experts[e]);
+    ffn_forward(out, c.expert_cache[e], c.expert_in[e], p.experts[e], linears);
     for (size_t j = 0; j < slots.size(); ++j) std::copy_n(&out(j, 0), D, &c.expert_out(slots[j], 0));
   }
   if (a.n_shared_experts > 0) {
-    ffn_forward(y, c.shared_cache, x, p.shared);
+    ffn_forward(y, c.shared_cache, x, p.shared, linears);
   } else {
     y = xt::zeros<T>({size_t(N), size_t(D)});
   }
@@ -294,7 +292,7 @@ void moe_forward(Tensor2<T>& y, MoeCache<T>& c, const Tensor2<T>& x, const MoePa
 template <class T>
 void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
                   const Tensor2<T>* dscores_extra, const Tensor2<T>& x, const MoeCache<T>& c,
-                  const MoeParams<T>& p, const MoeArgs& a) {
+                  const MoeParams<T>& p, const MoeArgs& a, const LinearPolicy<T>& linears) {
   const int N = x.shape(0), D = a.dim, E = a.n_routed_experts, K = a.n_activated_experts;
   const Routing<T>& r = c.routing;
   // d g_{t,k} = <dy_t, FFN_k(x_t)>
@@ -318,11 +316,11 @@ void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
       const T g = r.weights.data()[slots[j]];
       for (int d = 0; d < D; ++d) dout(j, d) = g * dy(slots[j] / K, d);
     }
-    ffn_backward(dx_e, dp.experts[e], dout, c.expert_in[e], c.expert_cache[e], p.experts[e]);
+    ffn_backward(dx_e, dp.experts[e], dout, c.expert_in[e], c.expert_cache[e], p.experts[e], linears);
     for (size_t j = 0; j < slots.size(); ++j) std::copy_n(&dx_e(j, 0), D, &dx_slot(slots[j], 0));
   }
   if (a.n_shared_experts > 0) {
-    ffn_backward(dx, dp.shared, dy, x, c.shared_cache, p.shared);
+    ffn_backward(dx, dp.shared, dy, x, c.shared_cache, p.shared, linears);
   } else {
     dx = xt::zeros<T>({size_t(N), size_t(D)});
   }
@@ -334,7 +332,7 @@ void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
   Tensor2<T> dscores = xt::zeros<T>({size_t(N), size_t(E)});
   gate_weights_backward(dscores, dweights, r, a);
   if (dscores_extra) dscores += *dscores_extra;
-  gate_scores_backward(dx, dp.gate, dscores, x, p.gate, r, a);
+  gate_scores_backward(dx, dp.gate, dscores, x, p.gate, r, a, linears.defer);
 }
 
 // ---------------------------------------------------------------------------
@@ -570,12 +568,14 @@ void balance_losses(std::map<std::string, double>& values, Tensor2<T>& dscores, 
                                 const MoeArgs&);                                                           \
   template void gate_weights_backward<T>(Tensor2<T>&, const Tensor2<T>&, const Routing<T>&, const MoeArgs&); \
   template void gate_scores_backward<T>(Tensor2<T>&, Tensor2<T>&, const Tensor2<T>&, const Tensor2<T>&,    \
-                                        const Tensor2<T>&, const Routing<T>&, const MoeArgs&);             \
+                                        const Tensor2<T>&, const Routing<T>&, const MoeArgs&,              \
+                                        WeightGradQueue<T>*);                                              \
   template struct MoeParams<T>;                                                                            \
   template void moe_forward<T>(Tensor2<T>&, MoeCache<T>&, const Tensor2<T>&, const MoeParams<T>&,          \
-                               const Tensor1<T>&, const MoeArgs&);                                         \
+                               const Tensor1<T>&, const MoeArgs&, const LinearPolicy<T>&);                 \
   template void moe_backward<T>(Tensor2<T>&, MoeParams<T>&, const Tensor2<T>&, const Tensor2<T>*,          \
-                                const Tensor2<T>&, const MoeCache<T>&, const MoeParams<T>&, const MoeArgs&); \
+                                const Tensor2<T>&, const MoeCache<T>&, const MoeParams<T>&, const MoeArgs&, \
+                                const LinearPolicy<T>&);                                                   \
   template std::vector<double> expert_load<T>(const Routing<T>&);                                          \
   template std::vector<double> expert_fraction<T>(const Routing<T>&);                                      \
   template std::vector<double> expert_probability<T>(const Routing<T>&);                                   \

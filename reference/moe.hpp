@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "reference/ffn.hpp"
+#include "reference/linear.hpp"
 #include "reference/tensor.hpp"
 
 namespace dslab {
@@ -98,7 +99,7 @@ void gate_logits_backward(Tensor2<T>& dlogits, const Tensor2<T>& dscores, const 
 template <class T>
 void gate_scores_backward(Tensor2<T>& dx, Tensor2<T>& dgate_weight, const Tensor2<T>& dscores,
                           const Tensor2<T>& x, const Tensor2<T>& gate_weight, const Routing<T>& r,
-                          const MoeArgs& a);
+                          const MoeArgs& a, WeightGradQueue<T>* defer = nullptr);
 
 // ---------------------------------------------------------------------------
 // The MoE layer
@@ -108,7 +109,8 @@ template <class T> struct MoeParams {
   Tensor2<T> gate;                  // gate.weight [E, dim]
   std::vector<FfnWeights<T>> experts;
   FfnWeights<T> shared;             // empty tensors when n_shared_experts = 0
-
+  Tensor1<T> bias;                  // b [E] of Eq. (24): selection only, not trained, not in refs();
+                                    // empty: no bias (the model sets it when balance.bias_update != None)
   MoeParams() = default;
   explicit MoeParams(const MoeArgs& a);
   std::vector<ParamRef<T>> refs(const std::string& prefix = "");  // "gate.weight", "experts.3.w1.weight", ...
@@ -127,14 +129,14 @@ template <class T> struct MoeCache {
 
 template <class T>
 void moe_forward(Tensor2<T>& y, MoeCache<T>& cache, const Tensor2<T>& x, const MoeParams<T>& p,
-                 const Tensor1<T>& bias, const MoeArgs& a);
+                 const Tensor1<T>& bias, const MoeArgs& a, const LinearPolicy<T>& linears = {});
 
 // dx is overwritten; grads accumulate into dp. dscores_extra [N, E] (or null)
 // is d loss / d s from the balance losses below.
 template <class T>
 void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
                   const Tensor2<T>* dscores_extra, const Tensor2<T>& x, const MoeCache<T>& cache,
-                  const MoeParams<T>& p, const MoeArgs& a);
+                  const MoeParams<T>& p, const MoeArgs& a, const LinearPolicy<T>& linears = {});
 
 // ---------------------------------------------------------------------------
 // Load balancing (Sec. 2.2.3). f counts the selection (before capacity

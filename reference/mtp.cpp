@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "reference/cross_entropy.hpp"
+#include "reference/embedding.hpp"
 #include "reference/linear.hpp"
+#include "reference/model_args.hpp"
 #include "reference/rmsnorm.hpp"
 
 namespace dslab {
@@ -83,5 +86,95 @@ std::vector<int> shift_positions(const std::vector<int>& ids, int batch, int seq
 DSLAB_MTP(float)
 DSLAB_MTP(double)
 #undef DSLAB_MTP
+
+template <class T> MtpModuleParams<T>::MtpModuleParams(const ModelArgs& a) {
+  const size_t D = a.dim;
+  proj.enorm = xt::zeros<T>({D});
+  proj.hnorm = xt::zeros<T>({D});
+  proj.eh_proj = xt::zeros<T>({D, 2 * D});
+  block = BlockParams<T>(a, a.moe.n_routed_experts > 0);  // V3's MTP block is an MoE layer
+  norm = xt::zeros<T>({D});
+}
+
+template <class T>
+void mtp_module_forward(MtpModuleCache<T>& c, const Tensor2<T>& h_prev, int batch, int positions,
+                        const MtpModuleParams<T>& w, const MtpShared<T>& shared, const BlockContext<T>& ctx,
+                        BlockScratch<T>& bs, MtpScratch<T>& s) {
+  c.positions = positions;
+  // h'^k = eh_proj [enorm(Emb(t_{i+k})) ; hnorm(h^{k-1}_i)] at positions i < P
+  embedding_forward(s.e, c.tokens, shared.embed);
+  take_positions(s.h_prev, h_prev, batch, positions);
+  mtp_proj_forward(s.x, c.proj, s.e, s.h_prev, w.proj, ctx.norm_eps);
+  // h^k = TRM_k(h'^k), causal over the module's P positions
+  block_forward(c.h, c.block, s.x, w.block, ctx, batch, positions, bs);
+  // logits of t_{i+k+1} through the shared head
+  rmsnorm_forward(c.h_norm, c.rstd, c.h, w.norm, ctx.norm_eps);
+  linear_forward(c.logits, c.h_norm, shared.head);
+}
+
+template <class T>
+T mtp_forward(std::vector<MtpModuleCache<T>>& caches, std::vector<double>& depth_losses,
+              std::map<std::string, double>& parts, const Tensor2<T>& x_final, const std::vector<int>& tokens,
+              const std::vector<int>& targets, int batch, int seq_len, double lambda,
+              const std::vector<MtpModuleParams<T>>& w, const MtpShared<T>& shared, const BalanceArgs& balance,
+              const BlockContext<T>& ctx, BlockScratch<T>& bs, MtpScratch<T>& s) {
+  const int D = int(w.size());
+  caches.resize(D);
+  depth_losses.assign(D, 0.0);
+  T sum = 0;
+  for (int k = 1; k <= D; ++k) {
+    MtpModuleCache<T>& c = caches[k - 1];
+    c.tokens = shift_positions(tokens, batch, seq_len, k);
+    c.targets = shift_positions(targets, batch, seq_len, k);
+    mtp_module_forward(c, k == 1 ? x_final : caches[k - 2].h, batch, seq_len - k, w[k - 1], shared, ctx, bs, s);
+    block_balance_losses(parts, c.block, balance);  // its MoE block is balanced as the others
+    // Eq. (25): the mean over the B*(T-k) targets, times (T-k)/T.
+    const T mean = cross_entropy_forward(c.probs, c.losses, c.logits, c.targets);
+    const T loss = mean * T(seq_len - k) / T(seq_len);
+    depth_losses[k - 1] = double(loss);
+    sum += loss;
+  }
+  return T(lambda) / T(D) * sum;  // Eq. (26)
+}
+
+template <class T>
+void mtp_backward(Tensor2<T>& dx_final, std::vector<MtpModuleParams<T>>& g, Tensor2<T>& dembed,
+                  Tensor2<T>& dhead, std::vector<MtpModuleCache<T>>& caches, int batch, int seq_len,
+                  double lambda, const std::vector<MtpModuleParams<T>>& w, const MtpShared<T>& shared,
+                  const BlockContext<T>& ctx, BlockScratch<T>& bs, MtpScratch<T>& s) {
+  const int D = int(w.size());
+  for (int k = D; k >= 1; --k) {
+    MtpModuleCache<T>& c = caches[k - 1];
+    // d L / d L^k = lambda/D; L^k = mean * (T-k)/T (Eq. (25)-(26)).
+    const T dloss = T(lambda) / T(D) * T(c.positions) / T(seq_len);
+    cross_entropy_backward(s.dlogits, c.probs, c.targets, dloss);
+    linear_backward(s.dh_norm, dhead, s.dlogits, c.h_norm, shared.head);
+    rmsnorm_backward(s.dh, g[k - 1].norm, s.dh_norm, c.h, w[k - 1].norm, c.rstd);  // d h^k
+    if (k < D) take_positions_backward(s.dh, s.dprev, batch);                   // from depth k+1's hnorm
+    block_backward(s.dh, g[k - 1].block, c.block, w[k - 1].block, ctx, bs);      // now d h'^k
+    mtp_proj_backward(s.de, s.dprev, g[k - 1].proj, s.dh, c.proj, w[k - 1].proj);
+    embedding_backward(dembed, s.de, c.tokens);
+  }
+  take_positions_backward(dx_final, s.dprev, batch);  // depth 1 read the main model's h^0
+}
+
+#define DSLAB_MTP_CHAIN(T)                                                                               \
+  template struct MtpModuleParams<T>;                                                                    \
+  template void mtp_module_forward<T>(MtpModuleCache<T>&, const Tensor2<T>&, int, int,                  \
+                                      const MtpModuleParams<T>&, const MtpShared<T>&,                    \
+                                      const BlockContext<T>&, BlockScratch<T>&, MtpScratch<T>&);         \
+  template T mtp_forward<T>(std::vector<MtpModuleCache<T>>&, std::vector<double>&,                      \
+                            std::map<std::string, double>&, const Tensor2<T>&, const std::vector<int>&,  \
+                            const std::vector<int>&, int, int, double,                                   \
+                            const std::vector<MtpModuleParams<T>>&, const MtpShared<T>&,                 \
+                            const BalanceArgs&, const BlockContext<T>&, BlockScratch<T>&,                \
+                            MtpScratch<T>&);                                                             \
+  template void mtp_backward<T>(Tensor2<T>&, std::vector<MtpModuleParams<T>>&, Tensor2<T>&, Tensor2<T>&, \
+                                std::vector<MtpModuleCache<T>>&, int, int, double,                      \
+                                const std::vector<MtpModuleParams<T>>&, const MtpShared<T>&,             \
+                                const BlockContext<T>&, BlockScratch<T>&, MtpScratch<T>&);
+DSLAB_MTP_CHAIN(float)
+DSLAB_MTP_CHAIN(double)
+#undef DSLAB_MTP_CHAIN
 
 }  // namespace dslab

@@ -18,14 +18,16 @@
 // embedding first, as DeepSeek-V3's published eh_proj does; the paper writes
 // [h; e], the same map with M_k's column halves swapped.
 //
-// This file holds what is MTP's own: the input projection, the positions each
-// depth keeps, and the lambda schedule. The Transformer (reference/transformer.hpp)
-// runs the modules with its block, its embedding and its head.
+// This file holds MTP's own parts: the input projection, the positions each
+// depth keeps, the lambda schedule, and the chain of modules with its losses
+// (mtp_forward / mtp_backward), which borrows the main model's embedding and
+// head and runs each module's block (reference/block.hpp).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "reference/block.hpp"
 #include "reference/tensor.hpp"
 
 namespace dslab {
@@ -71,5 +73,65 @@ template <class T> void take_positions_backward(Tensor2<T>& dx, const Tensor2<T>
 // ids[b, i + k] for i = 0..seq_len-k-1 of each sequence: the tokens (or
 // targets) that depth k sees at its positions. ids [batch*seq_len].
 std::vector<int> shift_positions(const std::vector<int>& ids, int batch, int seq_len, int k);
+
+// ---------------------------------------------------------------------------
+// The chain of D modules
+// ---------------------------------------------------------------------------
+
+// One module of depth k: its input projection, its own block and the norm
+// before the shared head.
+template <class T> struct MtpModuleParams {
+  MtpProjWeights<T> proj;  // enorm, hnorm [D]; eh_proj [D, 2D]
+  BlockParams<T> block;    // an MoE block in an MoE model, as V3's
+  Tensor1<T> norm;         // [D]
+  MtpModuleParams() = default;
+  MtpModuleParams(const ModelArgs& a);  // zeros
+};
+
+// What module k keeps from forward to backward.
+template <class T> struct MtpModuleCache {
+  std::vector<int> tokens, targets;  // t_{i+k} and t_{i+k+1} at its positions
+  int positions = 0;                 // per sequence
+  MtpProjCache<T> proj;
+  BlockCache<T> block;
+  Tensor2<T> h, h_norm, logits, probs;  // h^k [N_k, D]
+  Tensor1<T> rstd, losses;
+};
+
+// Temporaries of the chain, kept by the caller between calls.
+template <class T> struct MtpScratch {
+  Tensor2<T> e, h_prev, x, dlogits, dh_norm, dh, de, dprev;
+};
+
+// The main model's parts that the modules share (Emb, head) and read (h^0).
+template <class T> struct MtpShared {
+  const Tensor2<T>& embed;   // [V, D]
+  const Tensor2<T>& head;    // [V, D]
+};
+
+// Module k on the first `positions` positions of each of `batch` sequences,
+// reading h^{k-1} = h_prev and c.tokens; up to its logits c.logits.
+template <class T>
+void mtp_module_forward(MtpModuleCache<T>& c, const Tensor2<T>& h_prev, int batch, int positions,
+                        const MtpModuleParams<T>& w, const MtpShared<T>& shared, const BlockContext<T>& ctx,
+                        BlockScratch<T>& bs, MtpScratch<T>& s);
+
+// Every module with its loss (Eq. (25)) on a training window: returns
+// lambda/D sum_k L^k_MTP (Eq. (26)); depth_losses[k-1] = L^k_MTP; the MoE
+// blocks' balance losses add into `parts`. x_final = h^0 [batch*seq_len, D].
+template <class T>
+T mtp_forward(std::vector<MtpModuleCache<T>>& caches, std::vector<double>& depth_losses,
+              std::map<std::string, double>& parts, const Tensor2<T>& x_final, const std::vector<int>& tokens,
+              const std::vector<int>& targets, int batch, int seq_len, double lambda,
+              const std::vector<MtpModuleParams<T>>& w, const MtpShared<T>& shared, const BalanceArgs& balance,
+              const BlockContext<T>& ctx, BlockScratch<T>& bs, MtpScratch<T>& s);
+
+// The backward of mtp_forward: dx_final += what flows back into h^0;
+// gradients accumulate into g (the modules), dembed and dhead.
+template <class T>
+void mtp_backward(Tensor2<T>& dx_final, std::vector<MtpModuleParams<T>>& g, Tensor2<T>& dembed,
+                  Tensor2<T>& dhead, std::vector<MtpModuleCache<T>>& caches, int batch, int seq_len,
+                  double lambda, const std::vector<MtpModuleParams<T>>& w, const MtpShared<T>& shared,
+                  const BlockContext<T>& ctx, BlockScratch<T>& bs, MtpScratch<T>& s);
 
 }  // namespace dslab

@@ -53,8 +53,9 @@ void add_into(std::vector<double>& total, const std::vector<double>& x) {
 Trainer::Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus)
     : args(train_args), model(model_args), corpus_(corpus) {
   model.init_weights(args.seed);
-  model.fp8_recipe = model.args.fp8.to_recipe();
-  optimizer = AdamW<float>(model.params.refs());
+  param_segments_ = segments(model.params.arena());
+  grad_segments_ = segments(model.grads.arena());
+  optimizer = AdamW<float>(param_segments_);
   schedule_ = {args.lr, args.min_lr, args.warmup_steps, args.steps};
 }
 
@@ -77,24 +78,6 @@ double Trainer::evaluate() {
   }
   if (!load.empty()) metrics["val_maxvio_global"].push_back(maxvio_sum / double(load.size()));
   return total / args.eval_batches;
-}
-
-void Trainer::capture_router_logits() {
-  const size_t N = size_t(args.batch_size) * args.seq_len, E = model.args.moe.n_routed_experts;
-  std::map<size_t, CapturedTensor> logits;  // MoE layer -> [windows, N, E]
-  for (int i = 0; i < args.eval_batches; ++i) {
-    Batch b = eval_batch(corpus_.val, args.batch_size, args.seq_len, i, args.eval_batches);
-    model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
-    for (size_t l = 0; l < size_t(model.args.n_layers); ++l) {
-      if (!model.args.is_moe_layer(l)) continue;
-      const Tensor2<float> z = model.router_logits(l);
-      logits[l].data.insert(logits[l].data.end(), z.begin(), z.end());
-    }
-  }
-  for (auto& [l, t] : logits) {
-    t.shape = {size_t(args.eval_batches), N, E};
-    captured[layer_key(l, "ffn.router_logits")] = std::move(t);
-  }
 }
 
 namespace {
@@ -131,11 +114,10 @@ StepReport Trainer::train_step() {
   model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
   const double loss = model.loss_parts().at("main");
   model.backward();
-  auto grads = model.grads.refs();
-  const double norm = global_grad_norm(grads);
-  clip_grad_norm(grads, norm, args.grad_clip);
+  const double norm = global_grad_norm(grad_segments_);
+  clip_grad_norm(grad_segments_, norm, args.grad_clip);
   const double lr = schedule_.at(step);
-  optimizer.step(model.params.refs(), grads, lr, args.adamw);
+  optimizer.step(param_segments_, grad_segments_, lr, args.adamw);
   record_balance(metrics, model);  // the batch's routing, before the bias moves
   model.update_expert_bias();      // Eq. (24), after the step
   ++step;
@@ -150,6 +132,7 @@ StepReport Trainer::train_step() {
   r.grad_norm = norm;
   r.seconds = seconds;
   r.tokens_per_second = double(args.batch_size) * args.seq_len / seconds;
+  r.loss_parts = model.loss_parts();
   metrics["step"].push_back(double(step));
   metrics["train_loss"].push_back(loss);
   for (const auto& [name, value] : model.loss_parts())
@@ -175,10 +158,6 @@ StepReport Trainer::train_step() {
       metrics["accept_tokens_per_forward"].push_back(s.tokens_per_forward());
     }
     metrics["peak_rss_mib"].push_back(peak_rss_mib());
-    if (args.capture) {
-      capture_gemm_inputs();
-      capture_router_logits();
-    }
   }
   return r;
 }
@@ -188,34 +167,6 @@ void Trainer::run(const std::function<bool(const StepReport&)>& on_step) {
     StepReport r = train_step();
     if (on_step && !on_step(r)) return;
   }
-}
-
-namespace {
-CapturedTensor to_captured(const Tensor2<float>& t) {
-  return {{t.shape(0), t.shape(1)}, std::vector<float>(t.begin(), t.end())};
-}
-}  // namespace
-
-void Trainer::capture_gemm_inputs() {
-  const std::string block = "layers." + std::to_string((model.args.n_layers - 1) / 2) + ".";
-  std::map<const float*, std::string> layers;  // weight -> layer name
-  for (const auto& p : model.params.refs())
-    for (const char* layer : {"attn.wo", "ffn.w2"})
-      if (p.name == block + layer + ".weight") layers[p.data] = block + layer;
-  const fp8::ObserveLinear observe([&](const fp8::LinearCall& call) {
-    const auto it = layers.find(call.w.data());
-    if (it == layers.end()) return;
-    if (call.dy) {
-      captured[it->second + ".output_grad"] = to_captured(*call.dy);
-    } else {
-      captured[it->second + ".input"] = to_captured(call.x);
-      captured[it->second + ".weight"] = to_captured(call.w);
-    }
-  });
-  Batch b = train_batch(corpus_.train, args.batch_size, args.seq_len, args.seed, step);
-  model.zero_grad();
-  model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
-  model.backward();
 }
 
 }  // namespace dslab

@@ -1,5 +1,7 @@
 // The training loop of the reference transformer, in float:
 //   for each step: batch(seed, step) -> forward -> backward -> clip -> AdamW(lr(step))
+// Parameters, gradients and AdamW's moments are each one buffer (the model's
+// arenas); the update and the gradient norm run over them in fixed chunks.
 // Every `eval_every` steps (and at the last) the validation loss is measured
 // on fixed windows. Metrics are kept as named columns, one value per step
 // (val_* columns one per evaluation). train_loss and val_loss are the main
@@ -37,23 +39,16 @@ struct TrainArgs {
   int64_t eval_every = 100;
   int eval_batches = 8;
   int64_t checkpoint_every = 100;
-  bool capture = false;          // fill Trainer::captured at the end of training
+  bool capture = false;          // the run keeps tensors for the simulators (experiments/capture.hpp)
 };
 
 using Metrics = std::map<std::string, std::vector<double>>;
-
-// A tensor kept for the simulators (router logits for `dslab sim balance
-// replay`, GEMM inputs for `dslab sim fp8 quantize --dist hdf5`); result files
-// store it as /captured/<name>.
-struct CapturedTensor {
-  std::vector<size_t> shape;
-  std::vector<float> data;  // row-major
-};
 
 // What one step reports to whoever drives the loop (progress, checkpoints).
 struct StepReport {
   int64_t step = 0, steps = 0;  // step just finished (1-based count), of total
   double train_loss = 0, lr = 0, grad_norm = 0, tokens_per_second = 0, seconds = 0;
+  std::map<std::string, double> loss_parts;  // the objective's terms (Transformer's Activations)
   bool evaluated = false;
   double val_loss = 0;
 };
@@ -61,6 +56,8 @@ struct StepReport {
 class Trainer {
  public:
   Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus);
+  Trainer(const Trainer&) = delete;  // it keeps views of its model's arenas
+  Trainer& operator=(const Trainer&) = delete;
 
   // Runs from the current step to train_args.steps. `on_step` is called after
   // every step; returning false stops the loop early (the state stays valid).
@@ -79,19 +76,12 @@ class Trainer {
   AdamW<float> optimizer;
   int64_t step = 0;    // steps completed
   Metrics metrics;
-  std::map<std::string, CapturedTensor> captured;
+  const ByteCorpus& corpus() const { return corpus_; }
 
  private:
-  // Router logits of every MoE layer on the validation windows, into captured.
-  void capture_router_logits();
-  // The inputs of the GEMMs of one middle block's attn.wo and ffn.w2, on the
-  // next training batch (no update): "layers.L.ffn.w2.input" [N, in],
-  // ".weight" [out, in] and ".output_grad" [N, out], in fp32, before any FP8
-  // quantization.
-  void capture_gemm_inputs();
-
   const ByteCorpus& corpus_;
   LrSchedule schedule_;
+  std::vector<Segment<float>> param_segments_, grad_segments_;  // the arenas, tensor by tensor
 };
 
 }  // namespace dslab

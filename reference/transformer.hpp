@@ -1,17 +1,26 @@
 // The reference decoder-only transformer (pre-norm, as DeepSeek's model.py):
 //   x = embed[tokens]
-//   for each layer:  x = x + attn(attn_norm(x));  x = x + ffn(ffn_norm(x))
+//   for each layer:  x = block_l(x)        (reference/block.hpp: attention + FFN or MoE)
 //   logits = head(norm(x));  loss = cross_entropy(logits, targets)
-// Attention is causal with RoPE: attn = "mha" gives MHA, GQA or MQA by n_kv_heads;
-// attn = "mla" gives Multi-head Latent Attention (reference/mla.hpp) with its own
-// head dims and `rope` variant. The FFN is SwiGLU; with n_routed_experts > 0 every
-// layer after the first n_dense_layers is a DeepSeekMoE layer (reference/moe.hpp)
-// whose balance losses join the objective and whose expert bias the trainer updates.
-// With mtp.depth = D > 0, D Multi-Token Prediction modules (reference/mtp.hpp)
-// follow the main head, each with its own block, and add lambda/D sum_k L^k_MTP
-// to the objective.
-// Shapes: N = batch*seq_len tokens, D = dim, H = n_heads, KV = n_kv_heads,
-// d = head_dim = dim / n_heads, V = vocab_size.
+// plus, configured: the MoE layers' balance losses (reference/moe.hpp) and the
+// D Multi-Token Prediction modules after the main head (reference/mtp.hpp),
+// whose terms join the objective.
+//
+// Memory: every parameter lives in one contiguous buffer (params.arena()),
+// every gradient in another of the same layout (grads.arena()); the named
+// tensors are views into them. A model copies as a whole (a frozen reference
+// policy is `Transformer<T> ref = policy;`).
+//
+// Stage API: what one forward keeps for its backward is an Activations object
+// the caller owns, so a pipeline stage can keep several micro-batches in flight
+// and run any contiguous range of layers:
+//   embed_forward -> layers_forward(first, last) ... -> head_forward -> loss_forward
+//   loss_backward -> head_backward -> layers_backward(first, last) ... -> embed_backward
+// layers_backward with a WeightGradQueue is the zero-bubble B pass (input
+// gradients only); queue.run() is its W pass (the weight gradients). B then W
+// gives bitwise the gradients of the whole backward. forward()/backward() run
+// every stage on the model's own Activations.
+// Shapes: N = batch*seq_len tokens, D = dim, V = vocab_size.
 #pragma once
 
 #include <cstdint>
@@ -19,35 +28,14 @@
 #include <string>
 #include <vector>
 
-#include "reference/attention.hpp"
-#include "reference/ffn.hpp"
+#include "reference/block.hpp"
 #include "reference/fp8_linear.hpp"
-#include "reference/mla.hpp"
 #include "reference/model_args.hpp"
-#include "reference/moe.hpp"
 #include "reference/mtp.hpp"
 #include "reference/rope.hpp"
 #include "reference/tensor.hpp"
 
 namespace dslab {
-
-template <class T> struct BlockParams {
-  Tensor1<T> attn_norm;          // [D]
-  Tensor2<T> wq, wk, wv, wo;     // attn = "mha": [H*d, D] [KV*d, D] [KV*d, D] [D, H*d]
-  MlaWeights<T> mla;             // attn = "mla" (the four above stay empty)
-  Tensor1<T> ffn_norm;           // [D]
-  FfnWeights<T> ffn;             // dense: w1, w3 [inter_dim, D]; w2 [D, inter_dim]
-  MoeParams<T> moe;              // MoE layers (ffn stays empty): gate, experts, shared experts
-  Tensor1<T> expert_bias;        // [E] Eq. (24)'s b, selection only, not trained; empty: none
-};
-
-// One MTP module of depth k (reference/mtp.hpp): its input projection, its
-// own block and the norm before the shared head.
-template <class T> struct MtpModuleParams {
-  MtpProjWeights<T> proj;  // enorm, hnorm [D]; eh_proj [D, 2D]
-  BlockParams<T> block;
-  Tensor1<T> norm;         // [D]
-};
 
 template <class T> struct TransformerParams {
   Tensor2<T> embed;                     // [V, D]
@@ -55,109 +43,118 @@ template <class T> struct TransformerParams {
   Tensor1<T> norm;                      // [D]
   Tensor2<T> head;                      // [V, D]
   std::vector<MtpModuleParams<T>> mtp;  // depth k = 1..D at index k-1
+
   TransformerParams() = default;
-  explicit TransformerParams(const ModelArgs& args);  // all zeros
-  // Every tensor with its DeepSeek-style name, in a fixed order; the MTP
-  // modules ("mtp.<k>.enorm.weight", "mtp.<k>.attn.wq.weight", ...) come last.
+  explicit TransformerParams(const ModelArgs& args);  // all zeros, in one arena
+  TransformerParams(const TransformerParams& other);  // a copy in an arena of its own
+  TransformerParams(TransformerParams&&) = default;
+  TransformerParams& operator=(const TransformerParams&) = delete;
+  TransformerParams& operator=(TransformerParams&&) = delete;
+
+  // Every trained tensor with its DeepSeek-style name, in a fixed order (the
+  // arena's); the MTP modules ("mtp.<k>.enorm.weight", ...) come last.
   std::vector<ParamRef<T>> refs();
   // State that is not trained (the expert biases, "layers.<l>.ffn.gate.bias").
   std::vector<ParamRef<T>> buffers();
+  // The buffer behind refs(): slice i is refs()[i].
+  Arena<T>& arena() { return arena_; }
+  const Arena<T>& arena() const { return arena_; }
+
+ private:
+  Arena<T> arena_;
 };
 
-// What forward keeps for backward, per layer.
-template <class T> struct BlockCache {
-  Tensor2<T> x_in, attn_in, q, k, v, attn_out, x_mid, ffn_in;
-  Tensor1<T> attn_rstd, ffn_rstd;
-  Tensor4<T> probs;
-  MlaCache<T> mla;
-  FfnCache<T> ffn;
-  MoeCache<T> moe;
-  Tensor2<T> balance_dscores;  // [N, E] d(balance losses) / d s; empty without them
+// What one forward keeps for its backward.
+template <class T> struct Activations {
+  int batch = 0, seq_len = 0;
+  std::vector<int> tokens, targets;     // [N]; targets empty without a loss
+  std::vector<BlockCache<T>> layers;    // [n_layers]; a stage fills its own range
+  Tensor2<T> x_final, h_final, logits;  // [N, D] last block's output, norm(x_final), [N, V]
+  Tensor1<T> final_rstd;
+  Tensor2<T> probs;                     // [N, V] softmax(logits), from loss_forward
+  Tensor1<T> losses;                    // [N] per-token cross-entropy
+  std::vector<MtpModuleCache<T>> mtp;   // depth k at k-1
+  // The objective's terms by name: "main" (mean next-token cross-entropy),
+  // "aux", "seq_aux", "device", "comm" (balance losses), "mtp" (Eq. (26)).
+  std::map<std::string, double> loss_parts;
+  std::vector<double> mtp_losses;       // L^k_MTP (Eq. (25)) at k-1
+  double mtp_lambda = 0;                // lambda the last loss_forward used
 };
 
 template <class T> class Transformer {
  public:
   explicit Transformer(const ModelArgs& args);
+  Transformer(const Transformer&) = default;  // parameters, gradients and activations copied
+  Transformer& operator=(const Transformer&) = delete;
 
   // Normal(0, init_std) matrices, output projections (wo, w2) scaled by
   // 1/sqrt(2 n_layers), unit RMSNorm gains.
   void init_weights(uint64_t seed);
 
+  // --- The whole model, on the model's own Activations ---------------------
   // tokens, targets: [batch*seq_len], row-major by sequence. Returns the
   // training objective (the sum of loss_parts()) and keeps what backward needs.
-  T forward(const std::vector<int>& tokens, const std::vector<int>& targets, int batch,
-            int seq_len);
-  // The terms of the last forward's objective by name: "main" is the mean
-  // cross-entropy of the next-token head; other terms appear when configured
-  // ("mtp": lambda/D sum_k L^k_MTP, Eq. (26)).
-  const std::map<std::string, double>& loss_parts() const { return loss_parts_; }
-  // L^k_MTP of the last forward for k = 1..D (Eq. (25)), at index k-1.
-  const std::vector<double>& mtp_losses() const { return mtp_losses_; }
-  // Logits [batch*seq_len, V] of the last forward (or of forward_logits).
-  const Tensor2<T>& logits() const { return logits_; }
-  // Forward without a loss, for sampling.
+  T forward(const std::vector<int>& tokens, const std::vector<int>& targets, int batch, int seq_len);
+  // Gradients of the last forward's objective, added into `grads`.
+  void backward();
+  // Forward without a loss, for sampling: logits [batch*seq_len, V].
   const Tensor2<T>& forward_logits(const std::vector<int>& tokens, int batch, int seq_len);
+  const std::map<std::string, double>& loss_parts() const { return acts.loss_parts; }
+  const std::vector<double>& mtp_losses() const { return acts.mtp_losses; }
+  const Tensor2<T>& logits() const { return acts.logits; }
   // Drafting for speculative decoding: after forward_logits() on one sequence,
   // MTP module k (called for k = 1, 2, ... in turn) reads the first P positions
   // of depth k-1's hidden state with tokens = t_{k..k+P-1}, P = tokens.size(),
   // and returns its logits [P, V]; row i predicts t_{i+k+1}.
   const Tensor2<T>& mtp_logits(int k, const std::vector<int>& tokens);
-  // Gradients of the last forward's loss, added into `grads`.
-  void backward();
-  void zero_grad();
+
+  // --- Stages -----------------------------------------------------------------
+  // x [N, D] = Emb(tokens); records the batch shape in `a`.
+  void embed_forward(Activations<T>& a, const std::vector<int>& tokens, int batch, int seq_len, Tensor2<T>& x);
+  // Layers [first, last): x in = the input of layer `first`, out = the output of layer last-1.
+  void layers_forward(Activations<T>& a, size_t first, size_t last, Tensor2<T>& x);
+  // logits = head(norm(x)) from the last block's output x (moved into a.x_final).
+  const Tensor2<T>& head_forward(Activations<T>& a, Tensor2<T>&& x);
+  // The objective on head_forward's logits: cross-entropy, the MoE layers'
+  // balance losses, the MTP modules; fills a.loss_parts and returns their sum.
+  T loss_forward(Activations<T>& a, const std::vector<int>& targets);
+  // d objective / d logits [N, V] (the main cross-entropy's part).
+  void loss_backward(Activations<T>& a, Tensor2<T>& dlogits);
+  // dx [N, D] = d/d x_final: through the head from dlogits (or none, null),
+  // through norm from dh_extra [N, D] (other heads reading a.h_final, e.g. a
+  // value head; or null), and from the MTP modules when a has a loss with them.
+  // With `defer`, the head's weight-gradient GEMM waits in the queue.
+  void head_backward(Activations<T>& a, const Tensor2<T>* dlogits, Tensor2<T>& dx,
+                     const Tensor2<T>* dh_extra = nullptr, WeightGradQueue<T>* defer = nullptr);
+  // dx: in d(output of layer last-1), out d(input of layer first). With `defer`,
+  // the B pass: the blocks' weight-gradient GEMMs wait in the queue.
+  void layers_backward(Activations<T>& a, size_t first, size_t last, Tensor2<T>& dx,
+                       WeightGradQueue<T>* defer = nullptr);
+  void embed_backward(Activations<T>& a, const Tensor2<T>& dx);
+
+  void zero_grad() { grads.arena().fill(T(0)); }
   size_t num_parameters();
-  // MoE layers: the routing of the last forward (null for a dense layer), its
-  // router logits z = x W_g^T [N, E], and Eq. (24)'s bias update from its load.
-  const Routing<T>* routing(size_t l) const;
-  Tensor2<T> router_logits(size_t l) const;
+  // MoE layers: the routing of the last forward (null for a dense layer), and
+  // Eq. (24)'s bias update from its load.
+  const Routing<T>* routing(size_t l) const { return acts.layers.at(l).routing(); }
   void update_expert_bias();
 
   ModelArgs args;
   TransformerParams<T> params, grads;
-  // FP8 inputs for the linear layers inside the blocks (float only; off by default).
-  fp8::Recipe fp8_recipe;
-  double mtp_lambda;  // lambda of Eq. (26) for the next forward; starts at args.mtp.lambda
+  fp8::Recipe fp8_recipe;  // from args.fp8; FP8 inputs for the blocks' linears (float only)
+  double mtp_lambda;       // lambda of Eq. (26) for the next loss; starts at args.mtp.lambda
+  Activations<T> acts;     // what forward() keeps for backward()
 
  private:
-  void forward_hidden(const std::vector<int>& tokens, int batch, int seq_len);
-  // One pre-norm block with weights w, keeping what backward needs in c.
-  void block_forward(const BlockParams<T>& w, BlockCache<T>& c, const Tensor2<T>& x, Tensor2<T>& y);
-  // dx: in = d(output), out = d(input); weight gradients accumulate into g.
-  void block_backward(const BlockParams<T>& w, BlockParams<T>& g, BlockCache<T>& c, Tensor2<T>& dx);
-  // MTP module k on `positions` positions of each of `batch` sequences, its
-  // tokens already in mtp_cache_[k-1].tokens; up to its logits.
-  void mtp_module_forward(int k, int batch, int positions);
-  // Every module with its loss; returns lambda/D sum_k L^k_MTP.
-  T mtp_forward(int batch, int seq_len);
-  // dx: in = d(x_final) from the main head, out = the same plus what flows
-  // back from the modules through hnorm.
-  void mtp_backward(Tensor2<T>& dx);
-
+  BlockContext<T> context() const;
+  MtpShared<T> mtp_shared() const { return {params.embed, params.head}; }
   RopeTable rope_;  // head_dim wide, or MlaArgs::rope_dim() wide for MLA
-  MlaArgs mla_;     // attn = "mla" only
-  MoeArgs moe_;     // n_routed_experts > 0 only
-  AttentionShape shape_;
-  std::vector<int> tokens_, targets_;
-  std::vector<BlockCache<T>> cache_;
-  Tensor2<T> x_final_, h_final_, logits_, probs_;
-  Tensor1<T> final_rstd_, losses_;
-  std::map<std::string, double> loss_parts_;
-  // What the MTP module of depth k keeps, at index k-1.
-  struct MtpCache {
-    std::vector<int> tokens, targets;  // t_{i+k} and t_{i+k+1} at its positions
-    int positions = 0;                 // per sequence
-    MtpProjCache<T> proj;
-    BlockCache<T> block;
-    Tensor2<T> h, h_norm, logits, probs;  // h^k [N_k, D]
-    Tensor1<T> rstd, losses;
-  };
-  std::vector<MtpCache> mtp_cache_;
-  std::vector<double> mtp_losses_;
-  // Temporaries of forward and backward, kept from step to step: fresh
-  // buffers would cost a page fault per 4 KiB on every step.
+  // Temporaries kept from step to step: fresh buffers would cost a page fault
+  // per 4 KiB on every step. They hold nothing between calls.
   struct Scratch {
-    Tensor2<T> x, y, proj, dlogits, dh, dx, d_in, d_norm, d_attn, dq, dk, dv, d_tmp;
-    Tensor2<T> mtp_e, mtp_h, mtp_x, mtp_dh, mtp_de, mtp_dprev;
+    Tensor2<T> x, dlogits, dh, dx;
+    BlockScratch<T> block;
+    MtpScratch<T> mtp;
   } scratch_;
 };
 

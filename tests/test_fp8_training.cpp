@@ -92,7 +92,8 @@ TEST(Fp8Linear, BackwardTilesRunAlongTheContractedDimension) {
     const Tensor2<float> x = random_matrix(kN, kIn, 3), w = random_matrix(kOut, kIn, 4, 0.05);
     const Tensor2<float> dy = random_matrix(kN, kOut, 5, 1e-3);
     Tensor2<float> dx, dw = xt::zeros<float>({kOut, kIn});
-    fp8::linear_backward(dx, dw, dy, x, w, r);
+    fp8::linear_backward_input(dx, dy, w, r);
+    fp8::linear_backward_weight(dw, dy, x, r);
     // dx [N, in] = Q_grad(dy) [N, out] . Q_block(W^T) [in, out]^T: K = out.
     const Tensor2<float> dyq = fp8::quantize_dequantize(dy, r.gradient);
     const Tensor2<float> wtq = fp8::quantize_dequantize(transposed(w), r.weight);
@@ -137,7 +138,8 @@ TEST(Fp8Linear, EqualsThePlainLayerWhenQuantizationIsExact) {
     ASSERT_EQ(fp8::quantize_dequantize(transposed(x), r.activation), transposed(x));
     Tensor2<float> y8, y, dx8, dx, dw8 = xt::zeros<float>({kOut, kIn}), dw = dw8;
     fp8::linear_forward(y8, x, w, r);
-    fp8::linear_backward(dx8, dw8, dy, x, w, r);
+    fp8::linear_backward_input(dx8, dy, w, r);
+    fp8::linear_backward_weight(dw8, dy, x, r);
     linear_forward(y, x, w);
     linear_backward(dx, dw, dy, x, w);
     EXPECT_EQ(y8, y) << scale;
@@ -181,70 +183,71 @@ TEST(Fp8Linear, EmulatedAccumulatorWithWideSumsMatchesFp32Sums) {
   Tensor2<float> y, y_ref, dx, dx_ref, dw = xt::zeros<float>({48, 256}), dw_ref = dw;
   fp8::linear_forward(y, x, w, emulated);
   fp8::linear_forward(y_ref, x, w, plain);
-  fp8::linear_backward(dx, dw, dy, x, w, emulated);
-  fp8::linear_backward(dx_ref, dw_ref, dy, x, w, plain);
+  fp8::linear_backward_input(dx, dy, w, emulated);
+    fp8::linear_backward_weight(dw, dy, x, emulated);
+  fp8::linear_backward_input(dx_ref, dy, w, plain);
+    fp8::linear_backward_weight(dw_ref, dy, x, plain);
   for (const auto& [got, want] : {std::pair{&y, &y_ref}, {&dx, &dx_ref}, {&dw, &dw_ref}})
     EXPECT_LT(xt::amax(xt::abs(*got - *want))(), 1e-5 * xt::amax(xt::abs(*want))());
   EXPECT_NE(y, y_ref);  // the other path: not bitwise the same sums
 }
 
-TEST(Fp8Linear, AutocastSwitchesLinearLayersInFloatOnly) {
+TEST(Fp8Linear, PolicySwitchesLinearLayersInFloatOnly) {
   const fp8::Recipe r = v3_recipe();
+  fp8::Recipe disabled = r;
+  disabled.enabled = false;
   const Tensor2<float> x = random_matrix(kN, kIn, 14), w = random_matrix(kOut, kIn, 15, 0.05);
   Tensor2<float> plain, inside, suspended, expected;
   linear_forward(plain, x, w);
-  {
-    const fp8::Autocast on(r);
-    linear_forward(inside, x, w);
-    const fp8::HighPrecision off;
-    linear_forward(suspended, x, w);
-  }
+  linear_forward(inside, x, w, {.fp8 = &r});
+  linear_forward(suspended, x, w, {.fp8 = &disabled});
   fp8::linear_forward(expected, x, w, r);
   EXPECT_EQ(inside, expected);
   EXPECT_EQ(suspended, plain);
-  EXPECT_EQ(fp8::active_recipe(), nullptr);
+  EXPECT_NE(inside, plain);
   // Double is never quantized.
   const Tensor2<double> xd = xt::cast<double>(x), wd = xt::cast<double>(w);
   Tensor2<double> yd, yd_inside;
   linear_forward(yd, xd, wd);
-  {
-    const fp8::Autocast on(r);
-    linear_forward(yd_inside, xd, wd);
-  }
+  linear_forward(yd_inside, xd, wd, {.fp8 = &r});
   EXPECT_EQ(yd, yd_inside);
 }
 
+// The MoE layer hands its FP8 recipe to the experts but not to the gate: the
+// scores are the fp32 ones, and the gate's weight-gradient GEMM (seen in a
+// split backward's queue) has no recipe while every expert GEMM has it.
 TEST(Fp8Linear, MoeGateStaysInHighPrecision) {
   MoeArgs a;
   a.dim = 128;
   a.moe_inter_dim = 32;
   a.n_routed_experts = 8;
   a.n_activated_experts = 2;
-  const Tensor2<float> x = random_matrix(130, 128, 16), gate = random_matrix(8, 128, 17, 0.1);
-  const Tensor2<float> dscores = random_matrix(130, 8, 18);
-  auto run = [&](Routing<float>& r, Tensor2<float>& dx, Tensor2<float>& dgate) {
-    dx = xt::zeros<float>({130, 128});
-    dgate = xt::zeros<float>({8, 128});
-    gate_forward(r, x, gate, Tensor1<float>{}, a);
-    gate_scores_backward(dx, dgate, dscores, x, gate, r, a);
-  };
-  Routing<float> r32, r8;
-  Tensor2<float> dx32, dg32, dx8, dg8;
-  run(r32, dx32, dg32);
-  int calls = 0;
-  {
-    const fp8::Recipe recipe = v3_recipe();
-    const fp8::Autocast on(recipe);
-    const fp8::ObserveLinear observe([&](const fp8::LinearCall& c) {
-      ++calls;
-      EXPECT_FALSE(c.fp8);
-    });
-    run(r8, dx8, dg8);
+  a.n_shared_experts = 1;
+  MoeParams<float> p(a), dp(a);
+  p.init(16, 0.1);
+  const Tensor2<float> x = random_matrix(130, 128, 17), dy = random_matrix(130, 128, 18);
+  const fp8::Recipe recipe = v3_recipe();
+  Tensor2<float> y32, y8, dx;
+  MoeCache<float> c32, c8;
+  moe_forward(y32, c32, x, p, Tensor1<float>{}, a);
+  moe_forward(y8, c8, x, p, Tensor1<float>{}, a, {.fp8 = &recipe});
+  EXPECT_EQ(c8.routing.scores, c32.routing.scores);
+  EXPECT_NE(y8, y32);  // the experts did run in FP8
+  WeightGradQueue<float> queue;
+  const Tensor2<float>* no_balance = nullptr;
+  moe_backward(dx, dp, dy, no_balance, x, c8, p, a, {.fp8 = &recipe, .defer = &queue});
+  int gate_calls = 0, expert_calls = 0;
+  for (const auto& e : queue.entries()) {
+    if (e.dw == &dp.gate) {
+      ++gate_calls;
+      EXPECT_EQ(e.fp8, nullptr);
+    } else {
+      ++expert_calls;
+      EXPECT_EQ(e.fp8, &recipe);
+    }
   }
-  EXPECT_EQ(calls, 2);
-  EXPECT_EQ(r8.scores, r32.scores);
-  EXPECT_EQ(dx8, dx32);
-  EXPECT_EQ(dg8, dg32);
+  EXPECT_EQ(gate_calls, 1);
+  EXPECT_GT(expert_calls, 0);
 }
 
 ModelArgs small_model(int n_layers = 2) {
@@ -263,9 +266,9 @@ TEST(Fp8Transformer, BlocksInFp8HeadAndEmbeddingInFp32) {
   Transformer<float> model(small_model());
   model.init_weights(19);
   model.fp8_recipe = v3_recipe();
-  std::map<const float*, std::string> name_of;
-  for (const auto& p : model.params.refs()) name_of[p.data] = p.name;
-  std::map<std::string, std::set<bool>> seen;  // weight -> fp8 flags of its calls
+  std::map<const float*, std::string> name_of;  // gradient tensor -> its parameter's name
+  for (const auto& p : model.grads.refs()) name_of[p.data] = p.name;
+  std::map<std::string, std::set<bool>> seen;  // weight -> fp8 flags of its weight-gradient GEMMs
   Rng rng(20);
   std::vector<int> tokens, targets;
   for (int i = 0; i < 2 * 64; ++i) {
@@ -273,9 +276,14 @@ TEST(Fp8Transformer, BlocksInFp8HeadAndEmbeddingInFp32) {
     targets.push_back(int(rng.below(256)));
   }
   {
-    const fp8::ObserveLinear observe([&](const fp8::LinearCall& c) { seen[name_of.at(c.w.data())].insert(c.fp8); });
+    // The split backward's queue names every linear layer and the recipe its GEMMs ran under.
+    WeightGradQueue<float> queue;
+    Tensor2<float> dlogits, dx;
     model.forward(tokens, targets, 2, 64);
-    model.backward();
+    model.loss_backward(model.acts, dlogits);
+    model.head_backward(model.acts, &dlogits, dx, nullptr, &queue);
+    model.layers_backward(model.acts, 0, model.params.layers.size(), dx, &queue);
+    for (const auto& e : queue.entries()) seen[name_of.at(e.dw->data())].insert(e.fp8 != nullptr);
   }
   EXPECT_EQ(seen.at("head.weight"), std::set<bool>{false});
   size_t block_linears = 0;

@@ -59,9 +59,9 @@ class Gradcheck : public ::testing::Test {
 };
 
 template <size_t R>
-xt::xtensor<double, R> random_tensor(Rng& rng, const std::array<size_t, R>& shape,
+Tensor<double, R> random_tensor(Rng& rng, const std::array<size_t, R>& shape,
                                      double scale = 1.0) {
-  xt::xtensor<double, R> t(shape);
+  Tensor<double, R> t(shape);
   for (auto& x : t) x = scale * rng.normal();
   return t;
 }

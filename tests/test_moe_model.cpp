@@ -203,7 +203,7 @@ TEST_F(MoeTraining, BiasMovesByEquation24AfterEachStep) {
     for (int e = 0; e < E; ++e) {
       const double gap = mean - load[e];
       bias[e] += float(model.balance.bias_gamma * double((gap > 0) - (gap < 0)));
-      EXPECT_EQ(t->model.params.layers[1].expert_bias(e), bias[e]) << "step " << s << " expert " << e;
+      EXPECT_EQ(t->model.params.layers[1].moe()->bias(e), bias[e]) << "step " << s << " expert " << e;
     }
   }
 }
@@ -265,7 +265,7 @@ TEST_F(MoeTraining, ResumeFromACheckpointIsBitwiseExact) {
   first.reset();
   auto resumed = trainer();
   read_checkpoint(path, config, *resumed);
-  const auto& bias = resumed->model.params.layers[1].expert_bias;
+  const auto& bias = resumed->model.params.layers[1].moe()->bias;
   EXPECT_TRUE(std::any_of(bias.begin(), bias.end(), [](float b) { return b != 0; })) << "the bias came back";
   resumed->run(nullptr);
   expect_bitwise_same(straight->metrics, resumed->metrics);
@@ -289,20 +289,21 @@ TEST_F(MoeTraining, CapturedRouterLogitsReproduceTheRouting) {
   train.capture = true;
   auto t = trainer();
   t->run(nullptr);
-  ASSERT_EQ(t->captured.count("layers.1.ffn.router_logits"), 1u);
-  const CapturedTensor& c = t->captured.at("layers.1.ffn.router_logits");
+  const Captured captured = capture_tensors(*t);
+  ASSERT_EQ(captured.count("layers.1.ffn.router_logits"), 1u);
+  const CapturedTensor& c = captured.at("layers.1.ffn.router_logits");
   const size_t N = size_t(train.batch_size) * train.seq_len, E = model.moe.n_routed_experts;
   ASSERT_EQ(c.shape, (std::vector<size_t>{size_t(train.eval_batches), N, E}));
   Tensor2<float> last = xt::zeros<float>({N, E});
   std::copy(c.data.end() - N * E, c.data.end(), last.begin());  // the last window: the model's last forward
   Routing<float> r;
-  route_logits(r, last, t->model.params.layers[1].expert_bias, model.moe_args());
+  route_logits(r, last, t->model.params.layers[1].moe()->bias, model.moe_args());
   EXPECT_EQ(r.indices, t->model.routing(1)->indices);
 
   const std::string path = dir + "/run.h5";
   RunInfo info;
   info.config_text = "[model]\n";
-  write_result(path, info, *t);
+  write_result(path, info, *t, captured);
   EXPECT_TRUE(result_complete(path));
 }
 
