@@ -34,10 +34,10 @@ void mtp_proj_forward(Tensor2<T>& x, MtpProjCache<T>& c, const Tensor2<T>& e, co
 
 template <class T>
 void mtp_proj_backward(Tensor2<T>& de, Tensor2<T>& dh, MtpProjWeights<T>& g, const Tensor2<T>& dx,
-                       MtpProjCache<T>& c, const MtpProjWeights<T>& w) {
+                       MtpProjCache<T>& c, const MtpProjWeights<T>& w, WeightGradQueue<T>* defer) {
   const size_t N = c.e.shape(0), D = c.e.shape(1);
   Tensor2<T>& dcat = c.dcat;
-  linear_backward(dcat, g.eh_proj, dx, c.cat, w.eh_proj);
+  linear_backward(dcat, g.eh_proj, dx, c.cat, w.eh_proj, {.fp8 = nullptr, .defer = defer});
   // Split d[enorm(e) ; hnorm(h)] into its halves (reusing the forward temporaries).
   for (size_t n = 0; n < N; ++n) {
     std::copy_n(dcat.data() + n * 2 * D, D, c.e_norm.data() + n * D);
@@ -80,7 +80,7 @@ std::vector<int> shift_positions(const std::vector<int>& ids, int batch, int seq
                                     const Tensor2<T>&, const MtpProjWeights<T>&, double);      \
   template void mtp_proj_backward<T>(Tensor2<T>&, Tensor2<T>&, MtpProjWeights<T>&,            \
                                      const Tensor2<T>&, MtpProjCache<T>&,                     \
-                                     const MtpProjWeights<T>&);                               \
+                                     const MtpProjWeights<T>&, WeightGradQueue<T>*);                               \
   template void take_positions<T>(Tensor2<T>&, const Tensor2<T>&, int, int);                  \
   template void take_positions_backward<T>(Tensor2<T>&, const Tensor2<T>&, int);
 DSLAB_MTP(float)
@@ -141,18 +141,18 @@ template <class T>
 void mtp_backward(Tensor2<T>& dx_final, std::vector<MtpModuleParams<T>>& g, Tensor2<T>& dembed,
                   Tensor2<T>& dhead, std::vector<MtpModuleCache<T>>& caches, int batch, int seq_len,
                   double lambda, const std::vector<MtpModuleParams<T>>& w, const MtpShared<T>& shared,
-                  const BlockContext<T>& ctx, BlockScratch<T>& bs, MtpScratch<T>& s) {
+                  const BlockContext<T>& ctx, BlockScratch<T>& bs, MtpScratch<T>& s, WeightGradQueue<T>* defer) {
   const int D = int(w.size());
   for (int k = D; k >= 1; --k) {
     MtpModuleCache<T>& c = caches[k - 1];
     // d L / d L^k = lambda/D; L^k = mean * (T-k)/T (Eq. (25)-(26)).
     const T dloss = T(lambda) / T(D) * T(c.positions) / T(seq_len);
     cross_entropy_backward(s.dlogits, c.probs, c.targets, dloss);
-    linear_backward(s.dh_norm, dhead, s.dlogits, c.h_norm, shared.head);
+    linear_backward(s.dh_norm, dhead, s.dlogits, c.h_norm, shared.head, {.fp8 = nullptr, .defer = defer});
     rmsnorm_backward(s.dh, g[k - 1].norm, s.dh_norm, c.h, w[k - 1].norm, c.rstd);  // d h^k
     if (k < D) take_positions_backward(s.dh, s.dprev, batch);                   // from depth k+1's hnorm
-    block_backward(s.dh, g[k - 1].block, c.block, w[k - 1].block, ctx, bs);      // now d h'^k
-    mtp_proj_backward(s.de, s.dprev, g[k - 1].proj, s.dh, c.proj, w[k - 1].proj);
+    block_backward(s.dh, g[k - 1].block, c.block, w[k - 1].block, ctx, bs, defer);  // now d h'^k
+    mtp_proj_backward(s.de, s.dprev, g[k - 1].proj, s.dh, c.proj, w[k - 1].proj, defer);
     embedding_backward(dembed, s.de, c.tokens);
   }
   take_positions_backward(dx_final, s.dprev, batch);  // depth 1 read the main model's h^0
@@ -172,7 +172,8 @@ void mtp_backward(Tensor2<T>& dx_final, std::vector<MtpModuleParams<T>>& g, Tens
   template void mtp_backward<T>(Tensor2<T>&, std::vector<MtpModuleParams<T>>&, Tensor2<T>&, Tensor2<T>&, \
                                 std::vector<MtpModuleCache<T>>&, int, int, double,                      \
                                 const std::vector<MtpModuleParams<T>>&, const MtpShared<T>&,             \
-                                const BlockContext<T>&, BlockScratch<T>&, MtpScratch<T>&);
+                                const BlockContext<T>&, BlockScratch<T>&, MtpScratch<T>&,               \
+                                WeightGradQueue<T>*);
 DSLAB_MTP_CHAIN(float)
 DSLAB_MTP_CHAIN(double)
 #undef DSLAB_MTP_CHAIN

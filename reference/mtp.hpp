@@ -60,7 +60,8 @@ void mtp_proj_forward(Tensor2<T>& x, MtpProjCache<T>& c, const Tensor2<T>& e, co
 // de, dh [N, D] are overwritten; weight gradients accumulate into g.
 template <class T>
 void mtp_proj_backward(Tensor2<T>& de, Tensor2<T>& dh, MtpProjWeights<T>& g, const Tensor2<T>& dx,
-                       MtpProjCache<T>& c, const MtpProjWeights<T>& w);
+                       MtpProjCache<T>& c, const MtpProjWeights<T>& w,
+                       WeightGradQueue<T>* defer = nullptr);
 
 // The first `positions` rows of each of `batch` sequences:
 //   x [batch*P_in, D] -> y [batch*positions, D], positions <= P_in.
@@ -127,11 +128,14 @@ T mtp_forward(std::vector<MtpModuleCache<T>>& caches, std::vector<double>& depth
               const BlockContext<T>& ctx, BlockScratch<T>& bs, MtpScratch<T>& s);
 
 // The backward of mtp_forward: dx_final += what flows back into h^0;
-// gradients accumulate into g (the modules), dembed and dhead.
+// gradients accumulate into g (the modules), dembed and dhead; with `defer`
+// the linear layers' weight gradients wait in the queue (after the main
+// head's, so the shared head accumulates in the whole backward's order).
 template <class T>
 void mtp_backward(Tensor2<T>& dx_final, std::vector<MtpModuleParams<T>>& g, Tensor2<T>& dembed,
                   Tensor2<T>& dhead, std::vector<MtpModuleCache<T>>& caches, int batch, int seq_len,
                   double lambda, const std::vector<MtpModuleParams<T>>& w, const MtpShared<T>& shared,
-                  const BlockContext<T>& ctx, BlockScratch<T>& bs, MtpScratch<T>& s);
+                  const BlockContext<T>& ctx, BlockScratch<T>& bs, MtpScratch<T>& s,
+                  WeightGradQueue<T>* defer = nullptr);
 
 }  // namespace dslab

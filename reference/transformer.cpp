@@ -185,7 +185,7 @@ void Transformer<T>::head_backward(Activations<T>& a, const Tensor2<T>* dlogits,
   rmsnorm_backward(dx, grads.norm, dh, a.x_final, params.norm, a.final_rstd);
   if (args.mtp.depth > 0 && !a.targets.empty())
     mtp_backward(dx, grads.mtp, grads.embed, grads.head, a.mtp, a.batch, a.seq_len, a.mtp_lambda, params.mtp,
-                 mtp_shared(), context(), scratch_.block, scratch_.mtp);
+                 mtp_shared(), context(), scratch_.block, scratch_.mtp, defer);
 }
 
 template <class T>

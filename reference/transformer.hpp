@@ -123,7 +123,7 @@ template <class T> class Transformer {
   // dx [N, D] = d/d x_final: through the head from dlogits (or none, null),
   // through norm from dh_extra [N, D] (other heads reading a.h_final, e.g. a
   // value head; or null), and from the MTP modules when a has a loss with them.
-  // With `defer`, the head's weight-gradient GEMM waits in the queue.
+  // With `defer`, the weight-gradient GEMMs of the head and of the MTP modules wait in the queue.
   void head_backward(Activations<T>& a, const Tensor2<T>* dlogits, Tensor2<T>& dx,
                      const Tensor2<T>* dh_extra = nullptr, WeightGradQueue<T>* defer = nullptr);
   // dx: in d(output of layer last-1), out d(input of layer first). With `defer`,
