@@ -1,0 +1,161 @@
+// Accounting of a model by closed form from its ModelArgs: how many parameters
+// it has and how many of them one token multiplies by, how many numbers each
+// token leaves in the KV cache while decoding, and the FLOPs of one token.
+// Nothing here allocates a tensor; tests/test_accounting.cpp checks every
+// count against the tensors of the reference Transformer and against the
+// totals DeepSeek published. `dslab info` prints them. Equation numbers are
+// the review's (seeds/001).
+//
+// What is counted
+// - A parameter is one element of a weight tensor: matrices, RMSNorm gains
+//   and, where the model has it, the per-expert selection bias b_i of
+//   Eq. (24) (float32 in V3's gate; it is not trained by gradients, so
+//   Transformer::params keeps it in buffers(), not in refs()).
+// - Activated parameters: those one token multiplies by in the main model.
+//   Everything but the embedding table (a lookup, not a product) and the
+//   routed experts the token is not sent to: of the n_routed_experts routed
+//   experts of an MoE layer it visits n_activated_experts (Eq. (19)). The
+//   MTP modules serve training and drafting only and are not activated.
+// - Layer l is an MoE layer when n_routed_experts > 0 and l >= n_dense_layers
+//   (ModelArgs::is_moe_layer); the others keep a dense SwiGLU FFN of
+//   inter_dim. An MTP module's block is an MoE block when the model has
+//   routed experts, as V3's is.
+// - Attention: attn = Mha is MHA, GQA or MQA by n_kv_heads, with
+//   d_h = dim / n_heads; attn = Mla uses the widths of ModelArgs::mla.
+// - FLOPs: 2 per multiply-add.
+#pragma once
+
+#include <cstdint>
+
+#include "reference/model_args.hpp"
+
+namespace dslab {
+
+// ---------------------------------------------------------------------------
+// Parameters
+
+// A model's parameters by where they sit; the names are those `dslab info` prints.
+struct ParamCounts {
+  int64_t embedding = 0;           // the table [V, D]
+  int64_t attention = 0;           // the attention matrices of every layer
+  int64_t dense_ffn = 0;           // w1, w2, w3 of the dense layers
+  int64_t moe_routed_experts = 0;  // the routed experts of every MoE layer, Eq. (18)
+  int64_t moe_shared_experts = 0;  // the K_s shared experts of every MoE layer, Eq. (18)
+  int64_t moe_gate = 0;            // the expert centroids e_i (Eq. (20)) and biases b_i (Eq. (24))
+  int64_t norms = 0;               // RMSNorm gains: attn_norm, ffn_norm, q_norm, kv_norm, the final norm
+  int64_t head = 0;                // the output head [V, D]
+  int64_t mtp = 0;                 // the MTP modules, Sec. 2.3
+  int64_t total() const;
+};
+
+// All parameters of the model: main model and MTP modules.
+ParamCounts total_params(const ModelArgs& m);
+// The parameters one token multiplies by in the main model (see the top of this file).
+ParamCounts activated_params(const ModelArgs& m);
+
+// The layers whose FFN is DeepSeekMoE, and those with a dense SwiGLU FFN.
+int64_t n_moe_layers(const ModelArgs& m);
+int64_t n_dense_ffn_layers(const ModelArgs& m);
+
+// One SwiGLU FFN of `hidden` units on a width-`dim` stream: w1 and w3
+// [hidden, dim], w2 [dim, hidden], 3 dim hidden. A dense layer's FFN has
+// hidden = inter_dim, every expert, routed or shared, hidden = moe_inter_dim.
+int64_t swiglu_params(int64_t dim, int64_t hidden);
+
+// One attention layer: its matrices, and the RMSNorm gains inside it (MLA's
+// q_norm and kv_norm; none for MHA). Per layer, D = dim, H = n_heads:
+//   MHA/GQA/MQA  W^Q, W^O [H d_h, D] and W^K, W^V [n_kv_heads d_h, D], Eq. (1)-(5):
+//                2 D H d_h + 2 D n_kv_heads d_h
+//   MLA          W^DQ [d'_c, D] (Eq. (8)), W^UQ and W^QR [H (d_h + d_h^R), d'_c] (Eq. (9), (12)),
+//                or one W^Q [H (d_h + d_h^R), D] when q_lora_rank d'_c = 0 (V2-Lite);
+//                W^DKV and W^KR stacked [d_c + d_h^R, D] (c_KV of Sec. 2.1.2, Eq. (13));
+//                W^UK and W^UV [H (d_h + d_v), d_c] (Eq. (6)-(7)); W^O [D, H d_v] (Eq. (17));
+//                gains q_norm [d'_c] and kv_norm [d_c].
+// Here d_h = qk_nope_head_dim, d_h^R = qk_rope_head_dim, d_v = v_head_dim, d_c = kv_lora_rank.
+struct AttentionParams {
+  int64_t matrices = 0, norms = 0;
+};
+AttentionParams attention_params(const ModelArgs& m);
+
+// The gate of one MoE layer: the centroids e_i [n_routed_experts, D] of
+// Eq. (20), plus the bias b_i of Eq. (24) when the model keeps one
+// (ModelArgs::has_expert_bias).
+int64_t moe_gate_params(const ModelArgs& m);
+
+// One MTP module (reference/mtp.hpp): enorm and hnorm [D], M_k = eh_proj
+// [D, 2D], its transformer block (attention, attn_norm, ffn_norm, and an MoE
+// FFN with all its experts and gate, or the dense FFN) and its norm [D]; the
+// embedding and the head are the main model's and are not counted again.
+int64_t mtp_module_params(const ModelArgs& m);
+
+// ---------------------------------------------------------------------------
+// KV cache: numbers kept per token and layer while decoding one token at a time
+
+// How one query token attends to the cached context.
+//   Naive            keys and values per head, as computed in training
+//                    (MHA/GQA/MQA; MLA's "naive" path of model.py)
+//   Absorbed         MLA from its latent cache: W^UK folded into the query,
+//                    W^UV applied after the attention weights (Sec. 2.1.2)
+//   LatentRecompute  MLA with rope = Full from the latent cache: RoPE sits
+//                    between W^UK and the query (Eq. (10)-(11)), so every step
+//                    recomputes k^C = W^UK c_KV for every cached token
+enum class DecodePath { Naive, Absorbed, LatentRecompute };
+
+// The path the reference decodes with: Absorbed for MLA with decoupled or no
+// RoPE, Naive for MLA with full RoPE and for MHA/GQA/MQA.
+DecodePath decode_path(const ModelArgs& m);
+
+// Per token and layer, the cache of `path`:
+//   Naive, MHA/GQA/MQA   k and v of every key/value head: 2 n_kv_heads d_h
+//                        (Sec. 2.1.1: 2 n_h d_h for MHA)
+//   Naive, MLA           H (d_h + d_h^R) keys and H d_v values
+//   Absorbed, LatentRecompute
+//                        c_KV [d_c] and the one shared, rotated k^R [d_h^R]:
+//                        d_c + d_h^R (Sec. 2.1.3, after Eq. (17); Eq. (13))
+int64_t kv_cache_per_layer(const ModelArgs& m, DecodePath path);
+// The cache of the path the reference decodes with, per token and layer, and
+// per token over all layers (n_layers times as much). DeepSeek-V3:
+// (512 + 64) x 61 = 35,136 numbers per token.
+int64_t kv_cache_per_layer(const ModelArgs& m);
+int64_t kv_cache_per_token(const ModelArgs& m);
+
+// The per-head width d_h that the review's cache comparisons use: dim / n_heads
+// for MHA, qk_nope_head_dim for MLA (so DeepSeek-V2's d_c = 4 d_h, d_h^R = d_h / 2,
+// and its latent cache is 9/2 d_h per layer, Sec. 2.1.3).
+int64_t attention_head_dim(const ModelArgs& m);
+// What a multi-head attention with n_kv_heads key/value heads of width head_dim
+// caches per token and layer: 2 n_kv_heads head_dim. MHA has n_kv_heads =
+// n_heads (2 n_h d_h, Sec. 2.1.1), GQA a group count, MQA 1.
+int64_t mha_cache_per_layer(int64_t n_kv_heads, int64_t head_dim);
+
+// ---------------------------------------------------------------------------
+// FLOPs per token
+
+// The weight matrices one token multiplies by: 2 per activated matrix
+// parameter, the activated parameters less the RMSNorm gains and less
+// n_routed_experts per MoE layer for a sigmoid gate (V3's gate and its bias).
+// For DeepSeek's configs, whose sigmoid gate is the one with a bias, that
+// removes exactly the biases; a dslab config with a sigmoid gate and no bias
+// update (bias_update = "none") loses n_routed_experts gate entries per layer
+// that are matrix entries, and one with a softmax gate and a bias keeps its biases.
+double weight_flops_per_token(const ModelArgs& m);
+
+// Attention of one query token over a context of C positions, one layer, all heads:
+//   Naive     scores q_i^T k_j (d_qk each) and the sum of p_j v_j (d_v each), Eq. (4) or (16):
+//             2 H (d_qk + d_v) C; MHA/GQA/MQA have d_qk = d_v = d_h
+//   Absorbed  scores against [c_KV; k^R] (d_c + d_h^R each) and the sum of p_j c_KV_j (d_c each):
+//             2 H (d_c + d_h^R) C + 2 H d_c C
+double naive_attention_flops(const ModelArgs& m, double context);
+double absorbed_attention_flops(const ModelArgs& m, double context);
+// LatentRecompute's extra work, one layer: k^C = W^UK c_KV for every head and
+// cached token, 2 H d_h d_c C.
+double key_recompute_flops(const ModelArgs& m, double context);
+
+// One token decoded at context C along `path`: the weights, then every
+// layer's attention over C positions.
+double decode_flops_per_token(const ModelArgs& m, double context, DecodePath path);
+// One token of a prefill of C tokens, averaged over the causal sequence:
+// token t attends t positions, (C + 1) / 2 on average, along the naive path.
+double prefill_flops_per_token(const ModelArgs& m, double context);
+
+}  // namespace dslab
