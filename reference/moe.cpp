@@ -265,7 +265,7 @@ void moe_forward(Tensor2<T>& y, MoeCache<T>& c, const Tensor2<T>& x, const MoePa
   c.expert_in.resize(E);
   c.expert_cache.resize(E);
   c.expert_out = xt::zeros<T>({size_t(N) * K, size_t(D)});
-  Tensor2<T> out;
+  Tensor2<T>& out = c.out;
   for (int e = 0; e < E; ++e) {  // each expert on its own tokens (the GEMMs are threaded)
     const std::vector<int>& slots = c.slots[e];
     c.expert_in[e] = Tensor2<T>::from_shape({slots.size(), size_t(D)});
@@ -291,12 +291,13 @@ void moe_forward(Tensor2<T>& y, MoeCache<T>& c, const Tensor2<T>& x, const MoePa
 
 template <class T>
 void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
-                  const Tensor2<T>* dscores_extra, const Tensor2<T>& x, const MoeCache<T>& c,
+                  const Tensor2<T>* dscores_extra, const Tensor2<T>& x, MoeCache<T>& c,
                   const MoeParams<T>& p, const MoeArgs& a, const LinearPolicy<T>& linears) {
   const int N = x.shape(0), D = a.dim, E = a.n_routed_experts, K = a.n_activated_experts;
   const Routing<T>& r = c.routing;
   // d g_{t,k} = <dy_t, FFN_k(x_t)>
-  Tensor2<T> dweights = xt::zeros<T>({size_t(N), size_t(K)});
+  Tensor2<T>& dweights = c.dweights;
+  dweights = xt::zeros<T>({size_t(N), size_t(K)});
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < N; ++t)
     for (int k = 0; k < K; ++k) {
@@ -306,12 +307,14 @@ void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
       dweights(t, k) = s;
     }
   // Experts: d FFN_k(x_t) = g_{t,k} dy_t; their input gradients land in per-slot rows.
-  Tensor2<T> dx_slot = xt::zeros<T>({size_t(N) * K, size_t(D)});
-  Tensor2<T> dout, dx_e;
+  Tensor2<T>& dx_slot = c.dx_slot;
+  dx_slot = xt::zeros<T>({size_t(N) * K, size_t(D)});
+  Tensor2<T>& dout = c.dout;
+  Tensor2<T>& dx_e = c.dx_e;
   for (int e = 0; e < E; ++e) {
     const std::vector<int>& slots = c.slots[e];
     if (slots.empty()) continue;
-    dout = Tensor2<T>::from_shape({slots.size(), size_t(D)});
+    ensure_shape(dout, {slots.size(), size_t(D)});
     for (size_t j = 0; j < slots.size(); ++j) {
       const T g = r.weights.data()[slots[j]];
       for (int d = 0; d < D; ++d) dout(j, d) = g * dy(slots[j] / K, d);
@@ -329,7 +332,8 @@ void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
     for (int k = 0; k < K; ++k)
       for (int d = 0; d < D; ++d) dx(t, d) += dx_slot(size_t(t) * K + k, d);
   // Gate: through the gate values, plus the balance losses' d/ds.
-  Tensor2<T> dscores = xt::zeros<T>({size_t(N), size_t(E)});
+  Tensor2<T>& dscores = c.dscores;
+  dscores = xt::zeros<T>({size_t(N), size_t(E)});
   gate_weights_backward(dscores, dweights, r, a);
   if (dscores_extra) dscores += *dscores_extra;
   gate_scores_backward(dx, dp.gate, dscores, x, p.gate, r, a, linears.defer);
@@ -574,7 +578,7 @@ void balance_losses(std::map<std::string, double>& values, Tensor2<T>& dscores, 
   template void moe_forward<T>(Tensor2<T>&, MoeCache<T>&, const Tensor2<T>&, const MoeParams<T>&,          \
                                const Tensor1<T>&, const MoeArgs&, const LinearPolicy<T>&);                 \
   template void moe_backward<T>(Tensor2<T>&, MoeParams<T>&, const Tensor2<T>&, const Tensor2<T>*,          \
-                                const Tensor2<T>&, const MoeCache<T>&, const MoeParams<T>&, const MoeArgs&, \
+                                const Tensor2<T>&, MoeCache<T>&, const MoeParams<T>&, const MoeArgs&,       \
                                 const LinearPolicy<T>&);                                                   \
   template std::vector<double> expert_load<T>(const Routing<T>&);                                          \
   template std::vector<double> expert_fraction<T>(const Routing<T>&);                                      \

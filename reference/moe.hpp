@@ -125,6 +125,9 @@ template <class T> struct MoeCache {
   std::vector<FfnCache<T>> expert_cache;
   Tensor2<T> expert_out;                 // [N*K, dim], row t*K + k (0 where dropped)
   FfnCache<T> shared_cache;
+  // Temporaries of forward and backward, kept between calls (fresh buffers
+  // would cost a page fault per 4 KiB on every call); they hold nothing.
+  Tensor2<T> out, dweights, dx_slot, dout, dx_e, dscores;
 };
 
 template <class T>
@@ -132,10 +135,10 @@ void moe_forward(Tensor2<T>& y, MoeCache<T>& cache, const Tensor2<T>& x, const M
                  const Tensor1<T>& bias, const MoeArgs& a, const LinearPolicy<T>& linears = {});
 
 // dx is overwritten; grads accumulate into dp. dscores_extra [N, E] (or null)
-// is d loss / d s from the balance losses below.
+// is d loss / d s from the balance losses below. The cache's temporaries are reused.
 template <class T>
 void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
-                  const Tensor2<T>* dscores_extra, const Tensor2<T>& x, const MoeCache<T>& cache,
+                  const Tensor2<T>* dscores_extra, const Tensor2<T>& x, MoeCache<T>& cache,
                   const MoeParams<T>& p, const MoeArgs& a, const LinearPolicy<T>& linears = {});
 
 // ---------------------------------------------------------------------------
