@@ -7,7 +7,7 @@
 //   [mtp]    ModelArgs::mtp (depth, lambda, ...: Multi-Token Prediction; optional)
 //   [train]  TrainArgs     (steps, batch_size, seq_len, lr, ..., seed)
 //   [data]   DataArgs      (path, val_fraction)
-//   [fp8]    fp8::Fp8Args  (recipe, format, granularities, ...; kept in TrainArgs)
+//   [fp8]    ModelArgs::fp8 (recipe, format, granularities, ...: FP8 linear layers)
 // plus an optional top-level `extends = "base.toml"` (resolved relative to the
 // file) whose values the file overrides, table by table, key by key.
 //

@@ -8,7 +8,7 @@
 //   /model/<param name>     the final weights (float32, their shapes) and the
 //                           expert biases of auxiliary-loss-free balancing
 //                           (layers.<l>.ffn.gate.bias, not trained)
-//   /captured/<name>        tensors kept for the simulators (Trainer::captured),
+//   /captured/<name>        tensors kept for the simulators (experiments/capture.hpp),
 //                           float32 in their shapes; result files only
 //   attributes on /: dslab_version, git_commit (strings), seed, threads,
 //                    steps (steps completed), num_parameters, complete = 1

@@ -1,5 +1,6 @@
 // The training loop of the reference transformer, in float:
-//   for each step: batch(seed, step) -> forward -> backward -> clip -> AdamW(lr(step))
+//   for each step: batch(seed, step) -> lambda of MTP (MtpArgs::lambda_at) -> forward
+//     -> backward -> clip -> AdamW(lr(step)) -> balance metrics -> expert-bias update (Eq. (24))
 // Parameters, gradients and AdamW's moments are each one buffer (the model's
 // arenas); the update and the gradient norm run over them in fixed chunks.
 // Every `eval_every` steps (and at the last) the validation loss is measured

@@ -12,20 +12,6 @@
 
 namespace dslab {
 
-MlaArgs ModelArgs::mla_args() const {
-  MlaArgs m = mla;
-  m.dim = dim;
-  m.n_heads = n_heads;
-  m.norm_eps = norm_eps;
-  return m;
-}
-
-MoeArgs ModelArgs::moe_args() const {
-  MoeArgs m = moe;
-  m.dim = dim;
-  return m;
-}
-
 template <class T> TransformerParams<T>::TransformerParams(const ModelArgs& a) {
   const size_t D = a.dim, V = a.vocab_size;
   embed = xt::zeros<T>({V, D});
