@@ -126,23 +126,15 @@ template <class T> std::vector<ParamRef<T>> TransformerParams<T>::buffers() {
 
 template <class T>
 Transformer<T>::Transformer(const ModelArgs& a)
-    : args(a), params(a), grads(a), mtp_lambda(a.mtp.lambda) {
+    : args((a.validate(), a)), params(a), grads(a), mtp_lambda(a.mtp.lambda) {  // ModelArgs::validate first
   if (a.attn == AttnKind::Mla) {
     mla_ = a.mla_args();
-    mla_.validate();
     if (mla_.rope != MlaRope::None) rope_ = RopeTable(a.max_seq_len, mla_.rope_dim(), a.rope_theta);
   } else {
-    if (a.n_heads <= 0 || a.dim % a.n_heads != 0)
-      throw std::invalid_argument("dim must be a multiple of n_heads");
-    if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)
-      throw std::invalid_argument("n_heads must be a multiple of n_kv_heads");
     rope_ = RopeTable(a.max_seq_len, a.head_dim(), a.rope_theta);
   }
   if (a.moe.n_routed_experts > 0) {
     moe_ = a.moe_args();
-    validate(moe_);
-    if (a.balance.device_alpha > 0 || a.balance.comm_alpha > 0)
-      Placement::contiguous(a.moe.n_routed_experts, a.balance.n_devices);
   }
   cache_.resize(a.n_layers);
   mtp_cache_.resize(a.mtp.depth);
