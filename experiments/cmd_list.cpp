@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include "experiments/commands.hpp"
-#include "experiments/config.hpp"
+#include "experiments/experiment.hpp"
 
 namespace dslab {
 

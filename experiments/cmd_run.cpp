@@ -19,7 +19,7 @@
 #include <map>
 
 #include "experiments/commands.hpp"
-#include "experiments/config.hpp"
+#include "experiments/experiment.hpp"
 #include "experiments/results.hpp"
 
 extern char** environ;

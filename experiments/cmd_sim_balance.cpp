@@ -312,7 +312,7 @@ void add_replay(CLI::App& balance) {
       const balance::ReplayReport rep = balance::replay(logits, o->gate, c);
       if (!c.has_bias) doc["load_before"] = rep.load;
       doc["controllers"].push_back({{"name", c.name()},
-                                    {"rule", c.has_bias ? json(c.rule == BiasUpdate::Sign ? "sign" : "proportional")
+                                    {"rule", c.has_bias ? json(name_of(c.rule))
                                                         : json(nullptr)},
                                     {"gamma", c.has_bias ? json(c.gamma) : json(nullptr)},
                                     {"maxvio_batch", rep.maxvio_batch},

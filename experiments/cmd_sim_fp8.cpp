@@ -141,8 +141,8 @@ Parsed parse_common(const Common& o, const CLI::App* cmd, bool allow_hdf5) {
     bad_input("--outlier-rate and --outlier-scale apply only to --dist outliers (got --dist " + o.dist + ")");
   if (o.dist != "student-t" && cmd->count("--dof"))
     bad_input("--dof applies only to --dist student-t (got --dist " + o.dist + ")");
-  if (o.scale != "auto" && o.scale != "exact" && o.scale != "pow2")
-    bad_input("--scale '" + o.scale + "' is not allowed; allowed: exact, pow2, auto");
+  if (o.scale != "auto" && !parse_enum<fp8::ScaleRounding>(o.scale))
+    bad_input("--scale '" + o.scale + "' is not allowed; allowed: " + names_text<fp8::ScaleRounding>() + ", auto");
   return p;
 }
 
@@ -155,8 +155,10 @@ fp8::QuantConfig quant_config(const fp8::Format& format, const std::string& gran
   } catch (const std::invalid_argument& e) {
     bad_input(option + ": " + e.what());
   }
-  const bool pow2 = scale == "pow2" || (scale == "auto" && cfg.granularity == fp8::Granularity::Block1x32);
-  cfg.scale_rounding = pow2 ? fp8::ScaleRounding::PowerOfTwo : fp8::ScaleRounding::Exact;
+  // auto: power-of-two scales where the format needs them (mx's E8M0)
+  cfg.scale_rounding = scale != "auto" ? *parse_enum<fp8::ScaleRounding>(scale)
+                       : cfg.granularity == fp8::Granularity::Block1x32 ? fp8::ScaleRounding::PowerOfTwo
+                                                                       : fp8::ScaleRounding::Exact;
   try {
     fp8::validate(cfg);
   } catch (const std::invalid_argument& e) {
@@ -194,9 +196,10 @@ void add_quantize(CLI::App& fp8_cmd) {
   cmd->callback([o, cmd] {
     const Parsed p = parse_common(*o, cmd, true);
     fp8::QuantConfig cfg = quant_config(p.format, o->granularity, o->scale, "--granularity");
-    if (o->saturation != "finite" && o->saturation != "none")
-      bad_input("--saturation '" + o->saturation + "' is not allowed; allowed: finite, none");
-    cfg.saturation = o->saturation == "finite" ? fp8::Saturation::Finite : fp8::Saturation::None;
+    const auto saturation = parse_enum<fp8::Saturation>(o->saturation);
+    if (!saturation)
+      bad_input("--saturation '" + o->saturation + "' is not allowed; allowed: " + names_text<fp8::Saturation>());
+    cfg.saturation = *saturation;
     const bool from_file = o->dist == "hdf5";
     if (from_file != !o->input.empty() || from_file != !o->dataset.empty())
       bad_input("--input and --dataset go together with --dist hdf5, and only with it");
@@ -213,7 +216,7 @@ void add_quantize(CLI::App& fp8_cmd) {
     json doc = provenance(*o, p.format);
     doc["command"] = "quantize";
     doc["granularity"] = fp8::granularity_name(cfg.granularity);
-    doc["scale"] = cfg.scale_rounding == fp8::ScaleRounding::Exact ? "exact" : "pow2";
+    doc["scale"] = name_of(cfg.scale_rounding);
     doc["saturation"] = o->saturation;
     doc["dist"] = o->dist;
     if (from_file) {
@@ -305,7 +308,7 @@ void add_gemm(CLI::App& fp8_cmd) {
     doc["n"] = o->n;
     doc["a_granularity"] = fp8::granularity_name(cfg.a.granularity);
     doc["b_granularity"] = fp8::granularity_name(cfg.b.granularity);
-    doc["scale"] = cfg.a.scale_rounding == fp8::ScaleRounding::Exact ? "exact" : "pow2";
+    doc["scale"] = name_of(cfg.a.scale_rounding);
     doc["dist"] = o->dist;
     doc["accum_bits"] = o->accum_bits;
     doc["promote_every"] = o->promote_every;

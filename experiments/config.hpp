@@ -1,4 +1,5 @@
-// Run and experiment configuration files (TOML, read with toml++).
+// Run configuration files (TOML, read with toml++); experiment files, which
+// list runs of one config, are experiments/experiment.hpp.
 //
 // A run config has these tables, whose keys follow DeepSeek's config names:
 //   [model]  ModelArgs     (dim, n_layers, n_heads, n_kv_heads, inter_dim, ...,
@@ -11,10 +12,14 @@
 // plus an optional top-level `extends = "base.toml"` (resolved relative to the
 // file) whose values the file overrides, table by table, key by key.
 //
-// Every key is checked against one schema: an unknown key, a wrong type or a
-// value out of range raises ConfigError naming the file, the line, the key
-// path and what is allowed; then the cross-field rules (dim divisible by
-// n_heads, even head_dim for RoPE, seq_len <= max_seq_len, ...) are checked.
+// Every key is checked against one schema (config_schema.cpp): an unknown key,
+// a wrong type or a value out of range raises ConfigError naming the file, the
+// line, the key path and what is allowed; the choices of a closed set come
+// from its enum's name table (reference/enum_names.hpp). Then the rules across
+// keys, which are the reference's (ModelArgs::validate, TrainArgs::validate:
+// dim divisible by n_heads, even head_dim for RoPE, seq_len <= max_seq_len,
+// ...), are checked; a broken one is reported where the last of its keys was
+// set, naming where the others were set (config_loader.cpp).
 // `--set key.path=value` overrides are parsed as TOML values (`v = value`)
 // and checked the same way; for a string key, a value that is not a TOML
 // string is taken as raw text (`--set data.path=corpus.txt`).
@@ -64,38 +69,5 @@ std::vector<std::string> describe_config_keys();
 // else $XDG_CACHE_HOME/dslab/kjv.txt, else ~/.cache/dslab/kjv.txt. Any other
 // path is returned as given.
 std::string resolve_data_path(const std::string& path);
-
-// An experiment file lists runs of one base config:
-//   description = "one line for `dslab list`"
-//   config = "configs/small.toml"            # relative to the experiment file
-//   notebook = "../notebooks/small.ipynb"    # optional: draws the figures from the runs
-//   [smoke]                                  # overrides applied by --smoke
-//   "train.steps" = 20
-//   [[runs]]
-//   name = "gqa"
-//   [runs.set]                               # overrides; a list value is swept
-//   "model.n_kv_heads" = [1, 2, 4]
-//   "train.seed" = [1, 2, 3]
-// Each [[runs]] entry expands to the cartesian product of its list values.
-// A simulator sweep has a notebook but no config and no runs: its [sweep]
-// table holds the notebook's parameters, and the notebook runs the simulator.
-struct ExperimentRun {
-  std::string name;                      // e.g. "gqa-n_kv_heads=2-seed=3"
-  std::vector<std::string> overrides;    // "key.path=value" (a TOML value), in file order
-};
-
-struct Experiment {
-  std::string name;            // file stem, e.g. "quickstart"
-  std::string path;
-  std::string description;
-  std::string config_path;     // resolved base config; empty for a simulator sweep
-  std::string notebook;        // resolved notebook path, or empty
-  std::vector<std::string> smoke_overrides;
-  std::vector<ExperimentRun> runs;
-};
-
-// Throws ConfigError (file, line, key) for a malformed experiment, including
-// any expanded run whose config would be invalid with or without --smoke.
-Experiment load_experiment(const std::string& path);
 
 }  // namespace dslab

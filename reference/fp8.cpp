@@ -179,26 +179,27 @@ float decode_e8m0(uint8_t code) {
 
 // ---------------------------------------------------------------- scaling
 
-Granularity parse_granularity(const std::string& name) {
-  if (name == "tensor") return Granularity::PerTensor;
-  if (name == "row") return Granularity::PerRow;
-  if (name == "tile") return Granularity::Tile1x128;
-  if (name == "block") return Granularity::Block128x128;
-  if (name == "mx") return Granularity::Block1x32;
-  throw std::invalid_argument("unknown granularity '" + name +
-                              "'; allowed: tensor, row, tile (1x128), block (128x128), mx (1x32, E8M0 scales)");
-}
-
-std::string granularity_name(Granularity g) {
+// The group shape behind a granularity's name, for messages.
+static std::string granularity_note(Granularity g) {
   switch (g) {
-    case Granularity::PerTensor: return "tensor";
-    case Granularity::PerRow: return "row";
-    case Granularity::Tile1x128: return "tile";
-    case Granularity::Block128x128: return "block";
-    case Granularity::Block1x32: return "mx";
+    case Granularity::PerTensor:
+    case Granularity::PerRow: return "";
+    case Granularity::Tile1x128: return " (1x128)";
+    case Granularity::Block128x128: return " (128x128)";
+    case Granularity::Block1x32: return " (1x32, E8M0 scales)";
   }
   return "";
 }
+
+Granularity parse_granularity(const std::string& name) {
+  if (const auto g = parse_enum<Granularity>(name)) return *g;
+  std::string allowed;
+  for (Granularity g : enum_values<Granularity>())
+    allowed += (allowed.empty() ? "" : ", ") + granularity_name(g) + granularity_note(g);
+  throw std::invalid_argument("unknown granularity '" + name + "'; allowed: " + allowed);
+}
+
+std::string granularity_name(Granularity g) { return std::string(name_of(g)); }
 
 GroupShape group_shape(Granularity g, size_t rows, size_t cols) {
   switch (g) {
@@ -379,20 +380,11 @@ void AmaxHistory::push(const Tensor2<float>& amax) {
 // ---------------------------------------------------------------- GEMM
 
 Rounding parse_rounding(const std::string& name) {
-  if (name == "truncate") return Rounding::Truncate;
-  if (name == "floor") return Rounding::Floor;
-  if (name == "nearest") return Rounding::Nearest;
-  throw std::invalid_argument("unknown rounding '" + name + "'; allowed: truncate, floor, nearest");
+  if (const auto r = parse_enum<Rounding>(name)) return *r;
+  throw std::invalid_argument("unknown rounding '" + name + "'; allowed: " + names_text<Rounding>());
 }
 
-std::string rounding_name(Rounding r) {
-  switch (r) {
-    case Rounding::Truncate: return "truncate";
-    case Rounding::Floor: return "floor";
-    case Rounding::Nearest: return "nearest";
-  }
-  return "";
-}
+std::string rounding_name(Rounding r) { return std::string(name_of(r)); }
 
 // v (a double holding an exact multiple of a small power of two) to an integer.
 static double round_integer(double v, Rounding r) {

@@ -18,12 +18,15 @@
 //     scaled and added into an FP32 register ("promotion"). See docs/fp8.md.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "reference/enum_names.hpp"
 #include "reference/tensor.hpp"
 
 namespace dslab::fp8 {
@@ -93,7 +96,8 @@ enum class Granularity {
   Block128x128, // 128 x 128: V3's weights
   Block1x32,    // 1 x 32 with E8M0 scales: OCP microscaling (MX)
 };
-// "tensor", "row", "tile" (1x128), "block" (128x128), "mx" (1x32).
+// The names of EnumNames<Granularity> below; parse throws std::invalid_argument
+// naming the allowed ones.
 Granularity parse_granularity(const std::string& name);
 std::string granularity_name(Granularity g);
 
@@ -173,7 +177,7 @@ enum class Rounding {
   Floor,     // toward -inf (two's complement sign-fill right shift)
   Nearest,   // to nearest, ties to even
 };
-Rounding parse_rounding(const std::string& name);  // truncate, floor, nearest
+Rounding parse_rounding(const std::string& name);  // a name of EnumNames<Rounding>
 std::string rounding_name(Rounding r);
 
 // The tensor-core accumulator. Each step adds products_per_step products and the
@@ -202,3 +206,20 @@ Tensor2<float> gemm(const QuantizedMatrix& a, const QuantizedMatrix& b,
 Tensor2<double> gemm_exact(const QuantizedMatrix& a, const QuantizedMatrix& b);
 
 }  // namespace dslab::fp8
+
+namespace dslab {
+
+template <> struct EnumNames<fp8::Granularity> {
+  static constexpr std::array<std::string_view, 5> names = {"tensor", "row", "tile", "block", "mx"};
+};
+template <> struct EnumNames<fp8::ScaleRounding> {
+  static constexpr std::array<std::string_view, 2> names = {"exact", "pow2"};
+};
+template <> struct EnumNames<fp8::Saturation> {
+  static constexpr std::array<std::string_view, 2> names = {"finite", "none"};
+};
+template <> struct EnumNames<fp8::Rounding> {
+  static constexpr std::array<std::string_view, 3> names = {"truncate", "floor", "nearest"};
+};
+
+}  // namespace dslab

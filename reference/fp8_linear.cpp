@@ -1,7 +1,9 @@
 #include "reference/fp8_linear.hpp"
 
 #include <stdexcept>
+#include <vector>
 
+#include "reference/args_error.hpp"
 #include "reference/gemm.hpp"
 
 namespace dslab::fp8 {
@@ -17,11 +19,18 @@ GroupShape groups_of_transpose(const Tensor2<float>& x, const QuantConfig& cfg) 
   return {g.cols, g.rows};
 }
 
+// Every key of the [fp8] table: each error of the recipe names them all.
+[[noreturn]] void fail(const std::string& message) {
+  throw ArgsError({"fp8.recipe", "fp8.format", "fp8.grad_format", "fp8.act_granularity", "fp8.weight_granularity",
+                   "fp8.grad_granularity", "fp8.scale", "fp8.accum_bits", "fp8.promote_every"},
+                  message);
+}
+
 template <class F> auto with_key(const std::string& key, F&& parse) {
   try {
     return parse();
   } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument("fp8." + key + ": " + e.what());
+    fail("fp8." + key + ": " + e.what());
   }
 }
 
@@ -37,6 +46,14 @@ size_t group_width_along_k(Granularity g) {
   return 0;
 }
 
+// The granularities whose scale spans all of K: "tensor, row".
+std::string constant_along_k() {
+  std::string names;
+  for (Granularity g : enum_values<Granularity>())
+    if (group_width_along_k(g) == 0) names += (names.empty() ? "" : ", ") + granularity_name(g);
+  return names;
+}
+
 // fp8::gemm's rules (fp8.hpp validate), checked once for every operand of the
 // recipe rather than at the first GEMM: the scales must stay constant within
 // each promotion interval.
@@ -44,47 +61,39 @@ void check_accumulator(const Recipe& r) {
   const AccumulatorModel& m = r.accumulator;
   const int n_c = m.promote_every;
   if (n_c % m.products_per_step != 0)
-    throw std::invalid_argument("fp8.promote_every = " + std::to_string(n_c) +
-                                " must be 0 (never) or a multiple of " +
-                                std::to_string(m.products_per_step) + " (products per WGMMA step)");
+    fail("fp8.promote_every = " + std::to_string(n_c) + " must be 0 (never) or a multiple of " +
+         std::to_string(m.products_per_step) + " (products per WGMMA step)");
   const std::pair<const char*, const QuantConfig*> operands[] = {
       {"act_granularity", &r.activation}, {"weight_granularity", &r.weight}, {"grad_granularity", &r.gradient}};
   for (const auto& [key, cfg] : operands) {
     const size_t width = group_width_along_k(cfg->granularity);
     if (width == 0) continue;
     if (n_c == 0)
-      throw std::invalid_argument("fp8.promote_every = 0 (no promotion) needs scales constant along K, but fp8." +
-                                  std::string(key) + " = \"" + granularity_name(cfg->granularity) +
-                                  "\" changes the scale every " + std::to_string(width) +
-                                  " elements; allowed with it: tensor, row");
+      fail("fp8.promote_every = 0 (no promotion) needs scales constant along K, but fp8." + std::string(key) +
+           " = \"" + granularity_name(cfg->granularity) + "\" changes the scale every " + std::to_string(width) +
+           " elements; allowed with it: " + constant_along_k());
     if (width % size_t(n_c) != 0)
-      throw std::invalid_argument("fp8.promote_every = " + std::to_string(n_c) + " must divide the " +
-                                  std::to_string(width) + "-wide scale groups of fp8." + key + " = \"" +
-                                  granularity_name(cfg->granularity) + "\"");
+      fail("fp8.promote_every = " + std::to_string(n_c) + " must divide the " + std::to_string(width) +
+           "-wide scale groups of fp8." + key + " = \"" + granularity_name(cfg->granularity) + "\"");
   }
 }
 
 }  // namespace
 
+void Fp8Args::validate() const { (void)to_recipe(); }
+
 Recipe Fp8Args::to_recipe() const {
-  if (recipe != "none" && recipe != "v3")
-    throw std::invalid_argument("fp8.recipe = \"" + recipe + "\": allowed \"none\", \"v3\"");
-  Recipe r;  // every key is checked, also while the recipe is "none"
-  r.enabled = recipe == "v3";
-  const ScaleRounding rounding = with_key("scale", [&] {
-    if (scale == "exact") return ScaleRounding::Exact;
-    if (scale == "pow2") return ScaleRounding::PowerOfTwo;
-    throw std::invalid_argument("\"" + scale + "\" is not a scale rounding; allowed: exact, pow2");
-  });
+  Recipe r;  // every key is checked, also while the recipe is None
+  r.enabled = recipe == RecipeKind::V3;
   const Format act_format = with_key("format", [&] { return parse_format(format); });
   const Format gradient_format = with_key("grad_format", [&] { return parse_format(grad_format); });
-  auto config = [&](const char* key, const std::string& granularity, const Format& f) {
+  auto config = [&](const char* key, Granularity granularity, const Format& f) {
     QuantConfig c;
     c.format = f;
-    c.granularity = with_key(key, [&] { return parse_granularity(granularity); });
-    c.scale_rounding = rounding;
+    c.granularity = granularity;
+    c.scale_rounding = scale;
     with_key(key, [&] {
-      validate(c);
+      fp8::validate(c);
       return 0;
     });
     return c;
@@ -93,10 +102,8 @@ Recipe Fp8Args::to_recipe() const {
   r.weight = config("weight_granularity", weight_granularity, act_format);
   r.gradient = config("grad_granularity", grad_granularity, gradient_format);
   if (accum_bits < 0 || accum_bits > 40)
-    throw std::invalid_argument("fp8.accum_bits = " + std::to_string(accum_bits) +
-                                ": allowed 0 (fp32 sums) or 1 .. 40 kept mantissa bits");
-  if (promote_every < 0)
-    throw std::invalid_argument("fp8.promote_every = " + std::to_string(promote_every) + ": allowed >= 0");
+    fail("fp8.accum_bits = " + std::to_string(accum_bits) + ": allowed 0 (fp32 sums) or 1 .. 40 kept mantissa bits");
+  if (promote_every < 0) fail("fp8.promote_every = " + std::to_string(promote_every) + ": allowed >= 0");
   r.emulate_accumulator = accum_bits > 0;
   r.accumulator.mantissa_bits = accum_bits > 0 ? accum_bits : r.accumulator.mantissa_bits;
   r.accumulator.alignment = Rounding::Floor;  // sign-fill shifting (docs/fp8.md)

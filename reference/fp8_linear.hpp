@@ -23,8 +23,11 @@
 // never quantized.
 #pragma once
 
+#include <array>
 #include <string>
+#include <string_view>
 
+#include "reference/enum_names.hpp"
 #include "reference/fp8.hpp"
 #include "reference/tensor.hpp"
 
@@ -41,21 +44,31 @@ struct Recipe {
   AccumulatorModel accumulator;
 };
 
-// The [fp8] table of a run config, by name (as ModelArgs keeps "attn", "rope").
-struct Fp8Args {
-  std::string recipe = "none";             // "none" (fp32) | "v3"
-  std::string format = "e4m3";             // activations and weights
-  std::string grad_format = "e4m3";        // activation gradients: e4m3 | e5m2 | ...
-  std::string act_granularity = "tile";    // tensor | row | tile | block | mx
-  std::string weight_granularity = "block";
-  std::string grad_granularity = "tile";   // tile (1x128) | block (128x128) | ...
-  std::string scale = "exact";             // exact | pow2
-  int accum_bits = 0;                      // 0: fp32 sums; > 0: fp8::gemm keeping this many bits
-  int promote_every = 128;                 // N_C of the accumulator model
-  // Throws std::invalid_argument naming the key and what is allowed.
-  Recipe to_recipe() const;
+// Whether the blocks' linear layers take FP8 inputs, and whose recipe.
+enum class RecipeKind {
+  None,  // fp32 GEMM inputs
+  V3,    // DeepSeek-V3's fine-grained recipe, with the fields of Fp8Args
 };
 
+// The [fp8] table of a run config. Formats are names (an open set: e4m3,
+// e5m2, any eXmY / eXmYfn; see parse_format).
+struct Fp8Args {
+  RecipeKind recipe = RecipeKind::None;
+  std::string format = "e4m3";       // activations and weights
+  std::string grad_format = "e4m3";  // activation gradients
+  Granularity act_granularity = Granularity::Tile1x128;
+  Granularity weight_granularity = Granularity::Block128x128;
+  Granularity grad_granularity = Granularity::Tile1x128;
+  ScaleRounding scale = ScaleRounding::Exact;
+  int accum_bits = 0;                // 0: fp32 sums; > 0: fp8::gemm keeping this many bits
+  int promote_every = 128;           // N_C of the accumulator model
+  // Every field is checked, also while the recipe is None. Throws ArgsError
+  // (reference/args_error.hpp); the recipe is judged as a whole, so its keys
+  // are every fp8.* key.
+  void validate() const;
+  // validate(), then the recipe the fields describe.
+  Recipe to_recipe() const;
+};
 // The linear layer (reference/linear.hpp) with FP8 GEMM inputs.
 void linear_forward(Tensor2<float>& y, const Tensor2<float>& x, const Tensor2<float>& w,
                     const Recipe& recipe);
@@ -67,3 +80,11 @@ void linear_backward_weight(Tensor2<float>& dw, const Tensor2<float>& dy, const 
                             const Recipe& recipe);
 
 }  // namespace dslab::fp8
+
+namespace dslab {
+
+template <> struct EnumNames<fp8::RecipeKind> {
+  static constexpr std::array<std::string_view, 2> names = {"none", "v3"};
+};
+
+}  // namespace dslab

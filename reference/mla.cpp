@@ -6,6 +6,7 @@
 
 #include <xtensor/xview.hpp>
 
+#include "reference/args_error.hpp"
 #include "reference/attention.hpp"
 #include "reference/gemm.hpp"
 #include "reference/linear.hpp"
@@ -13,19 +14,11 @@
 
 namespace dslab {
 
-const char* mla_rope_name(MlaRope r) {
-  switch (r) {
-    case MlaRope::Decoupled: return "decoupled";
-    case MlaRope::None: return "none";
-    case MlaRope::Full: return "full";
-  }
-  return "?";
-}
+const char* mla_rope_name(MlaRope r) { return name_of(r).data(); }
 
 MlaRope parse_mla_rope(const std::string& name) {
-  for (MlaRope r : {MlaRope::Decoupled, MlaRope::None, MlaRope::Full})
-    if (name == mla_rope_name(r)) return r;
-  throw std::invalid_argument("rope = \"" + name + "\": allowed \"decoupled\", \"none\", \"full\"");
+  if (const auto r = parse_enum<MlaRope>(name)) return *r;
+  throw std::invalid_argument("rope = \"" + name + "\": allowed " + names_text<MlaRope>("\""));
 }
 
 double MlaArgs::softmax_scale() const {
@@ -47,20 +40,26 @@ int MlaArgs::rope_dim() const {
 }
 
 void MlaArgs::validate() const {
-  auto need = [](bool ok, const std::string& what) {
-    if (!ok) throw std::invalid_argument("MLA: " + what);
-  };
-  need(dim > 0 && n_heads > 0, "dim and n_heads must be positive");
-  need(q_lora_rank >= 0, "q_lora_rank must be >= 0 (0: a direct wq)");
-  need(kv_lora_rank > 0, "kv_lora_rank must be positive");
-  need(qk_nope_head_dim > 0 && v_head_dim > 0, "qk_nope_head_dim and v_head_dim must be positive");
-  need(qk_rope_head_dim >= 0, "qk_rope_head_dim must be >= 0");
+  const auto v = [](auto x) { return value_text(x); };
+  const std::string rope_is = " with model.rope = \"" + std::string(name_of(rope)) + "\" (RoPE rotates pairs)";
+  require(dim > 0 && n_heads > 0, {"model.dim", "model.n_heads"},
+          "model.dim = " + v(dim) + " and model.n_heads = " + v(n_heads) + " must be positive");
+  require(q_lora_rank >= 0, {"model.q_lora_rank"},
+          "model.q_lora_rank = " + v(q_lora_rank) + " must be >= 0 (0: a direct wq)");
+  require(kv_lora_rank > 0, {"model.kv_lora_rank"}, "model.kv_lora_rank = " + v(kv_lora_rank) + " must be > 0");
+  require(qk_nope_head_dim > 0, {"model.qk_nope_head_dim"},
+          "model.qk_nope_head_dim = " + v(qk_nope_head_dim) + " must be > 0");
+  require(v_head_dim > 0, {"model.v_head_dim"}, "model.v_head_dim = " + v(v_head_dim) + " must be > 0");
+  require(qk_rope_head_dim >= 0, {"model.qk_rope_head_dim"},
+          "model.qk_rope_head_dim = " + v(qk_rope_head_dim) + " must be >= 0");
   if (rope == MlaRope::Decoupled)
-    need(qk_rope_head_dim > 0 && qk_rope_head_dim % 2 == 0,
-         "rope = \"decoupled\" needs an even qk_rope_head_dim > 0");
+    require(qk_rope_head_dim > 0 && qk_rope_head_dim % 2 == 0, {"model.rope", "model.qk_rope_head_dim"},
+            "model.qk_rope_head_dim = " + v(qk_rope_head_dim) + " must be even and > 0" + rope_is);
   if (rope == MlaRope::Full)
-    need(qk_head_dim() % 2 == 0, "rope = \"full\" needs qk_nope_head_dim + qk_rope_head_dim even");
-  need(rope_factor >= 1 && mscale > 0, "rope_factor must be >= 1 and mscale > 0");
+    require(qk_head_dim() % 2 == 0, {"model.rope", "model.qk_nope_head_dim", "model.qk_rope_head_dim"},
+            "model.qk_nope_head_dim + model.qk_rope_head_dim = " + v(qk_head_dim()) + " must be even" + rope_is);
+  require(rope_factor >= 1, {"model.rope_factor"}, "model.rope_factor = " + v(rope_factor) + " must be >= 1");
+  require(mscale > 0, {"model.mscale"}, "model.mscale = " + v(mscale) + " must be > 0");
 }
 
 template <class T> MlaWeights<T>::MlaWeights(const MlaArgs& a) {

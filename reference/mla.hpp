@@ -20,18 +20,24 @@
 // All three have the same parameters.
 #pragma once
 
+#include <array>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "reference/linear.hpp"
+#include "reference/enum_names.hpp"
 #include "reference/rope.hpp"
 #include "reference/tensor.hpp"
 
 namespace dslab {
 
 enum class MlaRope { Decoupled, None, Full };
+template <> struct EnumNames<MlaRope> {
+  static constexpr std::array<std::string_view, 3> names = {"decoupled", "none", "full"};
+};
 
-// "decoupled", "none", "full"; parse throws std::invalid_argument naming the allowed values.
+// The names above; parse throws std::invalid_argument naming the allowed values.
 const char* mla_rope_name(MlaRope r);
 MlaRope parse_mla_rope(const std::string& name);
 
@@ -52,7 +58,8 @@ struct MlaArgs {
   double softmax_scale() const;
   // Head width the RoPE table must have: d_rope (decoupled), d_nope + d_rope (full), 0 (none).
   int rope_dim() const;
-  // Throws std::invalid_argument naming the first inconsistent field.
+  // Throws ArgsError (reference/args_error.hpp) for the first broken rule,
+  // naming the run-config keys, which sit in [model] (model.qk_rope_head_dim, ...).
   void validate() const;
 };
 

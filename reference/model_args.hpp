@@ -12,10 +12,18 @@
 //     fp8    fp8::Fp8Args      reference/fp8_linear.hpp (the FP8 recipe of the blocks' linears)
 // The shared widths (dim, n_heads, norm_eps) live in ModelArgs only; mla_args()
 // and moe_args() hand a layer its own struct with them filled in.
+//
+// ModelArgs::validate() checks every rule of the model, each struct's own
+// through its validate(); a broken rule throws ArgsError (reference/args_error.hpp)
+// with the run-config key paths it concerns.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <string_view>
 
+#include "reference/args_error.hpp"
+#include "reference/enum_names.hpp"
 #include "reference/fp8_linear.hpp"
 #include "reference/mla.hpp"
 #include "reference/moe.hpp"
@@ -23,7 +31,10 @@
 
 namespace dslab {
 
-enum class AttnKind { Mha, Mla };  // "mha", "mla"
+enum class AttnKind { Mha, Mla };
+template <> struct EnumNames<AttnKind> {
+  static constexpr std::array<std::string_view, 2> names = {"mha", "mla"};
+};
 
 struct ModelArgs {
   int vocab_size = 256;    // byte-level tokens
@@ -44,7 +55,7 @@ struct ModelArgs {
   int n_dense_layers = 1;  // MoE models: the first layers keep a dense FFN of inter_dim
   BalanceArgs balance;
   MtpArgs mtp;             // Multi-Token Prediction: depth 0 = off
-  fp8::Fp8Args fp8;        // FP8 GEMM inputs for the blocks' linear layers: recipe "none" = off
+  fp8::Fp8Args fp8;        // FP8 GEMM inputs for the blocks' linear layers: recipe None = off
 
   int head_dim() const { return dim / n_heads; }  // MHA
   bool is_moe_layer(size_t l) const { return moe.n_routed_experts > 0 && l >= size_t(n_dense_layers); }
@@ -52,6 +63,12 @@ struct ModelArgs {
   // The layer structs with the model's shared widths filled in.
   MlaArgs mla_args() const;
   MoeArgs moe_args() const;
+  // The model's rules, in this order: its own widths; the attention's (MLA's
+  // through MlaArgs::validate, MHA's here: dim % n_heads, n_heads % n_kv_heads,
+  // even head_dim); MoE's (validate(MoeArgs), n_dense_layers < n_layers) and
+  // the balance's (needs MoE layers; n_devices <= n_routed_experts;
+  // BalanceArgs::validate); mtp.validate(); fp8.validate(). Throws ArgsError.
+  void validate() const;
 };
 
 }  // namespace dslab

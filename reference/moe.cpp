@@ -5,53 +5,55 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "reference/args_error.hpp"
 #include "reference/fp8_linear.hpp"
 #include "reference/linear.hpp"
 
 namespace dslab {
 
-namespace {
-
-std::string key_error(const std::string& key, long got, const std::string& allowed) {
-  return "MoE: " + key + " = " + std::to_string(got) + " is not allowed; " + allowed;
-}
-
-}  // namespace
-
 void validate(const MoeArgs& a) {
-  auto require = [](bool ok, const std::string& message) {
-    if (!ok) throw std::invalid_argument(message);
-  };
-  require(a.dim > 0, key_error("dim", a.dim, "it must be positive"));
-  require(a.moe_inter_dim > 0, key_error("moe_inter_dim", a.moe_inter_dim, "it must be positive"));
-  require(a.n_routed_experts > 0, key_error("n_routed_experts", a.n_routed_experts, "it must be positive"));
-  require(a.n_shared_experts >= 0, key_error("n_shared_experts", a.n_shared_experts, "it must be >= 0"));
-  require(a.n_activated_experts > 0 && a.n_activated_experts <= a.n_routed_experts,
-          key_error("n_activated_experts", a.n_activated_experts, "it must be 1..n_routed_experts"));
-  require(a.n_expert_groups > 0 && a.n_routed_experts % a.n_expert_groups == 0,
-          key_error("n_expert_groups", a.n_expert_groups, "it must divide n_routed_experts"));
-  require(a.n_limited_groups > 0 && a.n_limited_groups <= a.n_expert_groups,
-          key_error("n_limited_groups", a.n_limited_groups, "it must be 1..n_expert_groups"));
-  const int per_group = a.n_routed_experts / a.n_expert_groups;
-  require(a.n_activated_experts <= a.n_limited_groups * per_group,
-          key_error("n_activated_experts", a.n_activated_experts,
-                    "the n_limited_groups kept groups hold only " +
-                        std::to_string(a.n_limited_groups * per_group) + " experts"));
-  require(a.route_scale > 0 && std::isfinite(a.route_scale), "MoE: route_scale must be positive and finite");
-  require(a.capacity_factor >= 0 && std::isfinite(a.capacity_factor),
-          "MoE: capacity_factor must be >= 0 (0 keeps every token)");
+  const auto v = [](auto x) { return value_text(x); };
+  const std::string E = v(a.n_routed_experts);
+  require(a.dim > 0, {"model.dim"}, "model.dim = " + v(a.dim) + " must be > 0");
+  require(a.moe_inter_dim > 0, {"model.moe_inter_dim"}, "model.moe_inter_dim = " + v(a.moe_inter_dim) + " must be > 0");
+  require(a.n_routed_experts > 0, {"model.n_routed_experts"},
+          "model.n_routed_experts = " + E + " must be > 0 in an MoE layer");
+  require(a.n_shared_experts >= 0, {"model.n_shared_experts"},
+          "model.n_shared_experts = " + v(a.n_shared_experts) + " must be >= 0");
+  require(a.n_activated_experts > 0, {"model.n_activated_experts"},
+          "model.n_activated_experts = " + v(a.n_activated_experts) + " must be > 0");
+  require(a.n_activated_experts <= a.n_routed_experts, {"model.n_activated_experts", "model.n_routed_experts"},
+          "model.n_activated_experts = " + v(a.n_activated_experts) + " must be <= model.n_routed_experts = " + E);
+  require(a.n_expert_groups > 0, {"model.n_expert_groups"},
+          "model.n_expert_groups = " + v(a.n_expert_groups) + " must be > 0");
+  require(a.n_routed_experts % a.n_expert_groups == 0, {"model.n_expert_groups", "model.n_routed_experts"},
+          "model.n_expert_groups = " + v(a.n_expert_groups) + " must divide model.n_routed_experts = " + E);
+  require(a.n_limited_groups > 0, {"model.n_limited_groups"},
+          "model.n_limited_groups = " + v(a.n_limited_groups) + " must be > 0");
+  require(a.n_limited_groups <= a.n_expert_groups, {"model.n_limited_groups", "model.n_expert_groups"},
+          "model.n_limited_groups = " + v(a.n_limited_groups) + " must be <= model.n_expert_groups = " +
+              v(a.n_expert_groups));
+  const int kept = a.n_limited_groups * (a.n_routed_experts / a.n_expert_groups);
+  require(a.n_activated_experts <= kept,
+          {"model.n_activated_experts", "model.n_limited_groups", "model.n_expert_groups"},
+          "model.n_activated_experts = " + v(a.n_activated_experts) + " exceeds the " + v(kept) +
+              " experts of the model.n_limited_groups groups a token may use");
+  require(a.route_scale > 0 && std::isfinite(a.route_scale), {"model.route_scale"},
+          "model.route_scale = " + v(a.route_scale) + " must be positive and finite");
+  require(a.capacity_factor >= 0 && std::isfinite(a.capacity_factor), {"model.capacity_factor"},
+          "model.capacity_factor = " + v(a.capacity_factor) + " must be >= 0 and finite (0 keeps every token)");
 }
 
 ScoreFunc parse_score_func(const std::string& name) {
-  if (name == "softmax") return ScoreFunc::Softmax;
-  if (name == "sigmoid") return ScoreFunc::Sigmoid;
-  throw std::invalid_argument("score_func '" + name + "' is not allowed; allowed: softmax, sigmoid");
+  if (const auto f = parse_enum<ScoreFunc>(name)) return *f;
+  throw std::invalid_argument("score_func '" + name + "' is not allowed; allowed: " + names_text<ScoreFunc>());
 }
 
 BiasUpdate parse_bias_update(const std::string& name) {
-  if (name == "sign") return BiasUpdate::Sign;
-  if (name == "proportional") return BiasUpdate::Proportional;
-  throw std::invalid_argument("bias update '" + name + "' is not allowed; allowed: sign, proportional");
+  const auto rule = parse_enum<BiasUpdate>(name);
+  if (rule && *rule != BiasUpdate::None) return *rule;
+  throw std::invalid_argument("bias update '" + name + "' is not allowed; allowed: " +
+                              names_text<BiasUpdate>("", BiasUpdate::None));
 }
 
 // ---------------------------------------------------------------------------
@@ -367,6 +369,23 @@ void Placement::validate(int n_experts) const {
   }
   for (int d = 0; d < n_devices; ++d)
     if (count[d] == 0) throw std::invalid_argument("placement: device " + std::to_string(d) + " holds no expert");
+}
+
+void BalanceArgs::validate() const {
+  const auto v = [](auto x) { return value_text(x); };
+  const std::pair<const char*, double> alphas[] = {
+      {"balance.aux_alpha", aux_alpha}, {"balance.seq_aux_alpha", seq_aux_alpha},
+      {"balance.device_alpha", device_alpha}, {"balance.comm_alpha", comm_alpha}};
+  for (const auto& [key, alpha] : alphas)
+    require(alpha >= 0 && std::isfinite(alpha), {key}, std::string(key) + " = " + v(alpha) + " must be >= 0 (0: off)");
+  require(n_devices >= 1, {"balance.n_devices"}, "balance.n_devices = " + v(n_devices) + " must be >= 1");
+  require(max_devices_per_token >= 1, {"balance.max_devices_per_token"},
+          "balance.max_devices_per_token = " + v(max_devices_per_token) + " must be >= 1");
+  require(max_devices_per_token <= n_devices, {"balance.max_devices_per_token", "balance.n_devices"},
+          "balance.max_devices_per_token = " + v(max_devices_per_token) + " must be <= balance.n_devices = " +
+              v(n_devices));
+  require(bias_gamma > 0 && std::isfinite(bias_gamma), {"balance.bias_gamma"},
+          "balance.bias_gamma = " + v(bias_gamma) + " must be positive and finite");
 }
 
 namespace {

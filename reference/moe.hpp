@@ -22,11 +22,14 @@
 // through the selection, which is piecewise constant.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "reference/enum_names.hpp"
 #include "reference/ffn.hpp"
 #include "reference/linear.hpp"
 #include "reference/tensor.hpp"
@@ -34,6 +37,9 @@
 namespace dslab {
 
 enum class ScoreFunc { Softmax, Sigmoid };
+template <> struct EnumNames<ScoreFunc> {
+  static constexpr std::array<std::string_view, 2> names = {"softmax", "sigmoid"};
+};
 
 // DeepSeek's config keys (inference/model.py ModelArgs), plus the V2 capacity factor.
 struct MoeArgs {
@@ -52,9 +58,11 @@ struct MoeArgs {
   double capacity_factor = 0.0;
 };
 
-// Throws std::invalid_argument naming the bad key and what is allowed.
+// Throws ArgsError (reference/args_error.hpp) for the first broken rule, naming
+// the run-config keys, which sit in [model] (model.n_expert_groups, ...), and
+// what is allowed.
 void validate(const MoeArgs& a);
-ScoreFunc parse_score_func(const std::string& name);  // "softmax" | "sigmoid"
+ScoreFunc parse_score_func(const std::string& name);  // a name of EnumNames<ScoreFunc>
 
 // ---------------------------------------------------------------------------
 // Gate
@@ -195,6 +203,9 @@ std::vector<double> device_load(const std::vector<double>& load, const Placement
 //   proportional:  b_i += gamma * (mean load - load_i) / mean load
 // None: no bias.
 enum class BiasUpdate { None, Sign, Proportional };
+template <> struct EnumNames<BiasUpdate> {
+  static constexpr std::array<std::string_view, 3> names = {"none", "sign", "proportional"};
+};
 
 // How a model balances its MoE layers in training; the terms combine.
 struct BalanceArgs {
@@ -207,6 +218,9 @@ struct BalanceArgs {
   BiasUpdate bias_update = BiasUpdate::None;  // Eq. (24)
   double bias_gamma = 1e-3;          // gamma of the bias update
   bool has_loss() const { return aux_alpha > 0 || seq_aux_alpha > 0 || device_alpha > 0 || comm_alpha > 0; }
+  // The rules among these fields (balance.* keys); throws ArgsError. How they
+  // relate to the model's experts is ModelArgs::validate's.
+  void validate() const;
 };
 
 // Every balance loss `b` switches on, for one MoE layer whose tokens form
@@ -216,7 +230,7 @@ template <class T>
 void balance_losses(std::map<std::string, double>& values, Tensor2<T>& dscores, const Routing<T>& r,
                     int seq_len, const BalanceArgs& b);
 
-BiasUpdate parse_bias_update(const std::string& name);  // "sign" | "proportional" (a rule, not None)
+BiasUpdate parse_bias_update(const std::string& name);  // a rule: any name but None's
 template <class T>
 void update_bias(Tensor1<T>& bias, const std::vector<double>& load, double gamma, BiasUpdate rule);
 

@@ -1,10 +1,12 @@
 #include "reference/mtp.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "reference/cross_entropy.hpp"
 #include "reference/embedding.hpp"
+#include "reference/args_error.hpp"
 #include "reference/linear.hpp"
 #include "reference/model_args.hpp"
 #include "reference/rmsnorm.hpp"
@@ -13,6 +15,16 @@ namespace dslab {
 
 double MtpArgs::lambda_at(int64_t step, int64_t steps) const {
   return double(step) < lambda_switch * double(steps) ? lambda : lambda_final;
+}
+
+void MtpArgs::validate() const {
+  const auto v = [](auto x) { return value_text(x); };
+  require(depth >= 0, {"mtp.depth"}, "mtp.depth = " + v(depth) + " must be >= 0 (0: next-token prediction only)");
+  require(lambda >= 0 && std::isfinite(lambda), {"mtp.lambda"}, "mtp.lambda = " + v(lambda) + " must be >= 0");
+  require(lambda_final >= 0 && std::isfinite(lambda_final), {"mtp.lambda_final"},
+          "mtp.lambda_final = " + v(lambda_final) + " must be >= 0");
+  require(lambda_switch >= 0 && lambda_switch <= 1, {"mtp.lambda_switch"},
+          "mtp.lambda_switch = " + v(lambda_switch) + " must be in [0, 1] (a fraction of train.steps)");
 }
 
 template <class T>

@@ -39,6 +39,8 @@ struct MtpArgs {
   double lambda_switch = 1.0; // fraction of the steps after which lambda_final holds; 1: never
   // lambda at step `step` (0-based) of `steps`.
   double lambda_at(int64_t step, int64_t steps) const;
+  // depth >= 0, lambdas >= 0, lambda_switch in [0, 1]; throws ArgsError (mtp.* keys).
+  void validate() const;
 };
 
 template <class T> struct MtpProjWeights {

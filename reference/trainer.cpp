@@ -6,6 +6,7 @@
 #include <numeric>
 #include <string>
 
+#include "reference/args_error.hpp"
 #include "reference/sampler.hpp"
 
 namespace dslab {
@@ -49,6 +50,19 @@ void add_into(std::vector<double>& total, const std::vector<double>& x) {
 }
 
 }  // namespace
+
+void TrainArgs::validate(const ModelArgs& model) const {
+  const auto v = [](auto x) { return value_text(x); };
+  require(seq_len <= model.max_seq_len, {"train.seq_len", "model.max_seq_len"},
+          "train.seq_len = " + v(seq_len) + " must be <= model.max_seq_len = " + v(model.max_seq_len));
+  require(model.mtp.depth <= 0 || seq_len > model.mtp.depth, {"train.seq_len", "mtp.depth"},
+          "train.seq_len = " + v(seq_len) + " must be > mtp.depth = " + v(model.mtp.depth) +
+              " (depth k predicts the token k+1 places ahead within the sequence)");
+  require(min_lr <= lr, {"train.min_lr", "train.lr"},
+          "train.min_lr = " + v(min_lr) + " must be <= train.lr = " + v(lr));
+  require(warmup_steps <= steps, {"train.warmup_steps", "train.steps"},
+          "train.warmup_steps = " + v(warmup_steps) + " must be <= train.steps = " + v(steps));
+}
 
 Trainer::Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus)
     : args(train_args), model(model_args), corpus_(corpus) {

@@ -41,6 +41,11 @@ struct TrainArgs {
   int eval_batches = 8;
   int64_t checkpoint_every = 100;
   bool capture = false;          // the run keeps tensors for the simulators (experiments/capture.hpp)
+  // How this run fits `model` and its own schedule: seq_len <= model.max_seq_len,
+  // seq_len > model.mtp.depth (with MTP), min_lr <= lr, warmup_steps <= steps.
+  // Throws ArgsError (train.* and model keys). The config loader calls it after
+  // ModelArgs::validate(); the Trainer does not.
+  void validate(const ModelArgs& model) const;
 };
 
 using Metrics = std::map<std::string, std::vector<double>>;

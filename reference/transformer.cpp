@@ -55,20 +55,16 @@ template <class T> std::vector<ParamRef<T>> TransformerParams<T>::buffers() {
 }
 
 template <class T>
-Transformer<T>::Transformer(const ModelArgs& a) : args(a), params(a), grads(a), mtp_lambda(a.mtp.lambda) {
+Transformer<T>::Transformer(const ModelArgs& a)
+    : args((a.validate(), a)), params(a), grads(a), mtp_lambda(a.mtp.lambda) {  // ModelArgs::validate first
   if (a.attn == AttnKind::Mla) {
     const MlaArgs mla = a.mla_args();
-    mla.validate();
     if (mla.rope != MlaRope::None) rope_ = RopeTable(a.max_seq_len, mla.rope_dim(), a.rope_theta);
   } else {
-    MhaArgs{a.dim, a.n_heads, a.n_kv_heads}.validate();
     rope_ = RopeTable(a.max_seq_len, a.head_dim(), a.rope_theta);
   }
-  if (a.moe.n_routed_experts > 0) {
-    validate(a.moe_args());
-    if (a.balance.device_alpha > 0 || a.balance.comm_alpha > 0)
-      Placement::contiguous(a.moe.n_routed_experts, a.balance.n_devices);
-  }
+  if (a.moe.n_routed_experts > 0 && (a.balance.device_alpha > 0 || a.balance.comm_alpha > 0))
+    Placement::contiguous(a.moe.n_routed_experts, a.balance.n_devices);  // experts placed on devices
   if constexpr (std::is_same_v<T, float>) fp8_recipe = a.fp8.to_recipe();
   acts.layers.resize(a.n_layers);
 }

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "experiments/config.hpp"
+#include "experiments/experiment.hpp"
 #include "tests/test_support.hpp"
 
 using testing::HasSubstr;

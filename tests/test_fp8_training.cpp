@@ -37,8 +37,8 @@ Tensor2<float> transposed(const Tensor2<float>& x) { return xt::transpose(x); }
 
 fp8::Recipe v3_recipe(const std::string& grad_granularity = "tile") {
   fp8::Fp8Args a;
-  a.recipe = "v3";
-  a.grad_granularity = grad_granularity;
+  a.recipe = fp8::RecipeKind::V3;
+  a.grad_granularity = fp8::parse_granularity(grad_granularity);
   return a.to_recipe();
 }
 
@@ -130,8 +130,8 @@ Tensor2<float> e4m3_grid_matrix(size_t rows, size_t cols, uint64_t seed) {
 TEST(Fp8Linear, EqualsThePlainLayerWhenQuantizationIsExact) {
   for (const std::string scale : {"exact", "pow2"}) {
     fp8::Fp8Args a;
-    a.recipe = "v3";
-    a.scale = scale;
+    a.recipe = fp8::RecipeKind::V3;
+    a.scale = *parse_enum<fp8::ScaleRounding>(scale);
     const fp8::Recipe r = a.to_recipe();
     const Tensor2<float> x = e4m3_grid_matrix(kN, kIn, 6), w = e4m3_grid_matrix(kOut, kIn, 7);
     const Tensor2<float> dy = e4m3_grid_matrix(kN, kOut, 8);
@@ -156,7 +156,7 @@ TEST(Fp8Linear, ErrorShrinksWithTheFormatsMantissa) {
   double previous = INFINITY;
   for (const auto& [format, mantissa] : std::vector<std::pair<std::string, int>>{{"e4m3", 3}, {"e5m6", 6}, {"e5m10", 10}}) {
     fp8::Fp8Args a;
-    a.recipe = "v3";
+    a.recipe = fp8::RecipeKind::V3;
     a.format = format;
     Tensor2<float> y;
     fp8::linear_forward(y, x, w, a.to_recipe());
@@ -175,7 +175,7 @@ TEST(Fp8Linear, ErrorShrinksWithTheFormatsMantissa) {
 
 TEST(Fp8Linear, EmulatedAccumulatorWithWideSumsMatchesFp32Sums) {
   fp8::Fp8Args a;
-  a.recipe = "v3";
+  a.recipe = fp8::RecipeKind::V3;
   a.accum_bits = 23;  // fp32's mantissa: the model then sums as fp32 does, up to rounding direction
   const fp8::Recipe emulated = a.to_recipe(), plain = v3_recipe();
   const Tensor2<float> x = random_matrix(64, 256, 11), w = random_matrix(48, 256, 12, 0.05);
@@ -319,9 +319,9 @@ struct SmallRun {
 
 fp8::Fp8Args args_of(const std::string& format, const std::string& granularity) {
   fp8::Fp8Args a;
-  a.recipe = "v3";
+  a.recipe = fp8::RecipeKind::V3;
   a.format = a.grad_format = format;
-  a.act_granularity = a.grad_granularity = a.weight_granularity = granularity;
+  a.act_granularity = a.grad_granularity = a.weight_granularity = fp8::parse_granularity(granularity);
   return a;
 }
 
@@ -365,7 +365,7 @@ TEST(Fp8Transformer, SameSeedSameNumbersOnOneAndTwoThreads) {
   auto params_after = [&](int threads) {
     omp_set_num_threads(threads);
     fp8::Fp8Args a = args_of("e4m3", "tile");
-    a.weight_granularity = "block";
+    a.weight_granularity = fp8::Granularity::Block128x128;
     ModelArgs model = small_model();
     model.fp8 = a;
     Trainer t(model, run.args(3), run.corpus);

@@ -130,7 +130,7 @@ TEST_P(Stages, BThenWIsBitwiseTheWholeBackward) {
 
 TEST_P(Stages, BThenWUnderFp8) {
   ModelArgs a = args_of(GetParam());
-  a.fp8.recipe = "v3";
+  a.fp8.recipe = fp8::RecipeKind::V3;
   Transformer<float> m(a);
   m.init_weights(7);
   ASSERT_TRUE(m.fp8_recipe.enabled);

@@ -37,7 +37,7 @@ void add_to(std::vector<double>& sum, const std::vector<double>& v) {
 std::string Controller::name() const {
   if (!has_bias) return "none";
   std::ostringstream s;
-  s << (rule == BiasUpdate::Sign ? "sign" : "proportional") << " gamma=" << gamma;
+  s << name_of(rule) << " gamma=" << gamma;
   return s.str();
 }
 

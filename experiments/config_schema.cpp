@@ -1,0 +1,430 @@
+// The schema of run configs: one entry per key (config_schema.hpp). Adding a
+// key is one entry here (and its field in the reference's structs); its
+// default comes from the struct, its choices, for an enum, from the enum's
+// name table.
+#include "experiments/config_schema.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <type_traits>
+#include <utility>
+
+#include "reference/args_error.hpp"
+#include "reference/enum_names.hpp"
+
+namespace dslab {
+namespace config {
+namespace {
+
+using fp8::Granularity;
+
+#define DSLAB_FIELD(member) +[](RunConfig& c) -> auto& { return c.member; }
+
+Interval closed(double lo, double hi) { return {lo, hi, false, false}; }
+Interval open_closed(double lo, double hi) { return {lo, hi, true, false}; }
+Interval closed_open(double lo, double hi) { return {lo, hi, false, true}; }
+Interval open(double lo, double hi) { return {lo, hi, true, true}; }
+
+KeySpec integer_key(const char* table, const char* name, Field field, int64_t min, int64_t max,
+                    const char* description) {
+  return {.table = table, .name = name, .type = KeyType::Integer, .field = field,
+          .int_min = min, .int_max = max, .description = description};
+}
+
+KeySpec float_key(const char* table, const char* name, Field field, Interval interval,
+                  const char* description) {
+  return {.table = table, .name = name, .type = KeyType::Float, .field = field,
+          .interval = interval, .description = description};
+}
+
+KeySpec string_key(const char* table, const char* name, Field field, const char* description) {
+  return {.table = table, .name = name, .type = KeyType::String, .field = field,
+          .description = description};
+}
+
+// A closed set, by the names of its enum. Messages list the names of
+// `listed_first` first (the order the key has always shown), then the rest
+// in the enum's order.
+template <NamedEnum E>
+KeySpec enum_key(const char* table, const char* name, E& (*field)(RunConfig&), const char* description,
+                 std::vector<E> listed_first = {}) {
+  for (E e : enum_values<E>())
+    if (std::find(listed_first.begin(), listed_first.end(), e) == listed_first.end()) listed_first.push_back(e);
+  std::vector<std::string> choices;
+  for (E e : listed_first) choices.emplace_back(name_of(e));
+  EnumField access{[field](RunConfig& c) { return std::string(name_of(field(c))); },
+                   [field](RunConfig& c, const std::string& s) { field(c) = *parse_enum<E>(s); }};
+  return {.table = table, .name = name, .type = KeyType::String, .field = std::move(access),
+          .choices = std::move(choices), .description = description};
+}
+
+KeySpec bool_key(const char* table, const char* name, Field field, const char* description) {
+  return {.table = table, .name = name, .type = KeyType::Bool, .field = field,
+          .description = description};
+}
+
+}  // namespace
+
+const std::vector<KeySpec>& schema() {
+  constexpr int64_t kMaxSteps = 1'000'000'000'000;
+  constexpr int64_t kMaxWidth = 1 << 20;
+  static const std::vector<KeySpec> keys = {
+      integer_key("model", "vocab_size", DSLAB_FIELD(model.vocab_size), 256, kMaxWidth,
+                  "vocabulary size V; byte-level tokens need at least 256"),
+      integer_key("model", "dim", DSLAB_FIELD(model.dim), 1, 65536, "model width D"),
+      integer_key("model", "n_layers", DSLAB_FIELD(model.n_layers), 1, 1024,
+                  "number of transformer blocks"),
+      integer_key("model", "n_heads", DSLAB_FIELD(model.n_heads), 1, 4096,
+                  "query heads H; head_dim = dim / n_heads"),
+      integer_key("model", "n_kv_heads", DSLAB_FIELD(model.n_kv_heads), 1, 4096,
+                  "key/value heads: n_heads for MHA, 1 for MQA, in between for GQA"),
+      integer_key("model", "inter_dim", DSLAB_FIELD(model.inter_dim), 1, kMaxWidth,
+                  "hidden width of the SwiGLU FFN"),
+      integer_key("model", "max_seq_len", DSLAB_FIELD(model.max_seq_len), 1, kMaxWidth,
+                  "longest sequence the RoPE table covers"),
+      float_key("model", "rope_theta", DSLAB_FIELD(model.rope_theta), open_closed(0, 1e12),
+                "RoPE base frequency theta"),
+      float_key("model", "norm_eps", DSLAB_FIELD(model.norm_eps), open_closed(0, 1),
+                "epsilon inside the RMSNorm square root"),
+      float_key("model", "init_std", DSLAB_FIELD(model.init_std), open_closed(0, 1),
+                "standard deviation of the initial weight matrices"),
+      enum_key("model", "attn", DSLAB_FIELD(model.attn),
+               "attention: \"mha\" (GQA/MQA by n_kv_heads) or \"mla\" (latent attention)"),
+      integer_key("model", "q_lora_rank", DSLAB_FIELD(model.mla.q_lora_rank), 0, kMaxWidth,
+                  "MLA: query compression rank d_c'; 0 for a direct wq"),
+      integer_key("model", "kv_lora_rank", DSLAB_FIELD(model.mla.kv_lora_rank), 1, kMaxWidth,
+                  "MLA: latent width d_c, cached per token"),
+      integer_key("model", "qk_nope_head_dim", DSLAB_FIELD(model.mla.qk_nope_head_dim), 1, kMaxWidth,
+                  "MLA: per-head query/key width without RoPE, d_h"),
+      integer_key("model", "qk_rope_head_dim", DSLAB_FIELD(model.mla.qk_rope_head_dim), 0, kMaxWidth,
+                  "MLA: per-head width of the decoupled RoPE query and shared key, d_h^R"),
+      integer_key("model", "v_head_dim", DSLAB_FIELD(model.mla.v_head_dim), 1, kMaxWidth,
+                  "MLA: per-head value width"),
+      enum_key("model", "rope", DSLAB_FIELD(model.mla.rope),
+               "MLA: RoPE on the decoupled dims, nowhere, or on whole query/key heads"),
+      float_key("model", "rope_factor", DSLAB_FIELD(model.mla.rope_factor), closed(1, 1e6),
+                "MLA: YaRN factor; above 1 the softmax scale is multiplied by "
+                "(0.1 mscale ln(rope_factor) + 1)^2"),
+      float_key("model", "mscale", DSLAB_FIELD(model.mla.mscale), open_closed(0, 100),
+                "MLA: YaRN mscale"),
+
+      integer_key("model", "n_routed_experts", DSLAB_FIELD(model.moe.n_routed_experts), 0, 65536,
+                  "MoE: routed experts E per MoE layer; 0 keeps every FFN dense"),
+      integer_key("model", "n_shared_experts", DSLAB_FIELD(model.moe.n_shared_experts), 0, 65536,
+                  "MoE: always-on shared experts"),
+      integer_key("model", "n_activated_experts", DSLAB_FIELD(model.moe.n_activated_experts), 1, 65536,
+                  "MoE: routed experts K chosen per token (top-K)"),
+      integer_key("model", "moe_inter_dim", DSLAB_FIELD(model.moe.moe_inter_dim), 1, kMaxWidth,
+                  "MoE: hidden width of each expert's SwiGLU"),
+      integer_key("model", "n_dense_layers", DSLAB_FIELD(model.n_dense_layers), 0, 1024,
+                  "MoE: the first layers keep a dense FFN of inter_dim"),
+      integer_key("model", "n_expert_groups", DSLAB_FIELD(model.moe.n_expert_groups), 1, 65536,
+                  "MoE: groups of routed experts for group-limited routing"),
+      integer_key("model", "n_limited_groups", DSLAB_FIELD(model.moe.n_limited_groups), 1, 65536,
+                  "MoE: groups each token may route to"),
+      enum_key("model", "score_func", DSLAB_FIELD(model.moe.score_func),
+               "MoE: gate scores, softmax (V2) or sigmoid with renormalised top-K (V3)"),
+      float_key("model", "route_scale", DSLAB_FIELD(model.moe.route_scale), open_closed(0, 1e6),
+                "MoE: factor on the gate values"),
+      float_key("model", "capacity_factor", DSLAB_FIELD(model.moe.capacity_factor), closed(0, 1e6),
+                "MoE: expert capacity ceil(factor N K / E) tokens, the rest dropped; 0 drops none"),
+
+      float_key("balance", "aux_alpha", DSLAB_FIELD(model.balance.aux_alpha), closed(0, 1e6),
+                "expert-level balance loss weight alpha, Eq. (21)-(23); 0 off"),
+      float_key("balance", "seq_aux_alpha", DSLAB_FIELD(model.balance.seq_aux_alpha), closed(0, 1e6),
+                "sequence-wise balance loss weight (V3); 0 off"),
+      float_key("balance", "device_alpha", DSLAB_FIELD(model.balance.device_alpha), closed(0, 1e6),
+                "device-level balance loss weight (V2); 0 off"),
+      float_key("balance", "comm_alpha", DSLAB_FIELD(model.balance.comm_alpha), closed(0, 1e6),
+                "communication balance loss weight (V2); 0 off"),
+      integer_key("balance", "n_devices", DSLAB_FIELD(model.balance.n_devices), 1, 65536,
+                  "devices the routed experts are placed on, contiguously"),
+      integer_key("balance", "max_devices_per_token", DSLAB_FIELD(model.balance.max_devices_per_token), 1,
+                  65536, "M of the communication loss: devices a token may reach"),
+      enum_key("balance", "bias_update", DSLAB_FIELD(model.balance.bias_update),
+               "auxiliary-loss-free bias (Eq. (24)): none, sign, or proportional to the load gap"),
+      float_key("balance", "bias_gamma", DSLAB_FIELD(model.balance.bias_gamma), open_closed(0, 1e6),
+                "bias update speed gamma"),
+
+      integer_key("mtp", "depth", DSLAB_FIELD(model.mtp.depth), 0, 64,
+                  "Multi-Token Prediction modules D (Sec. 2.3); 0: next-token prediction only"),
+      float_key("mtp", "lambda", DSLAB_FIELD(model.mtp.lambda), closed(0, 100),
+                "weight lambda of the MTP loss, lambda/D sum_k L^k (Eq. (26)); V3: 0.3"),
+      float_key("mtp", "lambda_final", DSLAB_FIELD(model.mtp.lambda_final), closed(0, 100),
+                "lambda after the switch; V3: 0.1"),
+      float_key("mtp", "lambda_switch", DSLAB_FIELD(model.mtp.lambda_switch), closed(0, 1),
+                "fraction of train.steps after which lambda_final holds; 1: never "
+                "(V3: 10T of 14.8T tokens, 0.676)"),
+
+      integer_key("train", "steps", DSLAB_FIELD(train.steps), 1, kMaxSteps,
+                  "optimisation steps"),
+      integer_key("train", "batch_size", DSLAB_FIELD(train.batch_size), 1, 65536,
+                  "sequences per step"),
+      integer_key("train", "seq_len", DSLAB_FIELD(train.seq_len), 1, kMaxWidth,
+                  "tokens per training sequence; at most model.max_seq_len"),
+      float_key("train", "lr", DSLAB_FIELD(train.lr), open_closed(0, 10),
+                "peak learning rate, reached at the end of warm-up"),
+      float_key("train", "min_lr", DSLAB_FIELD(train.min_lr), closed(0, 10),
+                "learning rate at the end of the cosine decay; at most lr"),
+      integer_key("train", "warmup_steps", DSLAB_FIELD(train.warmup_steps), 0, kMaxSteps,
+                  "steps of linear warm-up; at most steps"),
+      float_key("train", "beta1", DSLAB_FIELD(train.adamw.beta1), closed_open(0, 1),
+                "AdamW decay of the first moment m"),
+      float_key("train", "beta2", DSLAB_FIELD(train.adamw.beta2), closed_open(0, 1),
+                "AdamW decay of the second moment v"),
+      float_key("train", "eps", DSLAB_FIELD(train.adamw.eps), open_closed(0, 1),
+                "AdamW epsilon added to sqrt(v)"),
+      float_key("train", "weight_decay", DSLAB_FIELD(train.adamw.weight_decay), closed(0, 10),
+                "AdamW decoupled weight decay of the matrices"),
+      float_key("train", "grad_clip", DSLAB_FIELD(train.grad_clip), closed(0, 1e6),
+                "largest global gradient norm; 0 disables clipping"),
+      integer_key("train", "seed", DSLAB_FIELD(train.seed), 0, INT64_MAX,
+                  "seed of the initial weights and of the batch order"),
+      integer_key("train", "eval_every", DSLAB_FIELD(train.eval_every), 0, kMaxSteps,
+                  "steps between validation losses (one is always taken at the end); "
+                  "0: only at the end"),
+      integer_key("train", "eval_batches", DSLAB_FIELD(train.eval_batches), 1, 65536,
+                  "validation batches per evaluation"),
+      integer_key("train", "checkpoint_every", DSLAB_FIELD(train.checkpoint_every), 0,
+                  kMaxSteps, "steps between checkpoints; 0 disables them"),
+      bool_key("train", "capture", DSLAB_FIELD(train.capture),
+               "keep tensors for the simulators in the result file (/captured)"),
+
+      string_key("data", "path", DSLAB_FIELD(data.path),
+                 "training text: \"kjv\" (the cached KJV Bible) or a file path"),
+      float_key("data", "val_fraction", DSLAB_FIELD(data.val_fraction), open(0, 1),
+                "last fraction of the bytes held out for validation"),
+
+      enum_key("fp8", "recipe", DSLAB_FIELD(model.fp8.recipe),
+               "FP8 inputs for the blocks' linear layers: none (fp32) or v3 (DeepSeek-V3's recipe)"),
+      string_key("fp8", "format", DSLAB_FIELD(model.fp8.format),
+                 "format of activations and weights: e4m3, e5m2, eXmY, eXmYfn"),
+      string_key("fp8", "grad_format", DSLAB_FIELD(model.fp8.grad_format),
+                 "format of activation gradients: e4m3, e5m2, eXmY, eXmYfn"),
+      enum_key("fp8", "act_granularity", DSLAB_FIELD(model.fp8.act_granularity),
+               "activation scale groups along K: tile 1x128 (V3), row, tensor, block 128x128, mx 1x32",
+               {Granularity::Tile1x128, Granularity::PerRow, Granularity::PerTensor}),
+      enum_key("fp8", "weight_granularity", DSLAB_FIELD(model.fp8.weight_granularity),
+               "weight scale groups: block 128x128 (V3), ...",
+               {Granularity::Block128x128, Granularity::Tile1x128, Granularity::PerRow, Granularity::PerTensor}),
+      enum_key("fp8", "grad_granularity", DSLAB_FIELD(model.fp8.grad_granularity),
+               "activation-gradient scale groups: tile 1x128 (V3), block 128x128 (diverged in V3), ...",
+               {Granularity::Tile1x128, Granularity::Block128x128, Granularity::PerRow, Granularity::PerTensor}),
+      enum_key("fp8", "scale", DSLAB_FIELD(model.fp8.scale),
+               "scales exact in fp32 or rounded up to a power of two (ue8m0)"),
+      integer_key("fp8", "accum_bits", DSLAB_FIELD(model.fp8.accum_bits), 0, 40,
+                  "0: fp32 sums; > 0: tensor-core accumulator keeping this many bits (slow)"),
+      integer_key("fp8", "promote_every", DSLAB_FIELD(model.fp8.promote_every), 0, 65536,
+                  "N_C: products between promotions to fp32 with accum_bits > 0; 0 = never"),
+  };
+  return keys;
+}
+
+const std::vector<std::string>& table_names() {
+  static const std::vector<std::string> tables = {"model", "balance", "mtp", "train", "data", "fp8"};
+  return tables;
+}
+
+const KeySpec* find_key(const std::string& path) {
+  for (const KeySpec& k : schema())
+    if (k.path() == path) return &k;
+  return nullptr;
+}
+
+bool is_table(const std::string& name) {
+  const auto& tables = table_names();
+  return std::find(tables.begin(), tables.end(), name) != tables.end();
+}
+
+std::vector<std::string> keys_of(const std::string& table) {
+  std::vector<std::string> names;
+  for (const KeySpec& k : schema())
+    if (k.table == table) names.push_back(k.name);
+  return names;
+}
+
+Value read_value(const KeySpec& key, RunConfig& cfg) {
+  return std::visit(
+      [&](const auto& field) -> Value {
+        if constexpr (std::is_same_v<std::decay_t<decltype(field)>, EnumField>) {
+          return field.get(cfg);
+        } else {
+          const auto& v = field(cfg);
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
+            return int64_t(v);  // uint64_t seeds: the schema keeps them <= INT64_MAX
+          else
+            return Value(std::in_place_type<T>, v);
+        }
+      },
+      key.field);
+}
+
+void write_value(const KeySpec& key, RunConfig& cfg, const Value& value) {
+  std::visit(
+      [&](const auto& field) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(field)>, EnumField>) {
+          field.set(cfg, std::get<std::string>(value));
+        } else {
+          auto& v = field(cfg);
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
+            v = T(std::get<int64_t>(value));
+          else
+            v = std::get<T>(value);
+        }
+      },
+      key.field);
+}
+
+// ---------------------------------------------------------------------------
+// Text
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
+std::string shortest(double x) { return value_text(x); }  // as the reference's messages show values
+
+std::string toml_float(double x) {
+  std::string s = shortest(x);
+  if (s.find_first_of(".en") == std::string::npos) s += ".0";  // 'n': inf, nan
+  return s;
+}
+
+std::string toml_string(const std::string& s) {
+  std::string out = "\"";
+  for (const unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04X", unsigned(c));
+          out += buf;
+        } else {
+          out += char(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string format_value(const Value& v) {
+  struct {
+    std::string operator()(int64_t x) const { return std::to_string(x); }
+    std::string operator()(double x) const { return toml_float(x); }
+    std::string operator()(const std::string& x) const { return toml_string(x); }
+    std::string operator()(bool x) const { return x ? "true" : "false"; }
+  } format;
+  return std::visit(format, v);
+}
+
+const char* type_name(KeyType t) {
+  switch (t) {
+    case KeyType::Integer: return "integer";
+    case KeyType::Float: return "float";
+    case KeyType::String: return "string";
+    case KeyType::Bool: return "bool";
+  }
+  return "";
+}
+
+const char* type_with_article(KeyType t) {
+  switch (t) {
+    case KeyType::Integer: return "an integer";
+    case KeyType::Float: return "a float";
+    case KeyType::String: return "a string";
+    case KeyType::Bool: return "a boolean";
+  }
+  return "";
+}
+
+std::string allowed(const KeySpec& k) {
+  switch (k.type) {
+    case KeyType::Integer: return std::to_string(k.int_min) + " .. " + std::to_string(k.int_max);
+    case KeyType::Float: {
+      std::string text = k.interval.lo_open ? "(" : "[";  // appended, not "(" + ...: g++ 12's -Wrestrict
+      text += shortest(k.interval.lo);
+      text += ", ";
+      text += shortest(k.interval.hi);
+      return text + (k.interval.hi_open ? ")" : "]");
+    }
+    case KeyType::String:
+      return k.choices.empty() ? "any non-empty string" : "one of " + join(k.choices, ", ");
+    case KeyType::Bool: return "true or false";
+  }
+  return "";
+}
+
+std::optional<std::string> range_violation(const KeySpec& key, const Value& v) {
+  const std::string shown = key.path() + " = " + format_value(v);
+  switch (key.type) {
+    case KeyType::Integer: {
+      const int64_t x = std::get<int64_t>(v);
+      if (x < key.int_min || x > key.int_max)
+        return shown + " is out of range: allowed " + allowed(key);
+      break;
+    }
+    case KeyType::Float: {
+      const double x = std::get<double>(v);
+      const Interval& r = key.interval;
+      const bool inside = (r.lo_open ? x > r.lo : x >= r.lo) && (r.hi_open ? x < r.hi : x <= r.hi);
+      if (!inside) return shown + " is out of range: allowed " + allowed(key);
+      break;
+    }
+    case KeyType::String: {
+      const std::string& s = std::get<std::string>(v);
+      const bool ok = key.choices.empty()
+                          ? !s.empty()
+                          : std::find(key.choices.begin(), key.choices.end(), s) != key.choices.end();
+      if (!ok) return shown + " is not allowed: expected " + allowed(key);
+      break;
+    }
+    case KeyType::Bool: break;
+  }
+  return std::nullopt;
+}
+
+std::string to_toml_text(const RunConfig& cfg) {
+  RunConfig c = cfg;  // the field accessors take a mutable config
+  std::string out, table;
+  for (const KeySpec& k : schema()) {
+    if (k.table != table) {
+      out += (out.empty() ? "[" : "\n[") + k.table + "]\n";
+      table = k.table;
+    }
+    out += k.name + " = " + format_value(read_value(k, c)) + "\n";
+  }
+  return out;
+}
+
+}  // namespace config
+
+std::vector<std::string> describe_config_keys() {
+  using namespace config;
+  RunConfig defaults;
+  std::vector<std::array<std::string, 5>> rows;
+  for (const KeySpec& k : schema())
+    rows.push_back({k.path(), type_name(k.type), allowed(k),
+                    "default " + format_value(read_value(k, defaults)), k.description});
+  std::array<size_t, 5> width{};
+  for (const auto& row : rows)
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  std::vector<std::string> lines;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c + 1 < row.size(); ++c) line += row[c] + std::string(width[c] - row[c].size() + 2, ' ');
+    lines.push_back(line + row.back());
+  }
+  return lines;
+}
+
+}  // namespace dslab

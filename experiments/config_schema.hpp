@@ -1,0 +1,76 @@
+// The schema of run configs (config.hpp): every key with its type, its range
+// or choices, its field in RunConfig and its description; and the TOML text of
+// values. Shared by config_schema.cpp, config_loader.cpp and experiment.cpp;
+// commands use config.hpp.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "experiments/config.hpp"
+
+namespace dslab::config {
+
+enum class KeyType { Integer, Float, String, Bool };
+
+using Value = std::variant<int64_t, double, std::string, bool>;
+
+// A field that is an enum, read and written by its name (reference/enum_names.hpp).
+struct EnumField {
+  std::function<std::string(RunConfig&)> get;
+  std::function<void(RunConfig&, const std::string&)> set;  // the name is one of the key's choices
+};
+
+// Where a key's value lives in RunConfig.
+using Field = std::variant<int& (*)(RunConfig&), int64_t& (*)(RunConfig&), uint64_t& (*)(RunConfig&),
+                           double& (*)(RunConfig&), std::string& (*)(RunConfig&), bool& (*)(RunConfig&),
+                           EnumField>;
+
+// Allowed floats: lo .. hi, each end open or closed.
+struct Interval {
+  double lo, hi;
+  bool lo_open, hi_open;
+};
+
+struct KeySpec {
+  std::string table, name;
+  KeyType type;
+  Field field;
+  int64_t int_min = 0, int_max = 0;       // Integer: allowed int_min .. int_max
+  Interval interval{};                    // Float
+  std::vector<std::string> choices{};     // String: allowed values (an enum's names); empty: any non-empty
+  std::string description{};
+  std::string path() const { return table + "." + name; }
+};
+
+// Every key of a run config, table by table; defaults come from the structs.
+const std::vector<KeySpec>& schema();
+const std::vector<std::string>& table_names();  // model, balance, mtp, train, data, fp8
+const KeySpec* find_key(const std::string& path);  // nullptr for an unknown key
+bool is_table(const std::string& name);
+std::vector<std::string> keys_of(const std::string& table);
+
+Value read_value(const KeySpec& key, RunConfig& cfg);
+// `value` already has the key's type and lies in its range.
+void write_value(const KeySpec& key, RunConfig& cfg, const Value& value);
+// Why `v` is not allowed for `key`, if it is not.
+std::optional<std::string> range_violation(const KeySpec& key, const Value& v);
+std::string allowed(const KeySpec& key);       // "1 .. 65536", "(0, 1]", "one of mha, mla", ...
+const char* type_name(KeyType t);              // "integer"
+const char* type_with_article(KeyType t);      // "an integer"
+
+// Every schema key, table by table, in schema order (RunConfig::text).
+std::string to_toml_text(const RunConfig& cfg);
+
+// Text
+std::string join(const std::vector<std::string>& items, const std::string& sep);
+std::string shortest(double x);             // shortest text that reads back to the same double
+std::string toml_float(double x);           // shortest, with ".0" where it looks like an integer
+std::string toml_string(const std::string& s);
+std::string format_value(const Value& v);   // as TOML
+
+}  // namespace dslab::config
