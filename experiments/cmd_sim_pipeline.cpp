@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "experiments/commands.hpp"
+#include "experiments/io.hpp"
 #include "simulators/pipeline/report.hpp"
 
 namespace dslab {
@@ -34,9 +35,9 @@ void run_pipeline(const PipelineOptions& o) {
     bad_input(e.what());
   }
   try {
-    pipeline::write_file_atomic(o.json, pipeline::result_json(s, o.costs, r));
-    if (!o.trace.empty()) pipeline::write_file_atomic(o.trace, pipeline::chrome_trace(s, r));
-    if (!o.svg.empty()) pipeline::write_file_atomic(o.svg, pipeline::gantt_svg(s, r));
+    write_file_atomically(o.json, pipeline::result_json(s, o.costs, r));
+    if (!o.trace.empty()) write_file_atomically(o.trace, pipeline::chrome_trace(s, r));
+    if (!o.svg.empty()) write_file_atomically(o.svg, pipeline::gantt_svg(s, r));
   } catch (const std::runtime_error& e) {
     bad_input(e.what());
   }

@@ -32,7 +32,4 @@ void add_sim_pipeline_command(CLI::App& sim);
 void add_sim_fp8_command(CLI::App& sim);
 void add_sim_balance_command(CLI::App& sim);
 
-// Sets the OpenMP thread count when n > 0; returns the count in effect.
-int use_threads(int n);
-
 }  // namespace dslab
