@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -23,10 +22,7 @@ namespace {
 using nlohmann::json;
 namespace sim = fp8::sim;
 
-[[noreturn]] void bad_input(const std::string& message) {
-  std::cerr << "dslab sim fp8: " << message << "\n";
-  throw CLI::RuntimeError(kBadInput);
-}
+[[noreturn]] void bad_input(const std::string& message) { exit_bad_input("sim fp8", message); }
 
 // A 2-D float tensor from an HDF5 dataset; higher ranks fold their leading
 // dimensions into rows, a 1-D dataset is one row.

@@ -18,10 +18,7 @@ struct PipelineOptions {
   std::string json, trace, svg;
 };
 
-[[noreturn]] void bad_input(const std::string& message) {
-  std::cerr << "dslab sim pipeline: " << message << "\n";
-  throw CLI::RuntimeError(kBadInput);
-}
+[[noreturn]] void bad_input(const std::string& message) { exit_bad_input("sim pipeline", message); }
 
 void run_pipeline(const PipelineOptions& o) {
   pipeline::ScheduleSpec spec = o.spec;
