@@ -44,6 +44,7 @@
 #include "experiments/config.hpp"
 #include "experiments/deepseek_config.hpp"
 #include "reference/accounting.hpp"
+#include "experiments/io.hpp"
 #include "reference/attention.hpp"
 #include "reference/mla.hpp"
 #include "reference/transformer.hpp"
@@ -326,7 +327,7 @@ void run_info(const InfoOptions& o) {
     j["decode_time"] = measure_decode_time(m, contexts, o.repeats);
   }
   if (o.json) {
-    std::cout << j.dump(2) << "\n";
+    write_json(std::cout, j);
   } else {
     print_text(o.model, j);
     if (o.decode_time) print_decode_time(j["decode_time"]);

@@ -6,12 +6,12 @@
 // accepted, and the tokens per main-model forward.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "experiments/commands.hpp"
 #include "experiments/config.hpp"
+#include "experiments/io.hpp"
 #include "experiments/results.hpp"
 #include "reference/sampler.hpp"
 
@@ -37,17 +37,6 @@ nlohmann::ordered_json stats_json(const SpeculativeStats& s) {
   j["judged"] = s.judged;
   j["accepted"] = s.accepted;
   return j;
-}
-
-// Writes PATH.tmp and renames it, so the file is whole or absent.
-void write_json(const std::string& path, const nlohmann::ordered_json& j) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    if (!out) throw BadInput("cannot write '" + path + "'");
-  }
-  std::filesystem::rename(tmp, path);
 }
 
 void report(const SpeculativeStats& s) {

@@ -2,12 +2,10 @@
 // simulator (review Sec. 2.2.3). Each writes one JSON file (to a temporary
 // name, then renamed) and prints a short summary.
 #include <H5Cpp.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -15,8 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dslab_version.hpp"
 #include "experiments/commands.hpp"
+#include "experiments/io.hpp"
 #include "simulators/balance/degeneracy.hpp"
 #include "simulators/balance/dynamics.hpp"
 #include "simulators/balance/replay.hpp"
@@ -26,25 +24,8 @@ namespace {
 
 using nlohmann::json;
 
-// The whole document to PATH.tmp-<pid>, then renamed to PATH.
-void write_json(const std::string& path, const json& doc) {
-  const std::string tmp = path + ".tmp-" + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << doc.dump(1) << "\n";
-    out.close();
-    if (!out) {
-      std::filesystem::remove(tmp);
-      throw BadInput("sim balance: cannot write --json file '" + path + "' (does its folder exist?)");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp);
-    throw BadInput("sim balance: cannot write --json file '" + path + "': " + ec.message());
-  }
-}
+// The JSON files of these commands are indented by one space.
+constexpr int kIndent = 1;
 
 // These problems are small: one thread is fastest, and the numbers are the
 // same for any count.
@@ -52,10 +33,6 @@ void add_threads_option(CLI::App* cmd, int& threads) {
   cmd->add_option("--threads", threads, "OpenMP threads (same results for any count)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-}
-
-json provenance(const std::string& command, uint64_t seed) {
-  return {{"dslab_version", DSLAB_VERSION}, {"git_commit", DSLAB_GIT_COMMIT}, {"command", command}, {"seed", seed}};
 }
 
 void add_degeneracy(CLI::App& balance) {
@@ -85,7 +62,7 @@ void add_degeneracy(CLI::App& balance) {
     } catch (const std::invalid_argument& e) {
       throw BadInput(std::string("sim balance degeneracy: ") + e.what());
     }
-    json doc = provenance("degeneracy", o->c.seed);
+    json doc = provenance_json("degeneracy", o->c.seed);
     doc["experts"] = o->c.experts;
     doc["topk"] = o->c.topk;
     doc["tokens"] = o->c.tokens;
@@ -114,7 +91,7 @@ void add_degeneracy(CLI::App& balance) {
                   s.value_spread_over_f, s.grad_norm, s.grad_fd_error,
                   s.alignment_defined ? std::to_string(s.alignment).c_str() : "-");
     }
-    write_json(o->json_path, doc);
+    write_json(o->json_path, doc, kIndent);
   });
 }
 
@@ -171,7 +148,7 @@ void add_dynamics(CLI::App& balance) {
     } catch (const std::invalid_argument& e) {
       throw BadInput(std::string("sim balance dynamics: ") + e.what());
     }
-    json doc = provenance("dynamics", c.seed);
+    json doc = provenance_json("dynamics", c.seed);
     doc["config"] = {{"method", o->method},       {"alpha", c.alpha},
                      {"gamma", c.gamma},          {"experts", c.experts},
                      {"topk", c.topk},            {"dim", c.dim},
@@ -196,7 +173,7 @@ void add_dynamics(CLI::App& balance) {
     doc["val_load_share"] = rep.val_load_share;
     doc["device_load_share"] = rep.device_load_share;
     doc["bias"] = rep.bias;
-    write_json(o->json_path, doc);
+    write_json(o->json_path, doc, kIndent);
     std::printf("%s alpha=%g gamma=%g: MaxVio_global %.3f, MaxVio_batch (val) %.3f, (train, last 20%%) %.3f, "
                 "task loss %.4f, specialization %.3f\n",
                 o->method.c_str(), c.alpha, c.gamma, rep.maxvio_global, rep.maxvio_batch_val,
@@ -298,7 +275,7 @@ void add_replay(CLI::App& balance) {
     } catch (const std::invalid_argument& e) {
       throw BadInput(std::string("sim balance replay: ") + e.what());
     }
-    json doc = {{"dslab_version", DSLAB_VERSION}, {"git_commit", DSLAB_GIT_COMMIT}, {"command", "replay"}};
+    json doc = provenance_json("replay");
     doc["logits"] = o->logits_file;
     doc["dataset"] = o->dataset;
     doc["shape"] = {logits.shape(0), logits.shape(1), logits.shape(2)};
@@ -325,7 +302,7 @@ void add_replay(CLI::App& balance) {
       std::printf("%-28s %14.4f %14.4f %20.4f\n", c.name().c_str(), rep.maxvio_batch_mean, rep.maxvio_global,
                   rep.maxvio_global_final);
     }
-    write_json(o->json_path, doc);
+    write_json(o->json_path, doc, kIndent);
   });
 }
 

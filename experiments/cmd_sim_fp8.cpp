@@ -1,13 +1,9 @@
 // `dslab sim fp8 quantize ...` and `dslab sim fp8 gemm ...`: the FP8 error
 // simulator (review Sec. 2.4.2). Each writes one JSON file (to a temporary
 // name, then renamed) and prints a short summary.
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iostream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -16,8 +12,8 @@
 #include <H5Cpp.h>
 #include <nlohmann/json.hpp>
 
-#include "dslab_version.hpp"
 #include "experiments/commands.hpp"
+#include "experiments/io.hpp"
 #include "simulators/fp8/fp8_sim.hpp"
 
 namespace dslab {
@@ -26,30 +22,7 @@ namespace {
 using nlohmann::json;
 namespace sim = fp8::sim;
 
-[[noreturn]] void bad_input(const std::string& message) {
-  std::cerr << "dslab sim fp8: " << message << "\n";
-  throw CLI::RuntimeError(kBadInput);
-}
-
-// The whole document to PATH.tmp-<pid>, then renamed to PATH.
-void write_json(const std::string& path, const json& doc) {
-  const std::string tmp = path + ".tmp-" + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << doc.dump(2) << "\n";
-    out.close();
-    if (!out) {
-      std::filesystem::remove(tmp);
-      bad_input("cannot write --json file '" + path + "' (does its folder exist?)");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp);
-    bad_input("cannot write --json file '" + path + "': " + ec.message());
-  }
-}
+[[noreturn]] void bad_input(const std::string& message) { exit_bad_input("sim fp8", message); }
 
 // A 2-D float tensor from an HDF5 dataset; higher ranks fold their leading
 // dimensions into rows, a 1-D dataset is one row.
@@ -167,11 +140,6 @@ fp8::QuantConfig quant_config(const fp8::Format& format, const std::string& gran
   return cfg;
 }
 
-json provenance(const Common& o, const fp8::Format& f) {
-  return {{"dslab_version", DSLAB_VERSION}, {"git_commit", DSLAB_GIT_COMMIT}, {"format", f.name},
-          {"seed", o.seed}};
-}
-
 void add_quantize(CLI::App& fp8_cmd) {
   struct Options : Common {
     std::string granularity = "tile";
@@ -213,8 +181,8 @@ void add_quantize(CLI::App& fp8_cmd) {
         from_file ? read_hdf5_tensor(o->input, o->dataset) : sim::sample(p.dist, o->rows, o->cols, o->seed);
     const sim::QuantizeReport r = sim::measure_quantization(x, cfg);
 
-    json doc = provenance(*o, p.format);
-    doc["command"] = "quantize";
+    json doc = provenance_json("quantize", o->seed);
+    doc["format"] = p.format.name;
     doc["granularity"] = fp8::granularity_name(cfg.granularity);
     doc["scale"] = name_of(cfg.scale_rounding);
     doc["saturation"] = o->saturation;
@@ -302,8 +270,8 @@ void add_gemm(CLI::App& fp8_cmd) {
       if (k == 0 || k > (size_t(1) << 20) || std::max(o->m, o->n) * k > (size_t(1) << 26))
         bad_input("--k values must be 1..1048576 with max(m, n)*k at most 2^26, got k = " + std::to_string(k));
 
-    json doc = provenance(*o, p.format);
-    doc["command"] = "gemm";
+    json doc = provenance_json("gemm", o->seed);
+    doc["format"] = p.format.name;
     doc["m"] = o->m;
     doc["n"] = o->n;
     doc["a_granularity"] = fp8::granularity_name(cfg.a.granularity);

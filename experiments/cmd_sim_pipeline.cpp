@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "experiments/commands.hpp"
+#include "experiments/io.hpp"
 #include "simulators/pipeline/report.hpp"
 
 namespace dslab {
@@ -17,10 +18,7 @@ struct PipelineOptions {
   std::string json, trace, svg;
 };
 
-[[noreturn]] void bad_input(const std::string& message) {
-  std::cerr << "dslab sim pipeline: " << message << "\n";
-  throw CLI::RuntimeError(kBadInput);
-}
+[[noreturn]] void bad_input(const std::string& message) { exit_bad_input("sim pipeline", message); }
 
 void run_pipeline(const PipelineOptions& o) {
   pipeline::ScheduleSpec spec = o.spec;
@@ -34,9 +32,9 @@ void run_pipeline(const PipelineOptions& o) {
     bad_input(e.what());
   }
   try {
-    pipeline::write_file_atomic(o.json, pipeline::result_json(s, o.costs, r));
-    if (!o.trace.empty()) pipeline::write_file_atomic(o.trace, pipeline::chrome_trace(s, r));
-    if (!o.svg.empty()) pipeline::write_file_atomic(o.svg, pipeline::gantt_svg(s, r));
+    write_file_atomically(o.json, pipeline::result_json(s, o.costs, r));
+    if (!o.trace.empty()) write_file_atomically(o.trace, pipeline::chrome_trace(s, r));
+    if (!o.svg.empty()) write_file_atomically(o.svg, pipeline::gantt_svg(s, r));
   } catch (const std::runtime_error& e) {
     bad_input(e.what());
   }

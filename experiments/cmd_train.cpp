@@ -4,8 +4,6 @@
 // every train.checkpoint_every steps and on Ctrl-C; --resume continues from it
 // and ends with exactly the numbers of an uninterrupted run. FILE.h5 appears
 // only when the run is complete.
-#include <omp.h>
-
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -14,6 +12,7 @@
 
 #include "experiments/commands.hpp"
 #include "experiments/config.hpp"
+#include "experiments/io.hpp"
 #include "experiments/results.hpp"
 #include "reference/trainer.hpp"
 
@@ -142,11 +141,6 @@ void train(const TrainOptions& o) {
 }
 
 }  // namespace
-
-int use_threads(int n) {
-  if (n > 0) omp_set_num_threads(n);
-  return omp_get_max_threads();
-}
 
 void add_train_command(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();

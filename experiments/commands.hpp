@@ -6,6 +6,7 @@
 // with status 2. Anything else that goes wrong exits with status 1.
 #pragma once
 
+#include <iostream>
 #include <stdexcept>
 #include <string>
 
@@ -20,6 +21,13 @@ class BadInput : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The same exit for a command that prints its own message: "dslab <command>:
+// <message>" on stderr, then exit status 2 (through CLI11's exit path).
+[[noreturn]] inline void exit_bad_input(const std::string& command, const std::string& message) {
+  std::cerr << "dslab " << command << ": " << message << "\n";
+  throw CLI::RuntimeError(kBadInput);
+}
+
 void add_train_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_list_command(CLI::App& app);
@@ -31,8 +39,5 @@ void add_sim_commands(CLI::App& sim);
 void add_sim_pipeline_command(CLI::App& sim);
 void add_sim_fp8_command(CLI::App& sim);
 void add_sim_balance_command(CLI::App& sim);
-
-// Sets the OpenMP thread count when n > 0; returns the count in effect.
-int use_threads(int n);
 
 }  // namespace dslab

@@ -3,15 +3,15 @@
 
 #include <CLI/CLI.hpp>
 
-#include "dslab_version.hpp"
 #include "experiments/commands.hpp"
 #include "experiments/config.hpp"
+#include "experiments/io.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"dslab: the techniques of DeepSeek-V3 and R1 as exact CPU references and simulators"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("dslab ") + DSLAB_VERSION + " (git " +
-                                        DSLAB_GIT_COMMIT + ")");
+  app.set_version_flag("--version", "dslab " + dslab::provenance().dslab_version + " (git " +
+                                        dslab::provenance().git_commit + ")");
   dslab::add_train_command(app);
   dslab::add_run_command(app);
   dslab::add_list_command(app);

@@ -1,8 +1,6 @@
 // HDF5 run files and checkpoints; the layout is described in results.hpp.
 #include "experiments/results.hpp"
 
-#include <unistd.h>
-
 #include <H5Cpp.h>
 
 #include <algorithm>
@@ -14,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "dslab_version.hpp"
+#include "experiments/io.hpp"
 
 namespace dslab {
 namespace {
@@ -94,8 +92,8 @@ std::vector<ParamRef<float>> model_state(Transformer<float>& model) {
 // What a result file and a checkpoint share: config, attributes, metrics, weights.
 void write_run(H5::Group& root, const RunInfo& info, Trainer& trainer, bool complete) {
   write_text(root, "config", info.config_text);
-  set_attr(root, "dslab_version", std::string(DSLAB_VERSION));
-  set_attr(root, "git_commit", std::string(DSLAB_GIT_COMMIT));
+  set_attr(root, "dslab_version", provenance().dslab_version);
+  set_attr(root, "git_commit", provenance().git_commit);
   set_attr(root, "seed", info.seed);
   set_attr(root, "threads", int64_t(info.threads));
   set_attr(root, "wall_seconds", info.wall_seconds);
@@ -131,33 +129,24 @@ void write_optimizer(H5::Group& root, Trainer& trainer) {
   }
 }
 
-// Writes through `fill` into PATH.tmp-<pid> and renames it to PATH once the
-// file is closed. On any failure the temporary file is removed and a
-// runtime_error names PATH.
+// Writes through `fill` a new HDF5 file that appears under PATH only when it
+// is complete (write_atomically). The parent folder is created when missing.
+// On any failure nothing is left behind and a runtime_error names PATH.
 void write_whole(const std::string& path, const std::function<void(H5::Group&)>& fill) {
   H5::Exception::dontPrint();
-  const std::string tmp = path + ".tmp-" + std::to_string(getpid());
-  std::string reason;
-  try {
+  write_atomically(path, [&](const std::string& tmp) {
     const fs::path parent = fs::path(path).parent_path();
     if (!parent.empty()) fs::create_directories(parent);
-    {
+    try {
       H5::H5File file(tmp, H5F_ACC_TRUNC);
       H5::Group root = file.openGroup("/");
       fill(root);
       root.close();
       file.close();
+    } catch (const H5::Exception& e) {  // not a std::exception: say what HDF5 said
+      throw std::runtime_error(e.getFuncName() + ": " + e.getDetailMsg());
     }
-    fs::rename(tmp, path);
-    return;
-  } catch (const H5::Exception& e) {
-    reason = e.getFuncName() + ": " + e.getDetailMsg();
-  } catch (const std::exception& e) {
-    reason = e.what();
-  }
-  std::error_code ignored;
-  fs::remove(tmp, ignored);
-  throw std::runtime_error("cannot write " + path + ": " + reason);
+  });
 }
 
 // ---- reading ---------------------------------------------------------------

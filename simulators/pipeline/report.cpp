@@ -1,12 +1,7 @@
 #include "simulators/pipeline/report.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <charconv>
-#include <cstdio>
-#include <fstream>
-#include <stdexcept>
 
 namespace dslab::pipeline {
 
@@ -174,24 +169,6 @@ std::string gantt_svg(const Schedule& s, const SimResult& r) {
   }
   out += "</svg>\n";
   return out;
-}
-
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw std::runtime_error("cannot write " + path + " (cannot create " + tmp + ")");
-    f << text;
-    f.close();
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error("cannot write " + path);
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error("cannot rename " + tmp + " to " + path);
-  }
 }
 
 }  // namespace dslab::pipeline
