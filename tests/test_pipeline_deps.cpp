@@ -99,7 +99,7 @@ int check_dependencies(const Schedule& s, const SimResult& r, double p2p) {
         ++next_w;
       }
       // Nothing else holds an op back: it starts as soon as rank and inputs allow.
-      EXPECT_NEAR(t.start, ready, kTol) << "waits longer than its inputs and its rank require";
+      EXPECT_NEAR(t.start, ready, kTol) << "start is not the later of its rank being free and its inputs arriving";
     }
   }
   return edges;
