@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "reference/fp8.hpp"
@@ -94,6 +95,47 @@ TEST(SimFp8Cli, GemmSweepsK) {
   }
   EXPECT_EQ(j["a_granularity"], "tile");
   EXPECT_EQ(j["b_granularity"], "block");
+  // With promotion every 128 products, a 14-bit accumulator loses a few
+  // units of 2^-14 relative, not nothing and not more than 2^-10; the FP8
+  // inputs' own quantization adds more than that.
+  for (const json& r : j["results"]) {
+    const double acc = r["normwise_rel_error"].get<double>();
+    EXPECT_GT(acc, std::ldexp(1.0, -18)) << "K " << r["k"];
+    EXPECT_LT(acc, std::ldexp(1.0, -10)) << "K " << r["k"];
+    EXPECT_GT(r["total"]["normwise_rel_error"].get<double>(), 2 * acc) << "K " << r["k"];
+  }
+}
+
+// The accumulator model: without promotion a 14-bit accumulator's error grows
+// with K (positive terms: the running sum grows, the bits kept do not);
+// promotion every N_C = 128 products keeps it flat and far smaller at large
+// K; a 23-bit (FP32) accumulator is orders of magnitude more exact.
+TEST(SimFp8Cli, GemmAccumulatorErrorGrowsWithKWithoutPromotion) {
+  const std::string dir = dslab::test::temp_dir("sim_fp8_gemm_k");
+  auto errors = [&](const std::string& opts) {
+    const json j = run_ok("sim fp8 gemm --m 16 --n 24 --k 256,1024,4096 --dist uniform "
+                          "--a-granularity row --b-granularity row --seed 2 " + opts,
+                          dir + "/g.json");
+    std::vector<double> e;
+    for (const json& r : j["results"]) e.push_back(r["normwise_rel_error"].get<double>());
+    EXPECT_EQ(e.size(), 3u) << opts;
+    return e;
+  };
+  const auto none = errors("--accum-bits 14 --promote-every 0");
+  const auto promoted = errors("--accum-bits 14 --promote-every 128");
+  const auto fp32 = errors("--accum-bits 23 --promote-every 0");
+  ASSERT_EQ(none.size(), 3u);
+  ASSERT_EQ(promoted.size(), 3u);
+  ASSERT_EQ(fp32.size(), 3u);
+  EXPECT_GT(none[1], 3 * none[0]);
+  EXPECT_GT(none[2], 3 * none[1]);
+  EXPECT_LT(promoted[2], 2 * promoted[0]);
+  EXPECT_GT(promoted[0], 0.0);
+  EXPECT_LT(promoted[2], none[2] / 20);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_LT(fp32[i], none[i] / 100) << "K index " << i;
+    EXPECT_GT(fp32[i], 0.0) << "K index " << i;
+  }
 }
 
 TEST(SimFp8Cli, BadInputExitsWithTwo) {

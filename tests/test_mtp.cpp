@@ -10,6 +10,7 @@
 // speculative greedy decoding (token for token); and for the sampling rule,
 // the exact output distribution of a small model, enumerated.
 #include <gmock/gmock.h>
+#include <nlohmann/json.hpp>
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -22,6 +23,7 @@
 #include "experiments/results.hpp"
 #include "reference/mtp.hpp"
 #include "reference/sampler.hpp"
+#include "reference/trainer.hpp"
 #include "reference/transformer.hpp"
 #include "tests/model_gradcheck.hpp"
 #include "tests/oracle/oracle.hpp"
@@ -361,6 +363,50 @@ TEST_F(Mtp, SpeculativeGreedyEqualsPlainGreedy) {
   }
 }
 
+// The drafts themselves: MTP modules trained for their depth on a text with
+// a short period draft what the main model then says, so their acceptance
+// beats that of the same model untrained (greedy output alone cannot tell:
+// it equals plain greedy whatever the drafts).
+TEST_F(Mtp, TrainedDraftsAreAcceptedMoreThanUntrainedOnes) {
+  std::string text;
+  while (text.size() < 6000) text += "the quick brown fox jumps over the lazy dog; ";
+  const ByteCorpus corpus = ByteCorpus::from_text(text, 0.2);
+  ModelArgs a;
+  a.dim = 32;
+  a.n_layers = 1;
+  a.n_heads = 2;
+  a.n_kv_heads = 1;
+  a.inter_dim = 64;
+  a.max_seq_len = 32;
+  a.mtp.depth = 2;
+  a.mtp.lambda = 1.0;
+  TrainArgs t;
+  t.steps = 150;
+  t.batch_size = 8;
+  t.seq_len = 32;
+  t.lr = 1e-2;
+  t.min_lr = 1e-3;
+  t.warmup_steps = 10;
+  t.eval_batches = 4;
+  Trainer untrained(a, t, corpus);
+  const SpeculativeStats before = untrained.measure_acceptance();
+  Trainer trained(a, t, corpus);
+  trained.run([](const StepReport&) { return true; });
+  const SpeculativeStats after = trained.measure_acceptance();
+  ASSERT_EQ(after.judged.size(), 2u);
+  for (int k = 1; k <= 2; ++k) {
+    EXPECT_GT(after.judged[k - 1], 0) << "depth " << k;
+    EXPECT_GT(after.accept_rate(k), 0.8) << "depth " << k;
+    EXPECT_GT(after.accept_rate(k), before.accept_rate(k) + 0.3) << "depth " << k;
+  }
+  EXPECT_GT(after.tokens_per_forward(), 2.0);
+  EXPECT_GT(after.tokens_per_forward(), before.tokens_per_forward() + 0.5);
+  EXPECT_LE(after.tokens_per_forward(), 1.0 + a.mtp.depth);
+  std::printf("acceptance untrained %.3f %.3f (%.3f tokens/forward), trained %.3f %.3f (%.3f)\n",
+              before.accept_rate(1), before.accept_rate(2), before.tokens_per_forward(),
+              after.accept_rate(1), after.accept_rate(2), after.tokens_per_forward());
+}
+
 // The acceptance rule alone: d ~ q, then accept_or_resample, is distributed as p.
 TEST_F(Mtp, AcceptanceRuleFollowsTheTarget) {
   const std::vector<double> p = {0.5, 0.05, 0.3, 0.0, 0.15}, q = {0.1, 0.4, 0.2, 0.3, 0.0};
@@ -457,6 +503,7 @@ TEST(MtpCli, TrainRecordsAcceptanceAndSpeculativeSampleEqualsGreedy) {
   ASSERT_EQ(test::run_dslab("train " + tiny + " --out " + dir + "/mtp.h5 --set mtp.depth=2" + common), 0);
   ASSERT_EQ(test::run_dslab("train " + tiny + " --out " + dir + "/plain.h5" + common), 0);
   const Metrics m = read_metrics(dir + "/mtp.h5");
+  const Metrics plain = read_metrics(dir + "/plain.h5");
   for (const std::string name : {"loss_mtp", "loss_mtp_1", "loss_mtp_2", "mtp_lambda"})
     EXPECT_EQ(m.at(name).size(), 6u) << name;
   for (const std::string name : {"accept_rate_depth_1", "accept_rate_depth_2",
@@ -464,7 +511,39 @@ TEST(MtpCli, TrainRecordsAcceptanceAndSpeculativeSampleEqualsGreedy) {
     EXPECT_EQ(m.at(name).size(), 1u) << name;
   EXPECT_GE(m.at("accept_tokens_per_forward")[0], 1.0);
   EXPECT_GT(m.at("peak_rss_mib")[0], 1.0);
-  const Metrics plain = read_metrics(dir + "/plain.h5");
+  // Each main forward yields 1 + the drafts it accepted, at most depth of
+  // them, and draft 2 is judged only after draft 1 was accepted, so
+  // 1 <= tokens per forward <= 1 + depth * accept_rate_depth_1, and it
+  // exceeds 1 exactly when some draft was accepted.
+  {
+    const double tpf = m.at("accept_tokens_per_forward")[0];
+    const double r1 = m.at("accept_rate_depth_1")[0], r2 = m.at("accept_rate_depth_2")[0];
+    EXPECT_GE(r1, 0.0);
+    EXPECT_LE(r1, 1.0);
+    EXPECT_GE(r2, 0.0);
+    EXPECT_LE(r2, 1.0);
+    EXPECT_LE(tpf, 1.0 + 2.0 * r1 + 1e-12);
+    EXPECT_EQ(tpf > 1.0, r1 > 0.0) << "tokens per forward " << tpf << ", depth-1 acceptance " << r1;
+  }
+  // The peak resident set holds at least the parameters, their gradients and
+  // both AdamW moments (fp32), and is not in KiB or bytes by mistake.
+  {
+    ModelArgs a;  // experiments/configs/tiny.toml with mtp.depth = 2
+    a.vocab_size = 256;
+    a.dim = 64;
+    a.n_layers = 2;
+    a.n_heads = 4;
+    a.n_kv_heads = 2;
+    a.inter_dim = 192;
+    a.max_seq_len = 64;
+    a.mtp.depth = 2;
+    Transformer<float> model(a);
+    const double state_mib = 4.0 * double(model.params.arena().size()) * sizeof(float) / (1024.0 * 1024.0);
+    EXPECT_GT(state_mib, 1.0);
+    EXPECT_GE(m.at("peak_rss_mib")[0], state_mib);
+    EXPECT_GE(plain.at("peak_rss_mib")[0], 0.8 * state_mib);
+    EXPECT_LT(m.at("peak_rss_mib")[0], 4096.0) << "a tiny run does not take gigabytes";
+  }
   EXPECT_EQ(plain.count("loss_mtp"), 0u);
   EXPECT_EQ(plain.count("accept_tokens_per_forward"), 0u);
   EXPECT_EQ(plain.at("peak_rss_mib").size(), 1u);
@@ -476,6 +555,27 @@ TEST(MtpCli, TrainRecordsAcceptanceAndSpeculativeSampleEqualsGreedy) {
   EXPECT_EQ(speculative.substr(0, greedy.size()), greedy);
   EXPECT_THAT(speculative, HasSubstr("tokens per forward"));
   EXPECT_THAT(test::read_file(dir + "/s.json"), HasSubstr("\"accept_rate\""));
+  {
+    // The counts agree with each other: every forward yields one token plus
+    // the drafts it accepted; a draft is judged only after the one before it
+    // was accepted; the rates and tokens per forward follow from the counts.
+    const nlohmann::json j = nlohmann::json::parse(test::read_file(dir + "/s.json"));
+    const int64_t tokens = j["tokens"], forwards = j["main_forwards"];
+    const auto judged = j["judged"].get<std::vector<int64_t>>();
+    const auto accepted = j["accepted"].get<std::vector<int64_t>>();
+    EXPECT_EQ(tokens, 50);
+    ASSERT_EQ(judged.size(), 2u);
+    ASSERT_EQ(accepted.size(), 2u);
+    EXPECT_EQ(tokens, forwards + accepted[0] + accepted[1]);
+    EXPECT_LE(judged[0], forwards);
+    EXPECT_LE(accepted[0], judged[0]);
+    EXPECT_LE(accepted[1], judged[1]);
+    EXPECT_LE(judged[1], accepted[0]);
+    EXPECT_DOUBLE_EQ(j["tokens_per_forward"].get<double>(), double(tokens) / double(forwards));
+    for (int k = 0; k < 2; ++k)
+      EXPECT_DOUBLE_EQ(j["accept_rate"][k].get<double>(),
+                       judged[k] > 0 ? double(accepted[k]) / double(judged[k]) : 0.0);
+  }
   std::string log;
   EXPECT_EQ(test::run_dslab("sample " + dir + "/plain.h5 --speculative", &log), 2);
   EXPECT_THAT(log, HasSubstr("mtp.depth > 0"));

@@ -1,0 +1,225 @@
+// The byte corpus and its train/validation split (reference/data.hpp).
+//
+// Oracle: texts whose bytes encode their position (byte i of the text is
+// i mod 256, and texts of at most 256 bytes where it is i itself), so a
+// window's bytes say where in the text it was taken from: the split must
+// partition the text (train the prefix, validation the suffix), every window
+// must lie inside the split it was drawn from, and targets are the inputs
+// shifted by one.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <fstream>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "reference/data.hpp"
+#include "reference/trainer.hpp"
+#include "tests/test_support.hpp"
+
+namespace dslab {
+namespace {
+
+// Byte i is i mod 256.
+std::string positional_text(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = char(uint8_t(i % 256));
+  return s;
+}
+
+std::vector<uint8_t> bytes_of(const std::string& s, size_t begin, size_t end) {
+  return std::vector<uint8_t>(s.begin() + begin, s.begin() + end);
+}
+
+TEST(DataSplit, TrainIsThePrefixValidationTheSuffix) {
+  for (size_t n : {size_t(10), size_t(256), size_t(1000), size_t(4097), size_t(100000)})
+    for (double frac : {0.01, 0.1, 0.25, 0.5, 0.9}) {
+      SCOPED_TRACE("n " + std::to_string(n) + " val_fraction " + std::to_string(frac));
+      const std::string text = positional_text(n);
+      const ByteCorpus c = ByteCorpus::from_text(text, frac);
+      const size_t n_val = size_t(double(n) * frac);
+      EXPECT_EQ(c.train.size() + c.val.size(), n);
+      EXPECT_EQ(c.val.size(), n_val);
+      EXPECT_EQ(c.train, bytes_of(text, 0, n - n_val));
+      EXPECT_EQ(c.val, bytes_of(text, n - n_val, n));
+    }
+}
+
+TEST(DataSplit, NoByteIsInBothSplits) {
+  // 256 bytes, byte i = i: a byte value names its position.
+  const std::string text = positional_text(256);
+  for (double frac : {0.05, 0.1, 0.3, 0.5, 0.77}) {
+    const ByteCorpus c = ByteCorpus::from_text(text, frac);
+    std::set<int> train(c.train.begin(), c.train.end()), val(c.val.begin(), c.val.end());
+    EXPECT_EQ(train.size(), c.train.size()) << "a training byte is repeated";
+    EXPECT_EQ(val.size(), c.val.size()) << "a validation byte is repeated";
+    for (int v : val) EXPECT_EQ(train.count(v), 0u) << "byte " << v << " in both splits";
+    EXPECT_EQ(train.size() + val.size(), 256u);
+    ASSERT_FALSE(c.train.empty());
+    ASSERT_FALSE(c.val.empty());
+    EXPECT_EQ(int(c.train.back()) + 1, int(c.val.front())) << "the splits are not adjacent";
+  }
+}
+
+TEST(DataSplit, FromFileSplitsLikeFromText) {
+  const std::string dir = test::temp_dir("data_split");
+  const std::string text = positional_text(5000);
+  {
+    std::ofstream out(dir + "/corpus.bin", std::ios::binary);
+    out << text;
+  }
+  const ByteCorpus f = ByteCorpus::from_file(dir + "/corpus.bin", 0.2);
+  const ByteCorpus t = ByteCorpus::from_text(text, 0.2);
+  EXPECT_EQ(f.train, t.train);
+  EXPECT_EQ(f.val, t.val);
+  EXPECT_EQ(f.train.size() + f.val.size(), text.size());
+  EXPECT_EQ(f.val.size(), 1000u);
+  {
+    std::ofstream out(dir + "/small.bin", std::ios::binary);
+    out << positional_text(100);
+  }
+  EXPECT_THROW(ByteCorpus::from_file(dir + "/small.bin", 0.2), std::runtime_error);
+  EXPECT_THROW(ByteCorpus::from_file(dir + "/missing.bin", 0.2), std::runtime_error);
+  EXPECT_THROW(ByteCorpus::from_text(text, 0.0), std::invalid_argument);
+  EXPECT_THROW(ByteCorpus::from_text(text, 1.0), std::invalid_argument);
+}
+
+// The window offsets of a batch drawn from `data` (byte j of data = (base + j)
+// mod 256, base the split's start in the text), checking each window is a run
+// of consecutive positions inside data and targets are the inputs shifted by one.
+std::vector<size_t> window_offsets(const Batch& b, const std::vector<uint8_t>& data, int batch,
+                                   int seq_len) {
+  EXPECT_EQ(b.inputs.size(), size_t(batch) * seq_len);
+  EXPECT_EQ(b.targets.size(), size_t(batch) * seq_len);
+  std::vector<size_t> offsets;
+  for (int w = 0; w < batch; ++w) {
+    const int* in = b.inputs.data() + size_t(w) * seq_len;
+    const int* tg = b.targets.data() + size_t(w) * seq_len;
+    for (int t = 0; t + 1 < seq_len; ++t) EXPECT_EQ(tg[t], in[t + 1]) << "window " << w << " t " << t;
+    // data holds distinct bytes (at most 256 of them): the first input names the offset.
+    size_t o = 0;
+    while (o < data.size() && data[o] != in[0]) ++o;
+    EXPECT_LT(o, data.size()) << "window " << w << " starts outside the split";
+    EXPECT_LE(o + seq_len, data.size() - 1) << "window " << w << " runs past the split";
+    if (o + seq_len >= data.size()) return offsets;
+    for (int t = 0; t < seq_len; ++t) {
+      EXPECT_EQ(in[t], data[o + t]) << "window " << w << " t " << t;
+      EXPECT_EQ(tg[t], data[o + t + 1]) << "window " << w << " t " << t;
+    }
+    offsets.push_back(o);
+  }
+  return offsets;
+}
+
+TEST(DataBatches, TrainingWindowsLieInsideTheTrainingSplit) {
+  const std::string text = positional_text(256);
+  for (double frac : {0.1, 0.5}) {
+    const ByteCorpus c = ByteCorpus::from_text(text, frac);
+    const std::set<uint8_t> val(c.val.begin(), c.val.end());
+    for (int seq_len : {1, 3, 16, int(c.train.size()) - 1})
+      for (int batch : {1, 4, 7}) {
+        SCOPED_TRACE("frac " + std::to_string(frac) + " seq_len " + std::to_string(seq_len) +
+                     " batch " + std::to_string(batch));
+        const size_t n_offsets = c.train.size() - seq_len;
+        std::set<size_t> seen;
+        for (uint64_t seed : {1u, 2u, 77u})
+          for (int64_t step = 0; step < 200; ++step) {
+            const Batch b = train_batch(c.train, batch, seq_len, seed, step);
+            for (int x : b.inputs) ASSERT_EQ(val.count(uint8_t(x)), 0u) << "validation byte " << x;
+            for (int x : b.targets) ASSERT_EQ(val.count(uint8_t(x)), 0u) << "validation byte " << x;
+            for (size_t o : window_offsets(b, c.train, batch, seq_len)) seen.insert(o);
+            // The same (seed, step) gives the same batch.
+            const Batch again = train_batch(c.train, batch, seq_len, seed, step);
+            ASSERT_EQ(again.inputs, b.inputs);
+          }
+        // Windows at both ends are drawn: the first and the last offset that fits.
+        ASSERT_FALSE(seen.empty());
+        EXPECT_EQ(*seen.begin(), 0u);
+        EXPECT_EQ(*seen.rbegin(), n_offsets - 1);
+        if (n_offsets <= 50) EXPECT_EQ(seen.size(), n_offsets) << "some offsets never drawn";
+      }
+  }
+}
+
+TEST(DataBatches, EvaluationWindowsLieInsideTheValidationSplit) {
+  const std::string text = positional_text(256);
+  for (double frac : {0.2, 0.5}) {
+    const ByteCorpus c = ByteCorpus::from_text(text, frac);
+    const std::set<uint8_t> train(c.train.begin(), c.train.end());
+    for (int seq_len : {1, 5, 16, int(c.val.size()) - 1})
+      for (int batch : {1, 3, 8})
+        for (int count : {1, 2, 5}) {
+          SCOPED_TRACE("frac " + std::to_string(frac) + " seq_len " + std::to_string(seq_len) +
+                       " batch " + std::to_string(batch) + " count " + std::to_string(count));
+          std::vector<size_t> all;
+          for (int index = 0; index < count; ++index) {
+            const Batch b = eval_batch(c.val, batch, seq_len, index, count);
+            for (int x : b.inputs) ASSERT_EQ(train.count(uint8_t(x)), 0u) << "training byte " << x;
+            for (int x : b.targets) ASSERT_EQ(train.count(uint8_t(x)), 0u) << "training byte " << x;
+            for (size_t o : window_offsets(b, c.val, batch, seq_len)) all.push_back(o);
+          }
+          ASSERT_EQ(all.size(), size_t(batch) * count);
+          // Evenly spaced from the start of the split: offsets w * n_offsets / windows.
+          const size_t n_offsets = c.val.size() - seq_len, windows = size_t(batch) * count;
+          for (size_t w = 0; w < windows; ++w) EXPECT_EQ(all[w], w * n_offsets / windows) << "window " << w;
+          EXPECT_EQ(all.front(), 0u);
+        }
+    // As many windows as offsets: every offset, the last one included, exactly once.
+    const int seq_len = 4;
+    const size_t n_offsets = c.val.size() - seq_len;
+    std::vector<size_t> all;
+    for (size_t index = 0; index < n_offsets; ++index)
+      for (size_t o : window_offsets(eval_batch(c.val, 1, seq_len, int(index), int(n_offsets)), c.val, 1,
+                                     seq_len))
+        all.push_back(o);
+    ASSERT_EQ(all.size(), n_offsets);
+    for (size_t w = 0; w < n_offsets; ++w) EXPECT_EQ(all[w], w);
+  }
+}
+
+TEST(DataBatches, TooShortSplitsAreErrors) {
+  const std::vector<uint8_t> data(10, 1);
+  EXPECT_NO_THROW(train_batch(data, 2, 9, 1, 0));
+  EXPECT_THROW(train_batch(data, 2, 10, 1, 0), std::runtime_error);
+  EXPECT_NO_THROW(eval_batch(data, 2, 9, 0, 1));
+  EXPECT_THROW(eval_batch(data, 2, 10, 0, 1), std::runtime_error);
+}
+
+// The trainer trains on the training split and evaluates on the validation split.
+TEST(DataBatches, TrainerUsesEachSplitForItsPurpose) {
+  omp_set_num_threads(1);
+  ModelArgs a;
+  a.dim = 16;
+  a.n_layers = 1;
+  a.n_heads = 2;
+  a.n_kv_heads = 1;
+  a.inter_dim = 32;
+  a.max_seq_len = 16;
+  TrainArgs t;
+  t.steps = 2;
+  t.batch_size = 3;
+  t.seq_len = 16;
+  t.eval_batches = 2;
+  t.warmup_steps = 0;
+  const std::string text = positional_text(3000);
+  const ByteCorpus corpus = ByteCorpus::from_text(text, 0.3);
+  Trainer trainer(a, t, corpus);
+
+  double expected_val = 0;
+  for (int i = 0; i < t.eval_batches; ++i) {
+    const Batch b = eval_batch(corpus.val, t.batch_size, t.seq_len, i, t.eval_batches);
+    trainer.model.forward(b.inputs, b.targets, t.batch_size, t.seq_len);
+    expected_val += trainer.model.loss_parts().at("main");
+  }
+  EXPECT_EQ(trainer.evaluate(), expected_val / t.eval_batches);
+
+  const Batch b = train_batch(corpus.train, t.batch_size, t.seq_len, t.seed, 0);
+  trainer.model.forward(b.inputs, b.targets, t.batch_size, t.seq_len);
+  const double expected_train = trainer.model.loss_parts().at("main");
+  EXPECT_EQ(trainer.train_step().train_loss, expected_train);
+}
+
+}  // namespace
+}  // namespace dslab
