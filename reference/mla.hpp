@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "reference/attention.hpp"
 #include "reference/rope.hpp"
 #include "reference/tensor.hpp"
 
@@ -96,16 +97,16 @@ void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, cons
 // is applied after the attention weights (sum_j p_j W^UV_h c_j = W^UV_h sum_j p_j c_j).
 // Not possible for rope = Full, whose keys carry a rotation between W^UK and q.
 //
-// The naive cache keeps the full keys [H*(d_nope+d_rope)] and values [H*d_v].
+// The naive cache keeps the full keys [H*(d_nope+d_rope)] and values [H*d_v],
+// an MHA K/V cache (reference/attention.hpp) that attention_decode reads.
 template <class T> struct MlaLatentCache {
   int len = 0;          // tokens cached
   Tensor2<T> kv, pe;    // [max_len, d_c], [max_len, d_rope]
   MlaLatentCache(const MlaArgs& a, int max_len);
 };
 
-template <class T> struct MlaNaiveCache {
-  int len = 0;
-  Tensor2<T> k, v;      // [max_len, H*(d_nope+d_rope)], [max_len, H*d_v]
+// k, v: [max_len, H*(d_nope+d_rope)], [max_len, H*d_v]
+template <class T> struct MlaNaiveCache : KvCache<T> {
   MlaNaiveCache(const MlaArgs& a, int max_len);
 };
 

@@ -18,43 +18,43 @@ RopeTable::RopeTable(int max_seq_len, int head_dim, double theta) : d(head_dim) 
     }
 }
 
-namespace {
-
-// Rotates every pair by +angle (sign = 1) or -angle (sign = -1).
-template <class T>
-void rotate(Tensor2<T>& x, int seq_len, int n_heads, const RopeTable& table, double sign) {
-  const long N = x.shape(0), width = x.shape(1);
-  const int d = table.d, half = d / 2;
-#pragma omp parallel for schedule(static)
-  for (long n = 0; n < N; ++n) {
-    const long t = n % seq_len;
-    for (int h = 0; h < n_heads; ++h) {
-      T* p = x.data() + n * width + long(h) * d;
-      for (int i = 0; i < half; ++i) {
-        const T c = T(table.cos(t, i)), s = T(sign * table.sin(t, i));
-        const T a = p[2 * i], b = p[2 * i + 1];
-        p[2 * i] = a * c - b * s;
-        p[2 * i + 1] = a * s + b * c;
-      }
-    }
+template <class T> void rope_rotate(T* p, long pos, const RopeTable& table, double sign) {
+  const int half = table.d / 2;
+  for (int i = 0; i < half; ++i) {
+    const T c = T(table.cos(pos, i)), s = T(sign * table.sin(pos, i));
+    const T a = p[2 * i], b = p[2 * i + 1];
+    p[2 * i] = a * c - b * s;
+    p[2 * i + 1] = a * s + b * c;
   }
 }
 
-}  // namespace
+template <class T>
+void rope_rotate_heads(Tensor2<T>& x, int seq_len, int n_heads, int head_stride, int offset,
+                       const RopeTable& table, double sign) {
+  const long N = x.shape(0), width = x.shape(1);
+#pragma omp parallel for schedule(static)
+  for (long n = 0; n < N; ++n)
+    for (int h = 0; h < n_heads; ++h)
+      rope_rotate(x.data() + n * width + long(h) * head_stride + offset, n % seq_len, table, sign);
+}
 
 template <class T>
 void rope_forward(Tensor2<T>& x, int seq_len, int n_heads, const RopeTable& table) {
-  rotate(x, seq_len, n_heads, table, 1.0);
+  rope_rotate_heads(x, seq_len, n_heads, table.d, 0, table, 1.0);
 }
 
 template <class T>
 void rope_backward(Tensor2<T>& dx, int seq_len, int n_heads, const RopeTable& table) {
-  rotate(dx, seq_len, n_heads, table, -1.0);
+  rope_rotate_heads(dx, seq_len, n_heads, table.d, 0, table, -1.0);
 }
 
-template void rope_forward<float>(Tensor2<float>&, int, int, const RopeTable&);
-template void rope_forward<double>(Tensor2<double>&, int, int, const RopeTable&);
-template void rope_backward<float>(Tensor2<float>&, int, int, const RopeTable&);
-template void rope_backward<double>(Tensor2<double>&, int, int, const RopeTable&);
+#define DSLAB_INSTANTIATE(T)                                                                     \
+  template void rope_rotate<T>(T*, long, const RopeTable&, double);                             \
+  template void rope_rotate_heads<T>(Tensor2<T>&, int, int, int, int, const RopeTable&, double); \
+  template void rope_forward<T>(Tensor2<T>&, int, int, const RopeTable&);                       \
+  template void rope_backward<T>(Tensor2<T>&, int, int, const RopeTable&);
+DSLAB_INSTANTIATE(float)
+DSLAB_INSTANTIATE(double)
+#undef DSLAB_INSTANTIATE
 
 }  // namespace dslab
