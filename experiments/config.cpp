@@ -125,8 +125,8 @@ const std::vector<KeySpec>& schema() {
       choice_key("model", "rope", DSLAB_FIELD(model.rope), {"decoupled", "none", "full"},
                  "MLA: RoPE on the decoupled dims, nowhere, or on whole query/key heads"),
       float_key("model", "rope_factor", DSLAB_FIELD(model.rope_factor), closed(1, 1e6),
-                "MLA: YaRN factor; above 1 the softmax scale is multiplied by "
-                "(0.1 mscale ln(rope_factor) + 1)^2"),
+                "MLA: YaRN factor s; used only when max_seq_len > original_seq_len (4096): "
+                "RoPE frequencies corrected, softmax scale times (0.1 mscale ln s + 1)^2"),
       float_key("model", "mscale", DSLAB_FIELD(model.mscale), open_closed(0, 100),
                 "MLA: YaRN mscale"),
 

@@ -31,11 +31,18 @@ MlaRope parse_mla_rope(const std::string& name) {
 
 double MlaArgs::softmax_scale() const {
   double scale = 1.0 / std::sqrt(double(qk_head_dim()));
-  if (rope_factor > 1) {
+  if (yarn()) {  // model.py MLA.__init__, in its order
     const double m = 0.1 * mscale * std::log(rope_factor) + 1.0;
-    scale *= m * m;
+    scale = scale * m * m;
   }
   return scale;
+}
+
+RopeTable MlaArgs::rope_table(int max_len, double theta) const {
+  if (rope == MlaRope::None) return RopeTable();
+  if (!yarn()) return RopeTable(max_len, rope_dim(), theta);
+  const Yarn y{original_seq_len, rope_factor, beta_fast, beta_slow};
+  return RopeTable(max_len, rope_dim(), theta, y);
 }
 
 int MlaArgs::rope_dim() const {
@@ -62,6 +69,10 @@ void MlaArgs::validate() const {
   if (rope == MlaRope::Full)
     need(qk_head_dim() % 2 == 0, "rope = \"full\" needs qk_nope_head_dim + qk_rope_head_dim even");
   need(rope_factor >= 1 && mscale > 0, "rope_factor must be >= 1 and mscale > 0");
+  need(max_seq_len >= 0 && original_seq_len >= 1,
+       "max_seq_len must be >= 0 and original_seq_len >= 1");
+  // YaRN's ramp runs from the beta_fast pair to the beta_slow pair: log(beta) needs beta > 0.
+  need(beta_fast > beta_slow && beta_slow > 0, "YaRN needs beta_fast > beta_slow > 0");
 }
 
 template <class T> MlaWeights<T>::MlaWeights(const MlaArgs& a) {

@@ -1,20 +1,59 @@
 #include "reference/rope.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <numbers>
 #include <stdexcept>
 
 namespace dslab {
 
-RopeTable::RopeTable(int max_seq_len, int head_dim, double theta) : d(head_dim) {
+std::vector<double> rope_frequencies(int head_dim, double theta) {
   if (head_dim % 2 != 0) throw std::invalid_argument("RoPE needs an even head dimension");
-  const size_t half = head_dim / 2;
+  std::vector<double> freq(head_dim / 2);
+  for (size_t i = 0; i < freq.size(); ++i)
+    freq[i] = 1.0 / std::pow(theta, double(2 * i) / head_dim);
+  return freq;
+}
+
+double yarn_correction_dim(double rotations, int head_dim, double theta, int seq_len) {
+  return head_dim * std::log(seq_len / (rotations * 2 * std::numbers::pi)) / (2 * std::log(theta));
+}
+
+std::pair<int, int> yarn_correction_range(int head_dim, double theta, const Yarn& y) {
+  const int L = y.original_seq_len;
+  const int low = int(std::floor(yarn_correction_dim(y.beta_fast, head_dim, theta, L)));
+  const int high = int(std::ceil(yarn_correction_dim(y.beta_slow, head_dim, theta, L)));
+  return {std::max(low, 0), std::min(high, head_dim - 1)};
+}
+
+std::vector<double> yarn_frequencies(int head_dim, double theta, const Yarn& y) {
+  std::vector<double> freq = rope_frequencies(head_dim, theta);
+  const auto [low, high] = yarn_correction_range(head_dim, theta, y);
+  // model.py linear_ramp_factor(low, high, d/2): 0 up to low, 1 from high on.
+  const double top = low == high ? high + 0.001 : high;
+  for (size_t i = 0; i < freq.size(); ++i) {
+    const double ramp = std::clamp((double(i) - low) / (top - low), 0.0, 1.0);
+    const double smooth = 1 - ramp;
+    freq[i] = freq[i] / y.rope_factor * (1 - smooth) + freq[i] * smooth;
+  }
+  return freq;
+}
+
+RopeTable::RopeTable(int max_seq_len, int head_dim, double theta)
+    : RopeTable(max_seq_len, rope_frequencies(head_dim, theta)) {}
+
+RopeTable::RopeTable(int max_seq_len, int head_dim, double theta, const Yarn& yarn)
+    : RopeTable(max_seq_len, yarn_frequencies(head_dim, theta, yarn)) {}
+
+RopeTable::RopeTable(int max_seq_len, std::vector<double> frequencies)
+    : d(int(2 * frequencies.size())), freq(std::move(frequencies)) {
+  const size_t half = freq.size();
   cos.resize({size_t(max_seq_len), half});
   sin.resize({size_t(max_seq_len), half});
   for (int t = 0; t < max_seq_len; ++t)
     for (size_t i = 0; i < half; ++i) {
-      const double freq = 1.0 / std::pow(theta, double(2 * i) / head_dim);
-      cos(t, i) = std::cos(t * freq);
-      sin(t, i) = std::sin(t * freq);
+      cos(t, i) = std::cos(t * freq[i]);
+      sin(t, i) = std::sin(t * freq[i]);
     }
 }
 

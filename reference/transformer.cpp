@@ -24,6 +24,7 @@ MlaArgs ModelArgs::mla() const {
   m.norm_eps = norm_eps;
   m.rope_factor = rope_factor;
   m.mscale = mscale;
+  m.max_seq_len = max_seq_len;
   return m;
 }
 
