@@ -148,7 +148,7 @@ Transformer<T>::Transformer(const ModelArgs& a)
   if (a.is_mla()) {
     mla_ = a.mla();
     mla_.validate();
-    if (mla_.rope != MlaRope::None) rope_ = RopeTable(a.max_seq_len, mla_.rope_dim(), a.rope_theta);
+    rope_ = mla_.rope_table(a.max_seq_len, a.rope_theta);
   } else {
     if (a.attn != "mha")
       throw std::invalid_argument("attn = \"" + a.attn + "\": allowed \"mha\", \"mla\"");
