@@ -104,10 +104,16 @@ const std::vector<KeySpec>& schema() {
       enum_key("model", "rope", DSLAB_FIELD(model.mla.rope),
                "MLA: RoPE on the decoupled dims, nowhere, or on whole query/key heads"),
       float_key("model", "rope_factor", DSLAB_FIELD(model.mla.rope_factor), closed(1, 1e6),
-                "MLA: YaRN factor; above 1 the softmax scale is multiplied by "
+                "MLA: YaRN factor; with max_seq_len > original_seq_len the RoPE frequencies are corrected and the softmax scale is multiplied by "
                 "(0.1 mscale ln(rope_factor) + 1)^2"),
       float_key("model", "mscale", DSLAB_FIELD(model.mla.mscale), open_closed(0, 100),
                 "MLA: YaRN mscale"),
+      integer_key("model", "original_seq_len", DSLAB_FIELD(model.mla.original_seq_len), 1, kMaxWidth,
+                  "MLA: YaRN's pre-training context; YaRN applies when max_seq_len exceeds it"),
+      float_key("model", "beta_fast", DSLAB_FIELD(model.mla.beta_fast), open_closed(0, 1e6),
+                "MLA: YaRN correction range, fast end (rotations per context)"),
+      float_key("model", "beta_slow", DSLAB_FIELD(model.mla.beta_slow), open_closed(0, 1e6),
+                "MLA: YaRN correction range, slow end"),
 
       integer_key("model", "n_routed_experts", DSLAB_FIELD(model.moe.n_routed_experts), 0, 65536,
                   "MoE: routed experts E per MoE layer; 0 keeps every FFN dense"),

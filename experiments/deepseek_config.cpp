@@ -118,28 +118,16 @@ ModelArgs model_args_from_deepseek_json(const std::string& path) {
   // "rope_scaling": factor = rope_factor, original_max_position_embeddings =
   // original_seq_len, beta_fast, beta_slow, and mscale_all_dim = mscale (its
   // own "mscale" over "mscale_all_dim" scales cos and sin, 1 in every
-  // published config). MlaArgs applies (a) whenever rope_factor > 1, so
-  // rope_factor is 1 where model.py leaves YaRN out.
-  const int original_seq_len = integer("original_seq_len", 1);
-  const bool yarn = m.max_seq_len > original_seq_len;
-  m.mla.rope_factor = yarn ? number("rope_factor") : 1.0;
+  // published config). MlaArgs::yarn() decides, with model.py's condition, from the fields below.
+  m.mla.original_seq_len = integer("original_seq_len", 1);
+  m.mla.rope_factor = number("rope_factor");
   m.mla.mscale = number("mscale");
-  number("beta_fast");  // checked to be numbers; held nowhere yet, see below
-  number("beta_slow");
-  // ---- YaRN's RoPE correction (b): MlaArgs gains original_seq_len, beta_fast,
-  // beta_slow and max_seq_len. Read them here:
-  //   m.mla.original_seq_len = original_seq_len; m.mla.max_seq_len = m.max_seq_len;
-  //   m.mla.beta_fast = number("beta_fast"); m.mla.beta_slow = number("beta_slow");
-  // and, if MlaArgs then decides itself whether YaRN is in effect, set
-  // m.mla.rope_factor = number("rope_factor") unconditionally. ----
+  m.mla.beta_fast = number("beta_fast");
+  m.mla.beta_slow = number("beta_slow");
 
   // The model's own rules, beyond each key's range.
   try {
-    // ---- ModelArgs::validate() (the model-wide rules, e.g. n_routed_experts
-    // divisible by n_expert_groups, n_limited_groups <= n_expert_groups) is
-    // called here once it exists: m.validate(); ----
-    m.mla_args().validate();
-    validate(m.moe_args());
+    m.validate();  // every model rule, e.g. n_routed_experts % n_expert_groups, n_limited_groups <= n_expert_groups
   } catch (const std::invalid_argument& e) {
     throw BadInput(path + ": " + e.what());
   }

@@ -20,10 +20,7 @@ constexpr int kBlock = 64;
 // Causal softmax of row i of a score matrix, in place: columns [0, i] become
 // probabilities, columns (i, end) become 0.
 template <class T> void causal_softmax_row(T* row, int i, int end) {
-  const T m = simd::max(row, i + 1);
-  const T sum = simd::exp_shifted_sum(row, row, m, i + 1);
-  const T inv = T(1) / sum;
-  for (int j = 0; j <= i; ++j) row[j] *= inv;
+  simd::softmax_row(row, row, i + 1);
   std::fill(row + i + 1, row + end, T(0));
 }
 
@@ -155,24 +152,6 @@ void attention_decode(T* out, const T* q, const T* k, const T* v, KvCache<T>& ca
   }
 }
 
-namespace {
-
-// RoPE of every head of width table.d in x [n_heads * table.d] at position pos,
-// as rope_forward rotates row pos of a sequence.
-template <class T> void rope_at(T* x, int n_heads, long pos, const RopeTable& table) {
-  for (int h = 0; h < n_heads; ++h) {
-    T* p = x + long(h) * table.d;
-    for (int i = 0; i < table.d / 2; ++i) {
-      const T c = T(table.cos(pos, i)), s = T(table.sin(pos, i));
-      const T a = p[2 * i], b = p[2 * i + 1];
-      p[2 * i] = a * c - b * s;
-      p[2 * i + 1] = a * s + b * c;
-    }
-  }
-}
-
-}  // namespace
-
 template <class T>
 void mha_decode(T* out, const T* x, KvCache<T>& cache, const Tensor2<T>& wq, const Tensor2<T>& wk,
                 const Tensor2<T>& wv, const Tensor2<T>& wo, const AttentionShape& s,
@@ -187,8 +166,8 @@ void mha_decode(T* out, const T* x, KvCache<T>& cache, const Tensor2<T>& wq, con
   linear_forward(q, x1, wq);  // [1, H*d]
   linear_forward(k, x1, wk);  // [1, KV*d]
   linear_forward(v, x1, wv);  // [1, KV*dv]
-  rope_at(q.data(), s.n_heads, pos, rope);
-  rope_at(k.data(), s.n_kv_heads, pos, rope);
+  for (int h = 0; h < s.n_heads; ++h) rope_rotate(q.data() + long(h) * rope.d, pos, rope, 1.0);
+  for (int h = 0; h < s.n_kv_heads; ++h) rope_rotate(k.data() + long(h) * rope.d, pos, rope, 1.0);
   Tensor2<T> o = xt::zeros<T>({size_t(1), size_t(s.n_heads) * s.v_head_dim});
   attention_decode(o.data(), q.data(), k.data(), v.data(), cache, s);
   linear_forward(u, o, wo);  // Eq. (5)

@@ -16,10 +16,8 @@ T cross_entropy_forward(Tensor2<T>& probs, Tensor1<T>& losses, const Tensor2<T>&
   for (long n = 0; n < N; ++n) {
     const T* z = logits.data() + n * V;
     T* p = probs.data() + n * V;
-    const T m = simd::max(z, V);
-    const T sum = simd::exp_shifted_sum(p, z, m, V);
-    for (long v = 0; v < V; ++v) p[v] /= sum;
-    losses(n) = std::log(sum) + m - z[targets[n]];
+    const auto [m, sum] = simd::softmax_row(p, z, V, simd::SoftmaxArith::VectorDivide);
+    losses(n) = std::log(sum) + m - z[targets[n]];  // log sum_v exp(z_v) - z_target
   }
   T total = 0;  // serial: a fixed summation order
   for (long n = 0; n < N; ++n) total += losses(n);

@@ -11,6 +11,7 @@
 #include "reference/gemm.hpp"
 #include "reference/linear.hpp"
 #include "reference/rmsnorm.hpp"
+#include "reference/simd.hpp"
 
 namespace dslab {
 
@@ -23,11 +24,18 @@ MlaRope parse_mla_rope(const std::string& name) {
 
 double MlaArgs::softmax_scale() const {
   double scale = 1.0 / std::sqrt(double(qk_head_dim()));
-  if (rope_factor > 1) {
+  if (yarn()) {  // model.py MLA.__init__, in its order
     const double m = 0.1 * mscale * std::log(rope_factor) + 1.0;
-    scale *= m * m;
+    scale = scale * m * m;
   }
   return scale;
+}
+
+RopeTable MlaArgs::rope_table(int max_len, double theta) const {
+  if (rope == MlaRope::None) return RopeTable();
+  if (!yarn()) return RopeTable(max_len, rope_dim(), theta);
+  const Yarn y{original_seq_len, rope_factor, beta_fast, beta_slow};
+  return RopeTable(max_len, rope_dim(), theta, y);
 }
 
 int MlaArgs::rope_dim() const {
@@ -60,6 +68,13 @@ void MlaArgs::validate() const {
             "model.qk_nope_head_dim + model.qk_rope_head_dim = " + v(qk_head_dim()) + " must be even" + rope_is);
   require(rope_factor >= 1, {"model.rope_factor"}, "model.rope_factor = " + v(rope_factor) + " must be >= 1");
   require(mscale > 0, {"model.mscale"}, "model.mscale = " + v(mscale) + " must be > 0");
+  require(max_seq_len >= 0, {"model.max_seq_len"}, "model.max_seq_len = " + v(max_seq_len) + " must be >= 0");
+  require(original_seq_len >= 1, {"model.original_seq_len"},
+          "model.original_seq_len = " + v(original_seq_len) + " must be >= 1");
+  // YaRN's ramp runs from the beta_fast pair to the beta_slow pair: log(beta) needs beta > 0.
+  require(beta_fast > beta_slow && beta_slow > 0, {"model.beta_fast", "model.beta_slow"},
+          "model.beta_fast = " + v(beta_fast) + " and model.beta_slow = " + v(beta_slow) +
+              " must satisfy beta_fast > beta_slow > 0 (YaRN)");
 }
 
 template <class T> MlaWeights<T>::MlaWeights(const MlaArgs& a) {
@@ -97,27 +112,10 @@ template <class T> std::vector<ParamRef<T>> MlaWeights<T>::refs(const std::strin
 
 namespace {
 
-// Rotates the pairs of the table.d numbers at p by the angles of position pos
-// (sign -1: the inverse rotation, which is the transpose), as rope.hpp does.
-template <class T> void rotate(T* p, long pos, const RopeTable& table, double sign) {
-  for (int i = 0; i < table.d / 2; ++i) {
-    const T c = T(table.cos(pos, i)), s = T(sign * table.sin(pos, i));
-    const T x0 = p[2 * i], x1 = p[2 * i + 1];
-    p[2 * i] = x0 * c - x1 * s;
-    p[2 * i + 1] = x0 * s + x1 * c;
-  }
-}
-
-// Rotates, in every row n (position n % seq_len) of x and every one of its
-// n_heads heads of width head_stride, the table.d numbers starting at `offset`.
-template <class T>
-void rotate_heads(Tensor2<T>& x, int seq_len, int n_heads, int head_stride, int offset,
-                  const RopeTable& table, double sign) {
-  const long N = x.shape(0), width = x.shape(1);
-#pragma omp parallel for schedule(static)
-  for (long n = 0; n < N; ++n)
-    for (int h = 0; h < n_heads; ++h)
-      rotate(x.data() + n * width + long(h) * head_stride + offset, n % seq_len, table, sign);
+// Eq. (16)'s attention over n_heads query and key/value heads of widths
+// d_nope + d_rope and d_v (MHA: every head its own key).
+AttentionShape attention_shape(const MlaArgs& a, int batch, int seq_len) {
+  return {batch, seq_len, a.n_heads, a.n_heads, a.qk_head_dim(), a.v_head_dim, a.softmax_scale()};
 }
 
 // The query heads [q_C; q_R] (Eq. (8)-(9), (12) before RoPE): wq_b q_norm(wq_a x) or wq x.
@@ -165,8 +163,8 @@ void mla_forward(Tensor2<T>& out, MlaCache<T>& c, const Tensor2<T>& x, const Mla
 
   // Eq. (12)-(13): RoPE on q_R and on the one k_R
   if (a.rope == MlaRope::Decoupled) {
-    rotate_heads(c.q, seq_len, H, dqk, dn, rope, 1.0);
-    rotate_heads(kv_a, seq_len, 1, 0, dc, rope, 1.0);
+    rope_rotate_heads(c.q, seq_len, H, dqk, dn, rope, 1.0);
+    rope_rotate_heads(kv_a, seq_len, 1, 0, dc, rope, 1.0);
   }
 
   // Eq. (14)-(15): k_h = [k_C,h; k_R] with k_R shared by all heads; v_h = v_C,h
@@ -182,13 +180,12 @@ void mla_forward(Tensor2<T>& out, MlaCache<T>& c, const Tensor2<T>& x, const Mla
     }
   // rope = Full: Eq. (10)-(11), the rotation over each whole query and key head
   if (a.rope == MlaRope::Full) {
-    rotate_heads(c.q, seq_len, H, dqk, 0, rope, 1.0);
-    rotate_heads(c.k, seq_len, H, dqk, 0, rope, 1.0);
+    rope_rotate_heads(c.q, seq_len, H, dqk, 0, rope, 1.0);
+    rope_rotate_heads(c.k, seq_len, H, dqk, 0, rope, 1.0);
   }
 
   // Eq. (16): o_h = sum_j softmax_j(q_h . k_j,h / sqrt(d_nope + d_rope)) v_j,h
-  const AttentionShape s{batch, seq_len, H, H, dqk, dv, a.softmax_scale()};
-  attention_forward(c.o, c.probs, c.q, c.k, c.v, s);
+  attention_forward(c.o, c.probs, c.q, c.k, c.v, attention_shape(a, batch, seq_len));
   // Eq. (17): u = W^O [o_1; ...; o_H]
   linear_forward(out, c.o, w.wo, linears);
 }
@@ -204,11 +201,11 @@ void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, cons
   // Eq. (17), (16)
   Tensor2<T> d_o, dq, dk, dv_;
   linear_backward(d_o, g.wo, dout, c.o, w.wo, linears);
-  const AttentionShape s{c.batch, c.seq_len, H, H, dqk, dv, a.softmax_scale()};
-  attention_backward(dq, dk, dv_, d_o, c.q, c.k, c.v, c.probs, s);
+  attention_backward(dq, dk, dv_, d_o, c.q, c.k, c.v, c.probs,
+                     attention_shape(a, c.batch, c.seq_len));
   if (a.rope == MlaRope::Full) {
-    rotate_heads(dq, c.seq_len, H, dqk, 0, rope, -1.0);
-    rotate_heads(dk, c.seq_len, H, dqk, 0, rope, -1.0);
+    rope_rotate_heads(dq, c.seq_len, H, dqk, 0, rope, -1.0);
+    rope_rotate_heads(dk, c.seq_len, H, dqk, 0, rope, -1.0);
   }
 
   // Eq. (15), (14): d k_C,h and d v_C,h back into wkv_b's output; d k_R sums over heads
@@ -225,8 +222,8 @@ void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, cons
 
   // Eq. (13), (12): the inverse rotations
   if (a.rope == MlaRope::Decoupled) {
-    rotate_heads(d_kv_a, c.seq_len, 1, 0, dc, rope, -1.0);
-    rotate_heads(dq, c.seq_len, H, dqk, dn, rope, -1.0);
+    rope_rotate_heads(d_kv_a, c.seq_len, 1, 0, dc, rope, -1.0);
+    rope_rotate_heads(dq, c.seq_len, H, dqk, dn, rope, -1.0);
   }
 
   // Eq. (6)-(7) and kv_norm, into the c_KV part of wkv_a's output
@@ -257,24 +254,11 @@ template <class T> MlaLatentCache<T>::MlaLatentCache(const MlaArgs& a, int max_l
   pe = xt::zeros<T>({size_t(max_len), size_t(a.qk_rope_head_dim)});
 }
 
-template <class T> MlaNaiveCache<T>::MlaNaiveCache(const MlaArgs& a, int max_len) {
-  k = xt::zeros<T>({size_t(max_len), size_t(a.n_heads) * a.qk_head_dim()});
-  v = xt::zeros<T>({size_t(max_len), size_t(a.n_heads) * a.v_head_dim});
-}
+template <class T>
+MlaNaiveCache<T>::MlaNaiveCache(const MlaArgs& a, int max_len)
+    : KvCache<T>(attention_shape(a, 1, 1), max_len) {}
 
 namespace {
-
-// In-place softmax of each of `rows` rows of `cols` numbers.
-template <class T> void softmax_rows(T* s, int rows, int cols) {
-  for (int r = 0; r < rows; ++r) {
-    T* row = s + long(r) * cols;
-    T m = row[0];
-    for (int j = 1; j < cols; ++j) m = std::max(m, row[j]);
-    T sum = 0;
-    for (int j = 0; j < cols; ++j) sum += (row[j] = std::exp(row[j] - m));
-    for (int j = 0; j < cols; ++j) row[j] /= sum;
-  }
-}
 
 // One token: the query heads (RoPE'd for Decoupled), c_KV = kv_norm(..) and
 // k_R (RoPE'd for Decoupled), as the forward computes them.
@@ -297,8 +281,9 @@ TokenProjections<T> project_token(const T* x, long pos, const MlaWeights<T>& w, 
   Tensor1<T> rstd;
   rmsnorm_forward(p.c_kv, rstd, c_kv_pre, w.kv_norm, a.norm_eps);
   if (a.rope == MlaRope::Decoupled) {
-    for (int h = 0; h < a.n_heads; ++h) rotate(p.q.data() + long(h) * dqk + dn, pos, rope, 1.0);
-    rotate(p.kv_a.data() + dc, pos, rope, 1.0);
+    for (int h = 0; h < a.n_heads; ++h)
+      rope_rotate(p.q.data() + long(h) * dqk + dn, pos, rope, 1.0);
+    rope_rotate(p.kv_a.data() + dc, pos, rope, 1.0);
   }
   return p;
 }
@@ -339,7 +324,10 @@ void mla_decode_absorbed(T* out, const T* x, MlaLatentCache<T>& cache, const Mla
   if (dr > 0)
     gemm_serial<T>(false, true, H, L, dr, scale, p.q.data() + dn, dqk, cache.pe.data(), dr, T(1),
                    scores.data(), L);
-  softmax_rows(scores.data(), H, L);
+  for (int h = 0; h < H; ++h) {
+    T* row = scores.data() + long(h) * L;
+    simd::softmax_row(row, row, L, simd::SoftmaxArith::Scalar);
+  }
   // o_lat,h = sum_j p_hj c_j; then W^UV after the weights: o_h = W^UV_h o_lat,h
   gemm_serial<T>(false, false, H, dc, L, T(1), scores.data(), L, cache.kv.data(), dc, T(0),
                  o_lat.data(), dc);
@@ -358,34 +346,25 @@ void mla_decode_naive(T* out, const T* x, MlaNaiveCache<T>& cache, const MlaWeig
   check_room(cache.len, cache.k.shape(0), rope, a);
   const int H = a.n_heads, dn = a.qk_nope_head_dim, dr = a.qk_rope_head_dim;
   const int dv = a.v_head_dim, dc = a.kv_lora_rank, dqk = a.qk_head_dim();
-  const int t = cache.len, L = t + 1;
+  const int t = cache.len;
   TokenProjections<T> p = project_token(x, t, w, a, rope);
-  // Eq. (6)-(7), (15): the full key and value heads of this token, into the cache
+  // Eq. (6)-(7), (14)-(15): this token's full key and value heads   [H*d_qk], [H*d_v]
   Tensor2<T> kv_b;
   linear_forward(kv_b, p.c_kv, w.wkv_b);
+  std::vector<T> k(size_t(H) * dqk), v(size_t(H) * dv);
   for (int h = 0; h < H; ++h) {
-    T* k = &cache.k(t, h * dqk);
-    for (int i = 0; i < dn; ++i) k[i] = kv_b(0, h * (dn + dv) + i);
-    for (int i = 0; i < dr; ++i) k[dn + i] = p.kv_a(0, dc + i);
-    for (int i = 0; i < dv; ++i) cache.v(t, h * dv + i) = kv_b(0, h * (dn + dv) + dn + i);
-    if (a.rope == MlaRope::Full) {
-      rotate(k, t, rope, 1.0);
-      rotate(p.q.data() + long(h) * dqk, t, rope, 1.0);
+    T* kh = &k[size_t(h) * dqk];
+    for (int i = 0; i < dn; ++i) kh[i] = kv_b(0, h * (dn + dv) + i);
+    for (int i = 0; i < dr; ++i) kh[dn + i] = p.kv_a(0, dc + i);
+    for (int i = 0; i < dv; ++i) v[size_t(h) * dv + i] = kv_b(0, h * (dn + dv) + dn + i);
+    if (a.rope == MlaRope::Full) {  // Eq. (10)-(11)
+      rope_rotate(kh, t, rope, 1.0);
+      rope_rotate(p.q.data() + long(h) * dqk, t, rope, 1.0);
     }
   }
-  cache.len = L;
-  // Eq. (16), head by head over the cached keys and values
-  const T scale = T(a.softmax_scale());
-  const int ldk = H * dqk, ldv = H * dv;
-  std::vector<T> scores(size_t(H) * L);
+  // Eq. (16): MHA decoding over the cached keys and values, this token appended
   Tensor2<T> o = xt::zeros<T>({size_t(1), size_t(H * dv)}), u;
-  for (int h = 0; h < H; ++h)
-    gemm_serial<T>(false, true, 1, L, dqk, scale, p.q.data() + long(h) * dqk, dqk,
-                   cache.k.data() + long(h) * dqk, ldk, T(0), scores.data() + long(h) * L, L);
-  softmax_rows(scores.data(), H, L);
-  for (int h = 0; h < H; ++h)
-    gemm_serial<T>(false, false, 1, dv, L, T(1), scores.data() + long(h) * L, L,
-                   cache.v.data() + long(h) * dv, ldv, T(0), o.data() + long(h) * dv, dv);
+  attention_decode(o.data(), p.q.data(), k.data(), v.data(), cache, attention_shape(a, 1, 1));
   linear_forward(u, o, w.wo);  // Eq. (17)
   std::copy(u.data(), u.data() + a.dim, out);
 }

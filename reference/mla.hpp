@@ -27,6 +27,7 @@
 
 #include "reference/linear.hpp"
 #include "reference/enum_names.hpp"
+#include "reference/attention.hpp"
 #include "reference/rope.hpp"
 #include "reference/tensor.hpp"
 
@@ -48,16 +49,24 @@ struct MlaArgs {
   int qk_nope_head_dim = 0, qk_rope_head_dim = 0, v_head_dim = 0;
   MlaRope rope = MlaRope::Decoupled;
   double norm_eps = 1e-6;
-  // YaRN: with rope_factor > 1 the softmax scale is multiplied by
-  // (0.1 * mscale * ln(rope_factor) + 1)^2, as model.py does when
-  // max_seq_len > original_seq_len. The RoPE frequencies are not changed here.
+  // YaRN context extension (model.py's ModelArgs names), on when the model's
+  // max_seq_len > original_seq_len, as model.py decides: the RoPE frequencies get
+  // YaRN's correction (reference/rope.hpp, over the rope_dim() wide heads) and the
+  // softmax scale the factor (0.1 * mscale * ln(rope_factor) + 1)^2.
+  int max_seq_len = 0;  // the model's; 0 (unknown) keeps YaRN off
+  int original_seq_len = 4096;
   double rope_factor = 1.0, mscale = 1.0;
+  double beta_fast = 32, beta_slow = 1;
 
   int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
-  // (d_nope + d_rope)^-1/2, Eq. (16), times the YaRN factor above.
+  bool yarn() const { return max_seq_len > original_seq_len; }
+  // (d_nope + d_rope)^-1/2, Eq. (16), times the YaRN factor above when yarn().
   double softmax_scale() const;
   // Head width the RoPE table must have: d_rope (decoupled), d_nope + d_rope (full), 0 (none).
   int rope_dim() const;
+  // The table mla_forward and the decoders take: max_len positions, rope_dim() wide,
+  // YaRN frequencies when yarn(); empty for rope = None.
+  RopeTable rope_table(int max_len, double theta) const;
   // Throws ArgsError (reference/args_error.hpp) for the first broken rule,
   // naming the run-config keys, which sit in [model] (model.qk_rope_head_dim, ...).
   void validate() const;
@@ -85,7 +94,7 @@ template <class T> struct MlaCache {
   Tensor2<T> o;                 // [N, H*d_v] attention output before wo
 };
 
-// out [N, D] = MLA(x). rope: RopeTable(max_seq_len, a.rope_dim(), theta) (unused for None).
+// out [N, D] = MLA(x). rope: a.rope_table(max_seq_len, theta) (unused for None).
 template <class T>
 void mla_forward(Tensor2<T>& out, MlaCache<T>& cache, const Tensor2<T>& x, const MlaWeights<T>& w,
                  const MlaArgs& a, const RopeTable& rope, int batch, int seq_len,
@@ -106,16 +115,16 @@ void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, cons
 // is applied after the attention weights (sum_j p_j W^UV_h c_j = W^UV_h sum_j p_j c_j).
 // Not possible for rope = Full, whose keys carry a rotation between W^UK and q.
 //
-// The naive cache keeps the full keys [H*(d_nope+d_rope)] and values [H*d_v].
+// The naive cache keeps the full keys [H*(d_nope+d_rope)] and values [H*d_v],
+// an MHA K/V cache (reference/attention.hpp) that attention_decode reads.
 template <class T> struct MlaLatentCache {
   int len = 0;          // tokens cached
   Tensor2<T> kv, pe;    // [max_len, d_c], [max_len, d_rope]
   MlaLatentCache(const MlaArgs& a, int max_len);
 };
 
-template <class T> struct MlaNaiveCache {
-  int len = 0;
-  Tensor2<T> k, v;      // [max_len, H*(d_nope+d_rope)], [max_len, H*d_v]
+// k, v: [max_len, H*(d_nope+d_rope)], [max_len, H*d_v]
+template <class T> struct MlaNaiveCache : KvCache<T> {
   MlaNaiveCache(const MlaArgs& a, int max_len);
 };
 

@@ -10,6 +10,7 @@ MlaArgs ModelArgs::mla_args() const {
   m.dim = dim;
   m.n_heads = n_heads;
   m.norm_eps = norm_eps;
+  m.max_seq_len = max_seq_len;
   return m;
 }
 

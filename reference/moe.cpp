@@ -8,6 +8,7 @@
 #include "reference/args_error.hpp"
 #include "reference/fp8_linear.hpp"
 #include "reference/linear.hpp"
+#include "reference/simd.hpp"
 
 namespace dslab {
 
@@ -119,10 +120,7 @@ void route_logits(Routing<T>& r, const Tensor2<T>& logits, const Tensor1<T>& bia
   for (int t = 0; t < N; ++t) {
     T* s = &r.scores(t, 0);
     if (a.score_func == ScoreFunc::Softmax) {  // Eq. (20)
-      const T zmax = *std::max_element(s, s + E);
-      T sum = 0;
-      for (int e = 0; e < E; ++e) sum += (s[e] = std::exp(s[e] - zmax));
-      for (int e = 0; e < E; ++e) s[e] /= sum;
+      simd::softmax_row(s, s, E, simd::SoftmaxArith::Scalar);
     } else {
       for (int e = 0; e < E; ++e) s[e] = T(1) / (T(1) + std::exp(-s[e]));
     }

@@ -5,6 +5,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "reference/simd.hpp"
+
 namespace dslab {
 
 double SpeculativeStats::accept_rate(int k) const {
@@ -37,10 +39,12 @@ std::vector<double> sampling_distribution(const float* logits, int V, const Samp
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return logits[x] > logits[y]; });
   const int k = a.top_k > 0 ? std::min(a.top_k, V) : V;
+  // softmax over the k best of (logit - top) / T, in their sorted order (the max is 0)
   const double top = logits[order[0]];
-  double sum = 0;
-  for (int i = 0; i < k; ++i) sum += p[order[i]] = std::exp((logits[order[i]] - top) / a.temperature);
-  for (int i = 0; i < k; ++i) p[order[i]] /= sum;
+  std::vector<double> z(k);
+  for (int i = 0; i < k; ++i) z[i] = (logits[order[i]] - top) / a.temperature;
+  simd::softmax_row(z.data(), z.data(), k, simd::SoftmaxArith::Scalar);
+  for (int i = 0; i < k; ++i) p[order[i]] = z[i];
   return p;
 }
 

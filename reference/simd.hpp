@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include <xsimd/xsimd.hpp>
@@ -74,6 +75,41 @@ template <class T> T exp_shifted_sum(T* y, const T* x, T shift, long n) {
     s += e;
   });
   return xsimd::hadd(s);
+}
+
+// How a softmax row rounds. Every variant computes
+//   y_i = exp(x_i - m) / sum_j exp(x_j - m),   m = max_j x_j,
+// but not with the same roundings, and each caller keeps the one its numbers
+// (trained weights, committed results) were made with:
+//   Vector        xsimd exp, lane-wise sum (exp_shifted_sum), y_i * (1 / sum):
+//                 attention, Eq. (4) and (16)
+//   VectorDivide  the same exps and sum, y_i / sum: cross-entropy
+//   Scalar        std::exp, summed left to right, y_i / sum: the MoE gate, Eq. (20),
+//                 MLA's absorbed decoding, the sampler
+enum class SoftmaxArith { Vector, VectorDivide, Scalar };
+
+// m and sum above: log sum_j exp(x_j) = m + log(sum).
+template <class T> struct SoftmaxSums {
+  T max, sum;
+};
+
+// Softmax of one row: y [n] from x [n], n >= 1; y may be x (in place).
+template <class T>
+SoftmaxSums<T> softmax_row(T* y, const T* x, long n, SoftmaxArith how = SoftmaxArith::Vector) {
+  const T m = max(x, n);
+  T sum = 0;
+  if (how == SoftmaxArith::Scalar) {
+    for (long i = 0; i < n; ++i) sum += (y[i] = std::exp(x[i] - m));
+  } else {
+    sum = exp_shifted_sum(y, x, m, n);
+  }
+  if (how == SoftmaxArith::Vector) {
+    const T inv = T(1) / sum;
+    for (long i = 0; i < n; ++i) y[i] *= inv;
+  } else {
+    for (long i = 0; i < n; ++i) y[i] /= sum;
+  }
+  return {m, sum};
 }
 
 }  // namespace dslab::simd

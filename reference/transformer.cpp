@@ -59,7 +59,7 @@ Transformer<T>::Transformer(const ModelArgs& a)
     : args((a.validate(), a)), params(a), grads(a), mtp_lambda(a.mtp.lambda) {  // ModelArgs::validate first
   if (a.attn == AttnKind::Mla) {
     const MlaArgs mla = a.mla_args();
-    if (mla.rope != MlaRope::None) rope_ = RopeTable(a.max_seq_len, mla.rope_dim(), a.rope_theta);
+    rope_ = mla.rope_table(a.max_seq_len, a.rope_theta);  // YaRN frequencies when mla.yarn()
   } else {
     rope_ = RopeTable(a.max_seq_len, a.head_dim(), a.rope_theta);
   }

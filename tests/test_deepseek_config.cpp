@@ -71,11 +71,14 @@ TEST(DeepSeekConfig, YarnSoftmaxScaleAsModelPy) {
   // Within the trained context, no YaRN factor.
   const ModelArgs short_context =
       model_args_from_deepseek_json(write("short.json", "{\"max_seq_len\": 4096}"));
-  EXPECT_EQ(short_context.mla.rope_factor, 1.0);
+  EXPECT_EQ(short_context.mla.rope_factor, 40.0);  // read as written; model.py's condition is off
+  EXPECT_FALSE(short_context.mla_args().yarn());
   EXPECT_DOUBLE_EQ(short_context.mla_args().softmax_scale(), 1 / std::sqrt(192.0));
   const ModelArgs longer = model_args_from_deepseek_json(
       write("longer.json", "{\"original_seq_len\": 2048, \"max_seq_len\": 4096, \"rope_factor\": 8}"));
   EXPECT_EQ(longer.mla.rope_factor, 8.0);
+  EXPECT_TRUE(longer.mla_args().yarn());
+  EXPECT_EQ(longer.mla.original_seq_len, 2048);
 }
 
 // model.py's defaults are the 16B (V2-Lite) config.

@@ -66,9 +66,7 @@ Tensor2<double> random_matrix(Rng& rng, size_t rows, size_t cols) {
   return t;
 }
 
-RopeTable rope_table(const MlaArgs& a, int max_len) {
-  return a.rope == MlaRope::None ? RopeTable() : RopeTable(max_len, a.rope_dim(), 10000.0);
-}
+RopeTable rope_table(const MlaArgs& a, int max_len) { return a.rope_table(max_len, 10000.0); }
 
 class Mla : public ::testing::Test {
  protected:
@@ -119,10 +117,19 @@ TEST_F(Mla, GradientsFullRopeWithoutDecoupledDims) {
   a.qk_rope_head_dim = 0;
   check_gradients(a);
 }
+// YaRN is on when max_seq_len > original_seq_len (model.py), whatever rope_factor.
 TEST_F(Mla, GradientsWithYarnScale) {
   MlaArgs a = small_args(MlaRope::Decoupled, 6);
   a.rope_factor = 40;
   a.mscale = 0.707;
+  a.max_seq_len = 16384;
+  check_gradients(a);
+}
+// Over a full-RoPE head of 3 pairs YaRN also changes the frequencies of pairs 1 and 2.
+TEST_F(Mla, GradientsWithYarnFullRope) {
+  MlaArgs a = small_args(MlaRope::Full, 6);
+  a.rope_factor = 40;
+  a.max_seq_len = 16384;
   check_gradients(a);
 }
 
@@ -255,6 +262,14 @@ TEST_F(Mla, DecodingWithYarnScale) {
   MlaArgs a = small_args(MlaRope::Decoupled, 6);
   a.rope_factor = 40;
   a.mscale = 1.0;
+  a.max_seq_len = 16384;
+  check_decoding(a);
+}
+TEST_F(Mla, DecodingWithYarnFullRopeNaiveCache) {
+  MlaArgs a = small_args(MlaRope::Full, 6);
+  a.rope_factor = 40;
+  a.max_seq_len = 16384;
+  ASSERT_NE(a.rope_table(1, 10000.0).freq, rope_frequencies(a.rope_dim(), 10000.0));
   check_decoding(a);
 }
 

@@ -1,7 +1,7 @@
 // MLA against PyTorch autograd (tests/oracle/mla_oracle.py), in double, on
 // the same weights and inputs: the layer's output and the gradient of its
 // input and of every weight, for each RoPE variant, with and without query
-// compression, with the YaRN softmax factor.
+// compression, with YaRN (frequencies and softmax factor, as model.py).
 //
 // And the whole transformer with attn = "mla": loss, logits and the gradient of
 // every parameter, against the same model written in PyTorch.
@@ -46,6 +46,10 @@ void write_mla_args(H5::Group& g, const MlaArgs& a, double rope_theta) {
   write_attr(g, "rope_theta", rope_theta);
   write_attr(g, "rope_factor", a.rope_factor);
   write_attr(g, "mscale", a.mscale);
+  write_attr(g, "max_seq_len", a.max_seq_len);
+  write_attr(g, "original_seq_len", a.original_seq_len);
+  write_attr(g, "beta_fast", a.beta_fast);
+  write_attr(g, "beta_slow", a.beta_slow);
 }
 
 struct LayerCase {
@@ -72,13 +76,28 @@ LayerCase layer_case(const std::string& name, MlaRope rope, int q_lora_rank,
   return c;
 }
 
+// YaRN on (max_seq_len > original_seq_len). V3's settings: over the 2 rotated
+// pairs the ramp runs from pair 0 to 2, keeping pair 0 and blending pair 1
+// half and half. A full-RoPE head (5 pairs) with original_seq_len 64 and betas
+// 16, 2: the range [-0.2, 0.9] is clamped to [0, 1], pairs 1-4 are divided by 40.
+LayerCase yarn_case(const std::string& name, MlaRope rope, int max_seq_len, int original_seq_len,
+                    double beta_fast, double beta_slow) {
+  LayerCase c = layer_case(name, rope, 12, 40.0, 0.707);
+  c.args.max_seq_len = max_seq_len;
+  c.args.original_seq_len = original_seq_len;
+  c.args.beta_fast = beta_fast;
+  c.args.beta_slow = beta_slow;
+  return c;
+}
+
 const std::vector<LayerCase>& layer_cases() {
   static const std::vector<LayerCase> cases = {
       layer_case("decoupled", MlaRope::Decoupled, 12),
       layer_case("decoupled_direct_wq", MlaRope::Decoupled, 0),
       layer_case("none", MlaRope::None, 12),
       layer_case("full", MlaRope::Full, 12),
-      layer_case("yarn", MlaRope::Decoupled, 12, 40.0, 0.707),
+      yarn_case("yarn", MlaRope::Decoupled, 16384, 4096, 32, 1),
+      yarn_case("yarn_full", MlaRope::Full, 128, 64, 16, 2),
   };
   return cases;
 }
@@ -98,7 +117,7 @@ struct LayerInputs {
     r.resize({N, size_t(c.args.dim)});
     for (auto& v : x) v = rng.normal();
     for (auto& v : r) v = rng.normal();
-    if (c.args.rope != MlaRope::None) rope = RopeTable(c.seq_len, c.args.rope_dim(), kRopeTheta);
+    rope = c.args.rope_table(c.seq_len, kRopeTheta);
   }
 };
 
@@ -247,6 +266,7 @@ TEST_F(MlaOracle, DecoupledDirectWq) { check_layer(layer_cases()[1]); }
 TEST_F(MlaOracle, NoRope) { check_layer(layer_cases()[2]); }
 TEST_F(MlaOracle, FullRope) { check_layer(layer_cases()[3]); }
 TEST_F(MlaOracle, YarnScale) { check_layer(layer_cases()[4]); }
+TEST_F(MlaOracle, YarnFullRope) { check_layer(layer_cases()[5]); }
 TEST_F(MlaOracle, ModelDecoupled) { check_model(model_cases()[0]); }
 TEST_F(MlaOracle, ModelNoRopeDirectWq) { check_model(model_cases()[1]); }
 TEST_F(MlaOracle, ModelFullRope) { check_model(model_cases()[2]); }

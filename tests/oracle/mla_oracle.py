@@ -9,15 +9,19 @@ DeepSeek-V3's inference/model.py (class MLA), and differentiated by autograd:
   k_nope, v = split(wkv_b(kv_norm(kv)), [qk_nope_head_dim, v_head_dim]) per head
   q = [q_nope; q_pe], k = [k_nope; k_pe shared by all heads]
   softmax_scale = (qk_nope + qk_rope)^-0.5, times (0.1 mscale ln(rope_factor) + 1)^2
-  when rope_factor > 1;  out = wo(causal attention)
+  when max_seq_len > original_seq_len (YaRN);  out = wo(causal attention)
 with RoPE on q_pe and k_pe (rope = "decoupled"), nowhere ("none"), or on the
-whole query and key heads after the concatenation ("full").
+whole query and key heads after the concatenation ("full"), its frequencies
+YaRN-corrected under the same condition (yarn_oracle.py, from model.py's
+precompute_freqs_cis; over the rotated width).
 
 IN.h5 holds groups
   mla/<case>: attributes dim, n_heads, q_lora_rank, kv_lora_rank, qk_nope_head_dim,
       qk_rope_head_dim, v_head_dim, rope (string), norm_eps, rope_theta, rope_factor,
-      mscale, batch, seq_len; datasets x [N, dim], r [N, dim] (the loss is
-      sum(out * r)) and the weights by their model.py names (wq_a, q_norm, ...).
+      mscale, batch, seq_len, and optionally max_seq_len, original_seq_len,
+      beta_fast, beta_slow (without max_seq_len YaRN is off); datasets
+      x [N, dim], r [N, dim] (the loss is sum(out * r)) and the weights by
+      their model.py names (wq_a, q_norm, ...).
   model/<case>: the reference transformer with MLA attention: the same
       attributes plus vocab_size, n_layers, inter_dim; every parameter under its
       name ("layers.0.attn.wkv_a.weight", ...); tokens, targets.
@@ -25,7 +29,6 @@ OUT.h5 gets, under the same group names,
   mla/<case>: out, grads/x, grads/<weight name>.
   model/<case>: loss, logits, grads/<parameter name>.
 """
-import math
 import sys
 
 try:
@@ -37,15 +40,8 @@ except ImportError as error:
              "run scripts/test, which installs them.")
 
 from oracle_io import DTYPE, attributes, check_all_used, leaves, run_cases, run_oracle, write_model_answers
-from torch_oracle import apply_rotary_emb, causal_attention, precompute_freqs_cis, rms_norm
-
-
-def softmax_scale(a):
-    scale = (a["qk_nope_head_dim"] + a["qk_rope_head_dim"]) ** -0.5
-    if a["rope_factor"] > 1:
-        mscale = 0.1 * a["mscale"] * math.log(a["rope_factor"]) + 1.0
-        scale = scale * mscale * mscale
-    return scale
+from torch_oracle import apply_rotary_emb, causal_attention, rms_norm
+from yarn_oracle import freqs_cis as precompute_freqs_cis, softmax_scale
 
 
 def mla(x, w, a):
@@ -63,14 +59,14 @@ def mla(x, w, a):
     kv, k_pe = torch.split(F.linear(x, w("wkv_a")), [rank, rope], dim=-1)
     k_pe = k_pe.unsqueeze(2)
     if a["rope"] == "decoupled":
-        freqs_cis = precompute_freqs_cis(rope, seq_len, a["rope_theta"])
+        freqs_cis = precompute_freqs_cis(rope, seq_len, a, DTYPE)
         q_pe, k_pe = apply_rotary_emb(q_pe, freqs_cis), apply_rotary_emb(k_pe, freqs_cis)
     kv = F.linear(rms_norm(kv, w("kv_norm"), eps), w("wkv_b"))
     k_nope, v = torch.split(kv.view(batch, seq_len, n_heads, nope + v_dim), [nope, v_dim], dim=-1)
     q = torch.cat([q_nope, q_pe], dim=-1)
     k = torch.cat([k_nope, k_pe.expand(-1, -1, n_heads, -1)], dim=-1)
     if a["rope"] == "full":
-        freqs_cis = precompute_freqs_cis(nope + rope, seq_len, a["rope_theta"])
+        freqs_cis = precompute_freqs_cis(nope + rope, seq_len, a, DTYPE)
         q, k = apply_rotary_emb(q, freqs_cis), apply_rotary_emb(k, freqs_cis)
     o = causal_attention(q, k, v, softmax_scale(a))
     return F.linear(o.flatten(2), w("wo"))
