@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <iterator>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -106,13 +107,16 @@ template <class T> class Storage {
 
  private:
   void allocate(size_t n) {
-    data_ = n ? std::allocator<T>().allocate(n) : nullptr;
+    data_ = n ? static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kAlignment))) : nullptr;
     size_ = n, owned_ = true;
   }
   void release() {
-    if (owned_ && data_) std::allocator<T>().deallocate(data_, size_);
+    if (owned_ && data_) ::operator delete(data_, std::align_val_t(kAlignment));
     data_ = nullptr, size_ = 0, owned_ = true;
   }
+  // Every buffer starts on a cache line, as the arena's slices do: the GEMMs'
+  // packing and stores run measurably faster on 64-byte-aligned rows.
+  static constexpr size_t kAlignment = 64;
   T* data_ = nullptr;
   size_t size_ = 0;
   bool owned_ = true;
@@ -173,7 +177,7 @@ template <class T> class Arena {
       slices_.push_back({n, t.size(), t.shape.size()});
       n += (t.size() + kAlign - 1) / kAlign * kAlign;
     }
-    std::vector<T> buffer(n, T(0));
+    Storage<T> buffer(n, T(0));
     for (size_t i = 0; i < tensors.size(); ++i) {
       std::copy(tensors[i].data, tensors[i].data + tensors[i].size(), buffer.data() + slices_[i].offset);
       tensors[i].storage->view(buffer.data() + slices_[i].offset, tensors[i].size());
@@ -187,7 +191,7 @@ template <class T> class Arena {
   void fill(T value) { std::fill(buffer_.begin(), buffer_.end(), value); }
 
  private:
-  std::vector<T> buffer_;
+  Storage<T> buffer_;  // 64-byte aligned, so every slice is too
   std::vector<Slice> slices_;
 };
 
