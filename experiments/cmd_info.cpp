@@ -75,8 +75,8 @@ Json describe(const ModelArgs& m, const std::string& source, int64_t context, in
   const int64_t kv = kv_cache_per_token(m);
   Json j;
   j["source"] = source;
-  j["attn"] = mla ? "mla" : "mha";
-  if (mla) j["rope"] = mla_rope_name(m.mla.rope);
+  j["attn"] = std::string(name_of(m.attn));
+  if (mla) j["rope"] = std::string(name_of(m.mla.rope));
   j["params_total"] = total.total();
   j["params_activated"] = act.total();
   j["params_breakdown"] = params_json(total);

@@ -89,9 +89,10 @@ ModelArgs model_args_from_deepseek_json(const std::string& path) {
   m.mla.qk_rope_head_dim = integer("qk_rope_head_dim", 0);
   m.mla.v_head_dim = integer("v_head_dim", 1);
   const Json& sf = value("score_func");
-  if (!sf.is_string() || (sf != "softmax" && sf != "sigmoid"))
-    throw BadInput(path + ": \"score_func\" = " + sf.dump() + ": allowed \"softmax\", \"sigmoid\"");
-  m.moe.score_func = parse_score_func(sf.get<std::string>());
+  const auto score_func = sf.is_string() ? parse_enum<ScoreFunc>(sf.get<std::string>()) : std::nullopt;
+  if (!score_func)
+    throw BadInput(path + ": \"score_func\" = " + sf.dump() + ": allowed " + names_text<ScoreFunc>("\"", {}));
+  m.moe.score_func = *score_func;
   // V3's gate, the sigmoid one, keeps Eq. (24)'s per-expert bias for the
   // top-K selection (model.py gives the bias to the dim = 7168 model, V3, the
   // only one with a sigmoid gate); V3 updates it by the sign rule.

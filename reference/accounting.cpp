@@ -120,9 +120,10 @@ int64_t mha_cache_per_layer(int64_t n_kv_heads, int64_t head_dim) { return 2 * n
 
 double weight_flops_per_token(const ModelArgs& m) {
   const ParamCounts act = activated_params(m);
-  const int64_t sigmoid_gate_biases =
-      m.moe.score_func == ScoreFunc::Sigmoid ? n_moe_layers(m) * m.moe.n_routed_experts : 0;
-  return 2.0 * double(act.total() - act.norms - sigmoid_gate_biases);
+  // The expert biases (counted in activated_params when the model has them) only
+  // shift the routing choice (Eq. (16)): no multiply-add per token.
+  const int64_t gate_biases = m.has_expert_bias() ? n_moe_layers(m) * m.moe.n_routed_experts : 0;
+  return 2.0 * double(act.total() - act.norms - gate_biases);
 }
 
 double naive_attention_flops(const ModelArgs& m, double C) {

@@ -132,12 +132,9 @@ int64_t mha_cache_per_layer(int64_t n_kv_heads, int64_t head_dim);
 // FLOPs per token
 
 // The weight matrices one token multiplies by: 2 per activated matrix
-// parameter, the activated parameters less the RMSNorm gains and less
-// n_routed_experts per MoE layer for a sigmoid gate (V3's gate and its bias).
-// For DeepSeek's configs, whose sigmoid gate is the one with a bias, that
-// removes exactly the biases; a dslab config with a sigmoid gate and no bias
-// update (bias_update = "none") loses n_routed_experts gate entries per layer
-// that are matrix entries, and one with a softmax gate and a bias keeps its biases.
+// parameter, the activated parameters less the RMSNorm gains and less the
+// expert biases (n_routed_experts per MoE layer, when the model has them:
+// ModelArgs::has_expert_bias), which only shift the routing choice.
 double weight_flops_per_token(const ModelArgs& m);
 
 // Attention of one query token over a context of C positions, one layer, all heads:

@@ -59,7 +59,8 @@ void block_forward(Tensor2<T>& y, BlockCache<T>& c, const Tensor2<T>& x, const B
   rmsnorm_forward(c.attn_in, c.attn_rstd, x, w.attn_norm, ctx.norm_eps);
   if (const auto* mla = std::get_if<MlaWeights<T>>(&w.attn)) {
     if (!std::holds_alternative<MlaCache<T>>(c.attn)) c.attn.template emplace<MlaCache<T>>();
-    mla_forward(s.proj, std::get<MlaCache<T>>(c.attn), c.attn_in, *mla, ctx.mla, *ctx.rope, batch, seq_len, linears);
+    mla_forward(s.proj, std::get<MlaCache<T>>(c.attn), c.attn_in, *mla, ctx.mla, *ctx.rope, batch, seq_len, linears,
+                &s.mla);
   } else {
     if (!std::holds_alternative<MhaCache<T>>(c.attn)) c.attn.template emplace<MhaCache<T>>();
     mha_forward(s.proj, std::get<MhaCache<T>>(c.attn), c.attn_in, std::get<MhaWeights<T>>(w.attn), ctx.mha,
@@ -94,14 +95,14 @@ void block_backward(Tensor2<T>& dx, BlockParams<T>& g, BlockCache<T>& c, const B
     moe_backward(s.d_in, *g.moe(), dx, dscores, c.ffn_in, std::get<MoeCache<T>>(c.ffn), *moe, ctx.moe, linears);
   } else {
     ffn_backward(s.d_in, std::get<FfnWeights<T>>(g.ffn), dx, c.ffn_in, std::get<FfnCache<T>>(c.ffn),
-                 std::get<FfnWeights<T>>(w.ffn), linears);
+                 std::get<FfnWeights<T>>(w.ffn), s.ffn, linears);
   }
   rmsnorm_backward(s.d_norm, g.ffn_norm, s.d_in, c.x_mid, w.ffn_norm, c.ffn_rstd);
   dx += s.d_norm;  // now d(x_mid)
   // Attention sub-layer.
   if (const auto* mla = std::get_if<MlaWeights<T>>(&w.attn))
     mla_backward(s.d_in, std::get<MlaWeights<T>>(g.attn), dx, std::get<MlaCache<T>>(c.attn), *mla, ctx.mla,
-                 *ctx.rope, linears);
+                 *ctx.rope, linears, &s.mla);
   else
     mha_backward(s.d_in, std::get<MhaWeights<T>>(g.attn), dx, c.attn_in, std::get<MhaCache<T>>(c.attn),
                  std::get<MhaWeights<T>>(w.attn), ctx.mha, *ctx.rope, s.mha, linears);

@@ -73,6 +73,8 @@ template <class T> struct BlockContext {
 template <class T> struct BlockScratch {
   Tensor2<T> proj, d_in, d_norm;
   MhaScratch<T> mha;
+  MlaScratch<T> mla;
+  FfnScratch<T> ffn;
 };
 
 template <class T>

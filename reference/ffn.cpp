@@ -31,12 +31,10 @@ void ffn_forward(Tensor2<T>& y, FfnCache<T>& c, const Tensor2<T>& x, const FfnWe
 
 template <class T>
 void ffn_backward(Tensor2<T>& dx, FfnWeights<T>& dw, const Tensor2<T>& dy, const Tensor2<T>& x,
-                  const FfnCache<T>& c, const FfnWeights<T>& w, const LinearPolicy<T>& linears) {
-  // [N, inter_dim] scratch kept between calls (one per calling thread): fresh
-  // buffers would cost a page fault per 4 KiB on every call.
-  static thread_local Tensor2<T> dgated_scratch, dh1_scratch;
-  Tensor2<T>& dgated = dgated_scratch;
-  Tensor2<T>& dh1 = dh1_scratch;
+                  const FfnCache<T>& c, const FfnWeights<T>& w, FfnScratch<T>& s,
+                  const LinearPolicy<T>& linears) {
+  Tensor2<T>& dgated = s.dgated;
+  Tensor2<T>& dh1 = s.dh1;
   linear_backward(dgated, dw.w2, dy, c.gated, w.w2, linears);
   Tensor2<T>& dh3 = dgated;  // overwritten in place
   ensure_shape(dh1, {dgated.shape(0), dgated.shape(1)});
@@ -53,17 +51,17 @@ void ffn_backward(Tensor2<T>& dx, FfnWeights<T>& dw, const Tensor2<T>& dy, const
     });
   }
   // dx = dh1 w1 + dh3 w3
-  Tensor2<T> dx3;
   linear_backward(dx, dw.w1, dh1, x, w.w1, linears);
-  linear_backward(dx3, dw.w3, dh3, x, w.w3, linears);
-  dx += dx3;
+  linear_backward(s.dx3, dw.w3, dh3, x, w.w3, linears);
+  dx += s.dx3;
 }
 
 #define DSLAB_INSTANTIATE(T)                                                                         \
   template void ffn_forward<T>(Tensor2<T>&, FfnCache<T>&, const Tensor2<T>&, const FfnWeights<T>&,    \
                                const LinearPolicy<T>&);                                              \
   template void ffn_backward<T>(Tensor2<T>&, FfnWeights<T>&, const Tensor2<T>&, const Tensor2<T>&,   \
-                                const FfnCache<T>&, const FfnWeights<T>&, const LinearPolicy<T>&);
+                                const FfnCache<T>&, const FfnWeights<T>&, FfnScratch<T>&,          \
+                                const LinearPolicy<T>&);
 DSLAB_INSTANTIATE(float)
 DSLAB_INSTANTIATE(double)
 #undef DSLAB_INSTANTIATE

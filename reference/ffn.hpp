@@ -17,6 +17,12 @@ template <class T> struct FfnCache {
   Tensor2<T> h1, h3, gated;
 };
 
+// The backward's temporaries, kept by the caller between calls (fresh buffers
+// would cost a page fault per 4 KiB on every call); they hold nothing.
+template <class T> struct FfnScratch {
+  Tensor2<T> dgated, dh1, dx3;  // [N, inter_dim], [N, inter_dim], [N, dim]
+};
+
 template <class T>
 void ffn_forward(Tensor2<T>& y, FfnCache<T>& cache, const Tensor2<T>& x, const FfnWeights<T>& w,
                  const LinearPolicy<T>& linears = {});
@@ -24,6 +30,7 @@ void ffn_forward(Tensor2<T>& y, FfnCache<T>& cache, const Tensor2<T>& x, const F
 // dx is overwritten; grads accumulate into dw.
 template <class T>
 void ffn_backward(Tensor2<T>& dx, FfnWeights<T>& dw, const Tensor2<T>& dy, const Tensor2<T>& x,
-                  const FfnCache<T>& cache, const FfnWeights<T>& w, const LinearPolicy<T>& linears = {});
+                  const FfnCache<T>& cache, const FfnWeights<T>& w, FfnScratch<T>& scratch,
+                  const LinearPolicy<T>& linears = {});
 
 }  // namespace dslab

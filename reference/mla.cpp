@@ -136,7 +136,9 @@ void query_forward(MlaCache<T>& c, const Tensor2<T>& x, const MlaWeights<T>& w, 
 template <class T>
 void mla_forward(Tensor2<T>& out, MlaCache<T>& c, const Tensor2<T>& x, const MlaWeights<T>& w,
                  const MlaArgs& a, const RopeTable& rope, int batch, int seq_len,
-                 const LinearPolicy<T>& linears) {
+                 const LinearPolicy<T>& linears, MlaScratch<T>* scratch) {
+  MlaScratch<T> fresh;
+  MlaScratch<T>& s = scratch ? *scratch : fresh;
   const int H = a.n_heads, dn = a.qk_nope_head_dim, dr = a.qk_rope_head_dim;
   const int dv = a.v_head_dim, dc = a.kv_lora_rank, dqk = a.qk_head_dim();
   const long N = long(batch) * seq_len;
@@ -149,13 +151,13 @@ void mla_forward(Tensor2<T>& out, MlaCache<T>& c, const Tensor2<T>& x, const Mla
   c.x = x;
 
   // c_KV = kv_norm(W^DKV h) and the unrotated W^KR h, from one wkv_a   [N, d_c + d_rope]
-  Tensor2<T> kv_a;
+  Tensor2<T>& kv_a = s.kv_a;
   linear_forward(kv_a, x, w.wkv_a, linears);
   c.c_kv_pre = xt::view(kv_a, xt::all(), xt::range(0, dc));
   rmsnorm_forward(c.c_kv, c.kv_rstd, c.c_kv_pre, w.kv_norm, a.norm_eps);
 
   // Eq. (6)-(7): k_C = W^UK c_KV, v_C = W^UV c_KV, head h's rows of wkv_b being [W^UK_h; W^UV_h]
-  Tensor2<T> kv_b;  // [N, H*(d_nope + d_v)]
+  Tensor2<T>& kv_b = s.kv_b;
   linear_forward(kv_b, c.c_kv, w.wkv_b, linears);
 
   // Eq. (8)-(9), (12): each query head is [q_C; q_R] (unrotated yet)   [N, H*d_qk]
@@ -193,13 +195,15 @@ void mla_forward(Tensor2<T>& out, MlaCache<T>& c, const Tensor2<T>& x, const Mla
 template <class T>
 void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, const MlaCache<T>& c,
                   const MlaWeights<T>& w, const MlaArgs& a, const RopeTable& rope,
-                  const LinearPolicy<T>& linears) {
+                  const LinearPolicy<T>& linears, MlaScratch<T>* scratch) {
+  MlaScratch<T> fresh;
+  MlaScratch<T>& s = scratch ? *scratch : fresh;
   const int H = a.n_heads, dn = a.qk_nope_head_dim, dr = a.qk_rope_head_dim;
   const int dv = a.v_head_dim, dc = a.kv_lora_rank, dqk = a.qk_head_dim();
   const long N = long(c.batch) * c.seq_len;
 
   // Eq. (17), (16)
-  Tensor2<T> d_o, dq, dk, dv_;
+  Tensor2<T> &d_o = s.d_o, &dq = s.dq, &dk = s.dk, &dv_ = s.dv;
   linear_backward(d_o, g.wo, dout, c.o, w.wo, linears);
   attention_backward(dq, dk, dv_, d_o, c.q, c.k, c.v, c.probs,
                      attention_shape(a, c.batch, c.seq_len));
@@ -209,8 +213,11 @@ void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, cons
   }
 
   // Eq. (15), (14): d k_C,h and d v_C,h back into wkv_b's output; d k_R sums over heads
-  Tensor2<T> d_kv_b = xt::zeros<T>({size_t(N), size_t(H * (dn + dv))});
-  Tensor2<T> d_kv_a = xt::zeros<T>({size_t(N), size_t(dc + dr)});
+  Tensor2<T>& d_kv_b = s.d_kv_b;  // every entry written below
+  Tensor2<T>& d_kv_a = s.d_kv_a;  // the d k_R part accumulates
+  ensure_shape(d_kv_b, {size_t(N), size_t(H * (dn + dv))});
+  ensure_shape(d_kv_a, {size_t(N), size_t(dc + dr)});
+  std::fill(d_kv_a.begin(), d_kv_a.end(), T(0));
   for (long n = 0; n < N; ++n)
     for (int h = 0; h < H; ++h) {
       T* dst = &d_kv_b(n, h * (dn + dv));
@@ -227,16 +234,16 @@ void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, cons
   }
 
   // Eq. (6)-(7) and kv_norm, into the c_KV part of wkv_a's output
-  Tensor2<T> d_ckv, d_ckv_pre;
+  Tensor2<T> &d_ckv = s.d_ckv, &d_ckv_pre = s.d_ckv_pre;
   linear_backward(d_ckv, g.wkv_b, d_kv_b, c.c_kv, w.wkv_b, linears);
   rmsnorm_backward(d_ckv_pre, g.kv_norm, d_ckv, c.c_kv_pre, w.kv_norm, c.kv_rstd);
   xt::view(d_kv_a, xt::all(), xt::range(0, dc)) = d_ckv_pre;
   linear_backward(dx, g.wkv_a, d_kv_a, c.x, w.wkv_a, linears);
 
   // Eq. (9), (8): the query path
-  Tensor2<T> d_tmp;
+  Tensor2<T>& d_tmp = s.d_tmp;
   if (a.q_lora_rank > 0) {
-    Tensor2<T> d_cq, d_qa;
+    Tensor2<T> &d_cq = s.d_cq, &d_qa = s.d_qa;
     linear_backward(d_cq, g.wq_b, dq, c.c_q, w.wq_b, linears);
     rmsnorm_backward(d_qa, g.q_norm, d_cq, c.q_a, w.q_norm, c.q_rstd);
     linear_backward(d_tmp, g.wq_a, d_qa, c.x, w.wq_a, linears);
@@ -375,10 +382,10 @@ void mla_decode_naive(T* out, const T* x, MlaNaiveCache<T>& cache, const MlaWeig
   template struct MlaNaiveCache<T>;                                                              \
   template void mla_forward<T>(Tensor2<T>&, MlaCache<T>&, const Tensor2<T>&,                     \
                                const MlaWeights<T>&, const MlaArgs&, const RopeTable&, int, int,  \
-                               const LinearPolicy<T>&);                                           \
+                               const LinearPolicy<T>&, MlaScratch<T>*);                           \
   template void mla_backward<T>(Tensor2<T>&, MlaWeights<T>&, const Tensor2<T>&,                  \
                                 const MlaCache<T>&, const MlaWeights<T>&, const MlaArgs&,        \
-                                const RopeTable&, const LinearPolicy<T>&);                       \
+                                const RopeTable&, const LinearPolicy<T>&, MlaScratch<T>*);       \
   template void mla_decode_absorbed<T>(T*, const T*, MlaLatentCache<T>&, const MlaWeights<T>&,   \
                                        const MlaArgs&, const RopeTable&);                        \
   template void mla_decode_naive<T>(T*, const T*, MlaNaiveCache<T>&, const MlaWeights<T>&,       \

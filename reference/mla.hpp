@@ -94,17 +94,25 @@ template <class T> struct MlaCache {
   Tensor2<T> o;                 // [N, H*d_v] attention output before wo
 };
 
+// Temporaries of forward and backward, kept by the caller between calls (fresh
+// buffers would cost a page fault per 4 KiB on every call); they hold nothing.
+template <class T> struct MlaScratch {
+  Tensor2<T> kv_a, kv_b;                  // [N, d_c + d_rope], [N, H*(d_nope + d_v)]
+  Tensor2<T> d_o, dq, dk, dv, d_kv_a, d_kv_b, d_ckv, d_ckv_pre, d_cq, d_qa, d_tmp;
+};
+
 // out [N, D] = MLA(x). rope: a.rope_table(max_seq_len, theta) (unused for None).
+// scratch: the caller's temporaries, or null for fresh ones.
 template <class T>
 void mla_forward(Tensor2<T>& out, MlaCache<T>& cache, const Tensor2<T>& x, const MlaWeights<T>& w,
                  const MlaArgs& a, const RopeTable& rope, int batch, int seq_len,
-                 const LinearPolicy<T>& linears = {});
+                 const LinearPolicy<T>& linears = {}, MlaScratch<T>* scratch = nullptr);
 
 // dx [N, D] is overwritten; weight gradients are added into g.
 template <class T>
 void mla_backward(Tensor2<T>& dx, MlaWeights<T>& g, const Tensor2<T>& dout, const MlaCache<T>& c,
                   const MlaWeights<T>& w, const MlaArgs& a, const RopeTable& rope,
-                  const LinearPolicy<T>& linears = {});
+                  const LinearPolicy<T>& linears = {}, MlaScratch<T>* scratch = nullptr);
 
 // ---------------------------------------------------------------------------
 // Inference, one sequence, one token at a time.

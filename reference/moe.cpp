@@ -264,11 +264,11 @@ void moe_forward(Tensor2<T>& y, MoeCache<T>& c, const Tensor2<T>& x, const MoePa
     if (r.kept[sl]) c.slots[r.indices[sl]].push_back(int(sl));
   c.expert_in.resize(E);
   c.expert_cache.resize(E);
-  c.expert_out = xt::zeros<T>({size_t(N) * K, size_t(D)});
+  assign_zeros(c.expert_out, {size_t(N) * K, size_t(D)});
   Tensor2<T>& out = c.out;
   for (int e = 0; e < E; ++e) {  // each expert on its own tokens (the GEMMs are threaded)
     const std::vector<int>& slots = c.slots[e];
-    c.expert_in[e] = Tensor2<T>::from_shape({slots.size(), size_t(D)});
+    ensure_shape(c.expert_in[e], {slots.size(), size_t(D)});
     if (slots.empty()) continue;
     for (size_t j = 0; j < slots.size(); ++j)
       std::copy_n(&x(slots[j] / K, 0), D, &c.expert_in[e](j, 0));
@@ -278,7 +278,7 @@ void moe_forward(Tensor2<T>& y, MoeCache<T>& c, const Tensor2<T>& x, const MoePa
   if (a.n_shared_experts > 0) {
     ffn_forward(y, c.shared_cache, x, p.shared, linears);
   } else {
-    y = xt::zeros<T>({size_t(N), size_t(D)});
+    assign_zeros(y, {size_t(N), size_t(D)});
   }
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < N; ++t)  // Eq. (18): shared + sum_k g_{t,k} FFN_k(x_t)
@@ -297,7 +297,7 @@ void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
   const Routing<T>& r = c.routing;
   // d g_{t,k} = <dy_t, FFN_k(x_t)>
   Tensor2<T>& dweights = c.dweights;
-  dweights = xt::zeros<T>({size_t(N), size_t(K)});
+  assign_zeros(dweights, {size_t(N), size_t(K)});
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < N; ++t)
     for (int k = 0; k < K; ++k) {
@@ -308,7 +308,7 @@ void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
     }
   // Experts: d FFN_k(x_t) = g_{t,k} dy_t; their input gradients land in per-slot rows.
   Tensor2<T>& dx_slot = c.dx_slot;
-  dx_slot = xt::zeros<T>({size_t(N) * K, size_t(D)});
+  assign_zeros(dx_slot, {size_t(N) * K, size_t(D)});
   Tensor2<T>& dout = c.dout;
   Tensor2<T>& dx_e = c.dx_e;
   for (int e = 0; e < E; ++e) {
@@ -319,13 +319,13 @@ void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
       const T g = r.weights.data()[slots[j]];
       for (int d = 0; d < D; ++d) dout(j, d) = g * dy(slots[j] / K, d);
     }
-    ffn_backward(dx_e, dp.experts[e], dout, c.expert_in[e], c.expert_cache[e], p.experts[e], linears);
+    ffn_backward(dx_e, dp.experts[e], dout, c.expert_in[e], c.expert_cache[e], p.experts[e], c.ffn, linears);
     for (size_t j = 0; j < slots.size(); ++j) std::copy_n(&dx_e(j, 0), D, &dx_slot(slots[j], 0));
   }
   if (a.n_shared_experts > 0) {
-    ffn_backward(dx, dp.shared, dy, x, c.shared_cache, p.shared, linears);
+    ffn_backward(dx, dp.shared, dy, x, c.shared_cache, p.shared, c.ffn, linears);
   } else {
-    dx = xt::zeros<T>({size_t(N), size_t(D)});
+    assign_zeros(dx, {size_t(N), size_t(D)});
   }
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < N; ++t)
@@ -333,7 +333,7 @@ void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
       for (int d = 0; d < D; ++d) dx(t, d) += dx_slot(size_t(t) * K + k, d);
   // Gate: through the gate values, plus the balance losses' d/ds.
   Tensor2<T>& dscores = c.dscores;
-  dscores = xt::zeros<T>({size_t(N), size_t(E)});
+  assign_zeros(dscores, {size_t(N), size_t(E)});
   gate_weights_backward(dscores, dweights, r, a);
   if (dscores_extra) dscores += *dscores_extra;
   gate_scores_backward(dx, dp.gate, dscores, x, p.gate, r, a, linears.defer);
@@ -570,7 +570,7 @@ void update_bias(Tensor1<T>& bias, const std::vector<double>& load, double gamma
 template <class T>
 void balance_losses(std::map<std::string, double>& values, Tensor2<T>& dscores, const Routing<T>& r,
                     int seq_len, const BalanceArgs& b) {
-  dscores = xt::zeros<T>({size_t(r.n_tokens), size_t(r.n_experts)});
+  assign_zeros(dscores, {size_t(r.n_tokens), size_t(r.n_experts)});
   if (b.aux_alpha > 0) values["aux"] += expert_balance_loss(r, b.aux_alpha, &dscores);
   if (b.seq_aux_alpha > 0) values["seq_aux"] += sequence_balance_loss(r, seq_len, b.seq_aux_alpha, &dscores);
   if (b.device_alpha > 0 || b.comm_alpha > 0) {

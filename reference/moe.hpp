@@ -136,6 +136,7 @@ template <class T> struct MoeCache {
   // Temporaries of forward and backward, kept between calls (fresh buffers
   // would cost a page fault per 4 KiB on every call); they hold nothing.
   Tensor2<T> out, dweights, dx_slot, dout, dx_e, dscores;
+  FfnScratch<T> ffn;
 };
 
 template <class T>

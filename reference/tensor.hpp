@@ -135,6 +135,14 @@ void ensure_shape(Tensor<T, R>& t, const std::array<size_t, R>& shape) {
   if (!std::equal(shape.begin(), shape.end(), t.shape().begin())) t.resize(shape);
 }
 
+// t = zeros(shape), in t's own buffer when the shape is unchanged (assigning
+// an xt::zeros expression would build a new buffer and swap it in).
+template <class T, size_t R>
+void assign_zeros(Tensor<T, R>& t, const std::array<size_t, R>& shape) {
+  ensure_shape(t, shape);
+  std::fill(t.begin(), t.end(), T(0));
+}
+
 // A named view of one parameter (or its gradient, or an optimizer moment).
 template <class T> struct ParamRef {
   std::string name;          // DeepSeek-style, e.g. "layers.0.attn.wq.weight"

@@ -306,6 +306,24 @@ TEST(Accounting, MoeLayers) {
   }
 }
 
+// The FLOPs count every activated matrix entry once (2 FLOPs each) and never
+// an expert bias, whichever gate carries it: a sigmoid gate without a bias and
+// a softmax gate with one count the same.
+TEST(Accounting, WeightFlopsSkipExpertBiasesOnly) {
+  const int64_t D = 16, V = 50;  // the head [V, D]; the embedding is a lookup
+  for (const ScoreFunc f : {ScoreFunc::Softmax, ScoreFunc::Sigmoid})
+    for (const BiasUpdate b : {BiasUpdate::None, BiasUpdate::Sign}) {
+      ModelArgs m = tiny_moe(false);
+      m.moe.score_func = f;
+      m.balance.bias_update = b;
+      const int64_t attention = 4 * D * D, dense = 3 * D * 24, expert = 3 * D * 8;
+      const int64_t moe_layer = attention + (2 + 2) * expert + 6 * D;  // 2 routed + 2 shared, the gate
+      const int64_t matrices = V * D + (attention + dense) + 2 * moe_layer;
+      EXPECT_EQ(weight_flops_per_token(m), 2.0 * double(matrices))
+          << name_of(f) << ", bias_update " << name_of(b);
+    }
+}
+
 // MTP modules: enorm, hnorm [D], eh_proj [D, 2D], a block and a norm [D]; not activated.
 TEST(Accounting, MtpModules) {
   const int64_t D = 16, F = 24;

@@ -199,7 +199,8 @@ TEST_F(Gradcheck, SwiGluFfn) {
   const FfnWeights<double> dw0{random_tensor<2>(rng, {F, D}), random_tensor<2>(rng, {D, F}),
                                random_tensor<2>(rng, {F, D})};
   FfnWeights<double> dw = dw0;
-  ffn_backward(dx, dw, R, x, cache, w);
+  FfnScratch<double> scratch;
+  ffn_backward(dx, dw, R, x, cache, w, scratch);
   const Tensor2<double> dw1 = dw.w1 - dw0.w1, dw2 = dw.w2 - dw0.w2, dw3 = dw.w3 - dw0.w3;
   expect_gradient("x", loss, x, dx);
   expect_gradient("w1", loss, w.w1, dw1);
