@@ -205,7 +205,7 @@ Json measure_decode_time(const ModelArgs& m, const std::vector<int64_t>& context
       else
       {
         const MhaWeights<float>& mha = std::get<MhaWeights<float>>(w.attn);
-        mha_decode(out.data(), x.data(), kv_cache[l], mha.wq, mha.wk, mha.wv, mha.wo, shape, rope);
+        mha_decode(out.data(), x.data(), kv_cache[l], mha, shape, rope);
       }
     }
   };

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "reference/gemm.hpp"
-#include "reference/linear.hpp"
 #include "reference/simd.hpp"
 
 namespace dslab {
@@ -152,28 +151,6 @@ void attention_decode(T* out, const T* q, const T* k, const T* v, KvCache<T>& ca
   }
 }
 
-template <class T>
-void mha_decode(T* out, const T* x, KvCache<T>& cache, const Tensor2<T>& wq, const Tensor2<T>& wk,
-                const Tensor2<T>& wv, const Tensor2<T>& wo, const AttentionShape& s,
-                const RopeTable& rope) {
-  const long pos = cache.len;
-  if (size_t(pos) >= rope.cos.shape(0) || rope.d != s.head_dim)
-    throw std::invalid_argument(
-        "attention decode: the RoPE table is too short or not head_dim wide");
-  const size_t D = wq.shape(1);
-  Tensor2<T> x1 = xt::zeros<T>({size_t(1), D}), q, k, v, u;
-  std::copy(x, x + D, x1.data());
-  linear_forward(q, x1, wq);  // [1, H*d]
-  linear_forward(k, x1, wk);  // [1, KV*d]
-  linear_forward(v, x1, wv);  // [1, KV*dv]
-  for (int h = 0; h < s.n_heads; ++h) rope_rotate(q.data() + long(h) * rope.d, pos, rope, 1.0);
-  for (int h = 0; h < s.n_kv_heads; ++h) rope_rotate(k.data() + long(h) * rope.d, pos, rope, 1.0);
-  Tensor2<T> o = xt::zeros<T>({size_t(1), size_t(s.n_heads) * s.v_head_dim});
-  attention_decode(o.data(), q.data(), k.data(), v.data(), cache, s);
-  linear_forward(u, o, wo);  // Eq. (5)
-  std::copy(u.data(), u.data() + u.size(), out);
-}
-
 #define DSLAB_INSTANTIATE(T)                                                                    \
   template void attention_forward<T>(Tensor2<T>&, Tensor4<T>&, const Tensor2<T>&,               \
                                      const Tensor2<T>&, const Tensor2<T>&, const AttentionShape&); \
@@ -182,10 +159,7 @@ void mha_decode(T* out, const T* x, KvCache<T>& cache, const Tensor2<T>& wq, con
                                       const Tensor4<T>&, const AttentionShape&);                 \
   template struct KvCache<T>;                                                                   \
   template void attention_decode<T>(T*, const T*, const T*, const T*, KvCache<T>&,              \
-                                    const AttentionShape&);                                     \
-  template void mha_decode<T>(T*, const T*, KvCache<T>&, const Tensor2<T>&, const Tensor2<T>&,  \
-                              const Tensor2<T>&, const Tensor2<T>&, const AttentionShape&,      \
-                              const RopeTable&);
+                                    const AttentionShape&);
 DSLAB_INSTANTIATE(float)
 DSLAB_INSTANTIATE(double)
 #undef DSLAB_INSTANTIATE

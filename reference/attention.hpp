@@ -33,6 +33,8 @@ void attention_backward(Tensor2<T>& dq, Tensor2<T>& dk, Tensor2<T>& dv, const Te
 // The cache keeps every token's keys (after RoPE) and values:
 // n_kv_heads * (head_dim + v_head_dim) numbers per token and layer, 2 n_kv d_h
 // when the two widths are equal (Sec. 2.1.1). s.batch and s.seq_len are unused.
+// The whole MHA sub-layer's decoding (projections, RoPE, this) is mha_decode
+// in reference/mha.hpp.
 template <class T> struct KvCache {
   int len = 0;       // tokens cached
   Tensor2<T> k, v;   // [max_len, n_kv_heads*head_dim], [max_len, n_kv_heads*v_head_dim]
@@ -46,13 +48,5 @@ template <class T> struct KvCache {
 template <class T>
 void attention_decode(T* out, const T* q, const T* k, const T* v, KvCache<T>& cache,
                       const AttentionShape& s);
-
-// The attention sub-layer of Transformer::block_forward for one token x [D] at
-// position cache.len: q, k, v = wq x, wk x, wv x; RoPE on q and k at that
-// position (rope: head_dim wide); attention_decode; out [D] = wo o (Eq. (5)).
-template <class T>
-void mha_decode(T* out, const T* x, KvCache<T>& cache, const Tensor2<T>& wq, const Tensor2<T>& wk,
-                const Tensor2<T>& wv, const Tensor2<T>& wo, const AttentionShape& s,
-                const RopeTable& rope);
 
 }  // namespace dslab

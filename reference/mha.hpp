@@ -61,4 +61,25 @@ void mha_backward(Tensor2<T>& dx, MhaWeights<T>& g, const Tensor2<T>& dout, cons
                   const MhaCache<T>& cache, const MhaWeights<T>& w, const MhaArgs& a,
                   const RopeTable& rope, MhaScratch<T>& scratch, const LinearPolicy<T>& linears = {});
 
+// ---------------------------------------------------------------------------
+// Decoding with a K/V cache (KvCache, attention_decode: reference/attention.hpp).
+//
+// The attention sub-layer of block_forward for one token x [D] at position
+// cache.len: q, k, v = wq x, wk x, wv x; RoPE on q and k at that position
+// (rope: head_dim wide); attention_decode appends k, v and attends over
+// positions 0..cache.len; out [D] = wo o (Eq. (5)). Throws
+// std::invalid_argument when the cache is full or the RoPE table too short.
+template <class T>
+void mha_decode(T* out, const T* x, KvCache<T>& cache, const MhaWeights<T>& w, const AttentionShape& s,
+                const RopeTable& rope);
+
+// The same for B sequences at once, each at its own position: row b of x
+// [B, D] is the new token of the sequence whose cache is caches[b]; out [B, D].
+// The projections wq, wk, wv, wo run as [B, D] GEMMs, the attention per
+// sequence against its own cache (in parallel over sequences).
+template <class T>
+void mha_decode(Tensor2<T>& out, const Tensor2<T>& x, const std::vector<KvCache<T>*>& caches,
+                const MhaWeights<T>& w, const AttentionShape& s, const RopeTable& rope,
+                const LinearPolicy<T>& linears = {});
+
 }  // namespace dslab

@@ -44,7 +44,14 @@ std::vector<double> sampling_distribution(const float* logits, int V, const Samp
   std::vector<double> z(k);
   for (int i = 0; i < k; ++i) z[i] = (logits[order[i]] - top) / a.temperature;
   simd::softmax_row(z.data(), z.data(), k, simd::SoftmaxArith::Scalar);
-  for (int i = 0; i < k; ++i) p[order[i]] = z[i];
+  // nucleus: the first n of the sorted tokens with z_0 + ... + z_{n-1} >= top_p
+  int n = k;
+  if (a.top_p < 1) {
+    double mass = 0;
+    for (n = 0; n < k && (n == 0 || mass < a.top_p);) mass += z[n++];
+    for (int i = 0; i < n; ++i) z[i] /= mass;
+  }
+  for (int i = 0; i < n; ++i) p[order[i]] = z[i];
   return p;
 }
 

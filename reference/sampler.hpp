@@ -1,5 +1,6 @@
 // Autoregressive sampling from the reference transformer, byte by byte.
-// temperature 0 means greedy; top_k 0 means the whole vocabulary.
+// temperature 0 means greedy; top_k 0 means the whole vocabulary; top_p 1
+// keeps every token top_k kept (nucleus sampling, applied after top_k).
 //
 // Speculative decoding with the MTP modules (Sec. 2.3; DeepSeek-V3 uses its
 // MTP module this way at inference): after each main-model forward, modules
@@ -29,6 +30,7 @@ struct SampleArgs {
   int tokens = 200;
   double temperature = 1.0;
   int top_k = 0;
+  double top_p = 1.0;  // in (0, 1]
   uint64_t seed = 1;
 };
 
@@ -44,7 +46,9 @@ struct SpeculativeStats {
 };
 
 // The sampling distribution of one row of logits [V]: softmax(logits / T) over
-// the top_k most likely tokens (ties by token id), zero elsewhere; one-hot at
+// the top_k most likely tokens (ties by token id), then, nucleus sampling
+// (Holtzman et al. 2020), only the smallest set of the most likely of those
+// whose probabilities sum to >= top_p, renormalised; zero elsewhere. One-hot at
 // the first maximum when temperature is 0.
 std::vector<double> sampling_distribution(const float* logits, int V, const SampleArgs& args);
 

@@ -138,6 +138,10 @@ template <class T> class Transformer {
   // Eq. (24)'s bias update from its load.
   const Routing<T>* routing(size_t l) const { return acts.layers.at(l).routing(); }
   void update_expert_bias();
+  // What every block reads (widths, the RoPE table, the FP8 recipe), e.g. for
+  // incremental decoding (reference/decode.hpp).
+  BlockContext<T> block_context() const { return context(); }
+  const RopeTable& rope_table() const { return rope_; }
 
   ModelArgs args;
   TransformerParams<T> params, grads;

@@ -1,4 +1,4 @@
-// Decoding MHA, GQA and MQA with a K/V cache (reference/attention.hpp):
+// Decoding MHA, GQA and MQA with a K/V cache (reference/mha.hpp, reference/attention.hpp):
 // mha_decode token by token must give, at every position, the row of the
 // full recomputation Transformer::block_forward does for the whole sequence
 // (wq, wk, wv; rope_forward on q and k; attention_forward; wo).
@@ -16,6 +16,7 @@
 
 #include "reference/attention.hpp"
 #include "reference/linear.hpp"
+#include "reference/mha.hpp"
 #include "reference/rope.hpp"
 #include "tests/test_support.hpp"
 
@@ -47,6 +48,11 @@ struct Layer {
     wo = random_matrix(rng, D, H * d, 1.0);
     x = random_matrix(rng, T, D, 1.0);
   }
+  MhaWeights<double> weights() const {
+    MhaWeights<double> m;
+    m.wq = wq, m.wk = wk, m.wv = wv, m.wo = wo;
+    return m;
+  }
   // The whole sequence at once, as Transformer::block_forward does it.   [T, D]
   Tensor2<double> full() const {
     Tensor2<double> q, k, v, o, out;
@@ -69,13 +75,13 @@ void check_decoding(int n_kv_heads) {
   EXPECT_EQ(cache.k.shape(1), size_t(n_kv_heads * Layer::d));
   std::vector<double> out(Layer::D);
   for (int t = 0; t < Layer::T; ++t) {
-    mha_decode(out.data(), &l.x(t, 0), cache, l.wq, l.wk, l.wv, l.wo, l.s, l.rope);
+    mha_decode(out.data(), &l.x(t, 0), cache, l.weights(), l.s, l.rope);
     EXPECT_LE(relative_error(out.data(), &full(t, 0), Layer::D), kTolerance)
         << "K/V-cache decoding vs full recomputation at position " << t;
   }
   EXPECT_EQ(cache.len, Layer::T);
   // The cache is full: one more token must throw, not write past the end.
-  EXPECT_THROW(mha_decode(out.data(), &l.x(0, 0), cache, l.wq, l.wk, l.wv, l.wo, l.s, l.rope),
+  EXPECT_THROW(mha_decode(out.data(), &l.x(0, 0), cache, l.weights(), l.s, l.rope),
                std::invalid_argument);
 }
 
@@ -88,8 +94,8 @@ TEST(AttentionDecode, RopeTableMustCoverThePosition) {
   KvCache<double> cache(l.s, Layer::T + 1);
   std::vector<double> out(Layer::D);
   for (int t = 0; t < Layer::T; ++t)
-    mha_decode(out.data(), &l.x(t, 0), cache, l.wq, l.wk, l.wv, l.wo, l.s, l.rope);
-  EXPECT_THROW(mha_decode(out.data(), &l.x(0, 0), cache, l.wq, l.wk, l.wv, l.wo, l.s, l.rope),
+    mha_decode(out.data(), &l.x(t, 0), cache, l.weights(), l.s, l.rope);
+  EXPECT_THROW(mha_decode(out.data(), &l.x(0, 0), cache, l.weights(), l.s, l.rope),
                std::invalid_argument);
 }
 
