@@ -9,6 +9,14 @@
 //   [train]  TrainArgs     (steps, batch_size, seq_len, lr, ..., seed)
 //   [data]   DataArgs      (path, val_fraction)
 //   [fp8]    ModelArgs::fp8 (recipe, format, granularities, ...: FP8 linear layers)
+// An RL config (`dslab rl`) has [model], [balance], [mtp], [fp8] and [data]
+// (the language-consistency reward's vocabulary) as above, and instead of
+// [train] the sections of reference/rl_trainer.hpp's RlSetup:
+//   [rl]      RlArgs       (steps, prompts_per_step, ppo_epochs, lr, init, ...)
+//   [grpo]    GrpoArgs     (aggregation, kl_estimator, beta, clip_eps, ...: Eq. (28))
+//   [rollout] RolloutArgs  (group_size, max_new_tokens, temperature, top_k, top_p, stop)
+//   [task]    TaskArgs     (kind, difficulty)
+//   [reward]  RewardArgs   (weights of accuracy, format, language, ...)
 // plus an optional top-level `extends = "base.toml"` (resolved relative to the
 // file) whose values the file overrides, table by table, key by key.
 //
@@ -29,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "reference/rl_trainer.hpp"
 #include "reference/trainer.hpp"
 #include "reference/transformer.hpp"
 
@@ -39,9 +48,14 @@ struct DataArgs {
   double val_fraction = 0.1;
 };
 
+// Which command a config is for: the tables it may hold and its rules.
+enum class RunKind { Train, Rl };
+
 struct RunConfig {
+  RunKind kind = RunKind::Train;
   ModelArgs model;
-  TrainArgs train;
+  TrainArgs train;     // Train only
+  RlSetup rl;          // Rl only
   DataArgs data;
   std::string text;    // the effective config (extends and overrides applied), as TOML
 };
@@ -61,9 +75,13 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 // parse_run_config_text(c.text).text == c.text, floats bit for bit.
 RunConfig parse_run_config_text(const std::string& text);
 
+// The same for RL configs (kind Rl).
+RunConfig load_rl_config(const std::string& path, const std::vector<std::string>& overrides = {});
+RunConfig parse_rl_config_text(const std::string& text);
+
 // One line per key of the schema, in aligned columns:
 //   "model.dim  integer  1 .. 65536  default 128  model width D"
-std::vector<std::string> describe_config_keys();
+std::vector<std::string> describe_config_keys(RunKind kind = RunKind::Train);
 
 // Where the "kjv" data path points: $DSLAB_DATA/kjv.txt if DSLAB_DATA is set,
 // else $XDG_CACHE_HOME/dslab/kjv.txt, else ~/.cache/dslab/kjv.txt. Any other

@@ -162,32 +162,35 @@ namespace {
 
 // A schema key the misspelt `path` probably meant: the same name in another
 // table (model.seq_len -> train.seq_len), else the nearest full path.
-std::optional<std::string> nearest_key(const std::string& path) {
+std::optional<std::string> nearest_key(const std::string& path, RunKind kind) {
   const std::string leaf = path.substr(path.rfind('.') + 1);
   std::vector<std::string> paths;
   for (const KeySpec& k : schema()) {
+    if (!is_table(k.table, kind)) continue;
     if (k.name == leaf) return k.path();
     paths.push_back(k.path());
   }
   return nearest(path, paths);
 }
 
-std::string unknown_key(const std::string& path) {
+std::string unknown_key(const std::string& path, RunKind kind) {
   const std::string table = path.substr(0, path.find('.'));
-  const auto hint = nearest_key(path);
+  const auto hint = nearest_key(path, kind);
   return "unknown key '" + path + "' (" + (hint ? "did you mean '" + *hint + "'? " : "") +
-         (is_table(table) ? "keys of [" + table + "]: " + join(keys_of(table), ", ")
-                          : "tables: " + join(table_names(), ", ")) +
+         (is_table(table, kind) ? "keys of [" + table + "]: " + join(keys_of(table), ", ")
+                                : "tables: " + join(table_names(kind), ", ")) +
          ")";
 }
 
-std::string unknown_top_level_key(const std::string& key) {
-  std::vector<std::string> top = table_names();
+std::string unknown_top_level_key(const std::string& key, RunKind kind) {
+  std::vector<std::string> top = table_names(kind);
   top.push_back("extends");
   auto hint = nearest(key, top);
-  if (!hint) hint = nearest_key(key);
+  if (!hint) hint = nearest_key(key, kind);
+  const std::string tables = kind == RunKind::Rl ? "[model], [rl], [grpo], [rollout], [task], [reward], [data]"
+                                                 : "[model], [mtp], [train], [data]";
   return "unknown top-level key '" + key + "' (" + (hint ? "did you mean '" + *hint + "'? " : "") +
-         "the top level holds extends and the tables [model], [mtp], [train], [data])";
+         "the top level holds extends and the tables " + tables + ")";
 }
 
 // The config being built, and where each key set so far got its value
@@ -249,13 +252,13 @@ void apply_tables(Loader& L, const toml::table& root, const std::string& file, b
       if (!allow_extends) fail(origin, "extends is not allowed here: this text is a whole config");
       continue;
     }
-    if (!is_table(name)) fail(origin, unknown_top_level_key(name));
+    if (!is_table(name, L.cfg.kind)) fail(origin, unknown_top_level_key(name, L.cfg.kind));
     const toml::table* table = node->as_table();
     if (!table) fail(origin, name + " must be the table [" + name + "], got " + describe_node(*node));
     for (const auto& [key, value] : in_file_order(*table)) {
       const std::string path = name + "." + key;
-      const KeySpec* spec = find_key(path);
-      if (!spec) fail(where(*value, file), unknown_key(path));
+      const KeySpec* spec = find_key(path, L.cfg.kind);
+      if (!spec) fail(where(*value, file), unknown_key(path, L.cfg.kind));
       apply_node(L, *spec, *value, where(*value, file));
     }
   }
@@ -303,8 +306,8 @@ void apply_override(Loader& L, const std::string& text, const std::string& origi
   if (eq == std::string::npos) fail(origin, "expected key.path=value, e.g. train.steps=20");
   const std::string path = trim(text.substr(0, eq));
   const std::string raw = trim(text.substr(eq + 1));
-  const KeySpec* key = find_key(path);
-  if (!key) fail(origin, unknown_key(path));
+  const KeySpec* key = find_key(path, L.cfg.kind);
+  if (!key) fail(origin, unknown_key(path, L.cfg.kind));
   const auto parsed = try_parse_toml("v = " + raw);
   const toml::node* node = parsed && parsed->size() == 1 ? parsed->get("v") : nullptr;
   if (key->type == KeyType::String && !(node && node->is_string())) {
@@ -344,7 +347,16 @@ void apply_override(Loader& L, const std::string& text, const std::string& origi
 void check_rules(const Loader& L) {
   try {
     L.cfg.model.validate();
-    L.cfg.train.validate(L.cfg.model);
+    if (L.cfg.kind == RunKind::Train) {
+      L.cfg.train.validate(L.cfg.model);
+    } else {
+      const RlSetup& rl = L.cfg.rl;
+      rl.rl.validate(L.cfg.model, rl.rollout);
+      rl.grpo.validate();
+      rl.rollout.validate();
+      rl.task.validate();
+      rl.reward.validate();
+    }
   } catch (const ArgsError& e) {
     fail_across(L, e.keys(), e.what());
   }
@@ -358,8 +370,9 @@ RunConfig finish(Loader& L) {
 
 }  // namespace
 
-RunConfig load_with_overrides(const std::string& path, const std::vector<Override>& overrides) {
+RunConfig load_with_overrides(const std::string& path, const std::vector<Override>& overrides, RunKind kind) {
   Loader L;
+  L.cfg.kind = kind;
   L.source = path;
   std::vector<std::string> chain = {identity(path)}, shown = {path};
   apply_file(L, path, chain, shown);
@@ -371,21 +384,38 @@ RunConfig load_with_overrides(const std::string& path, const std::vector<Overrid
 
 // ---------------------------------------------------------------------------
 
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+namespace {
+
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides, RunKind kind) {
   using namespace config;
   std::vector<Override> tagged;
   for (const std::string& o : overrides) tagged.push_back({o, "--set " + o});
-  return load_with_overrides(path, tagged);
+  return load_with_overrides(path, tagged, kind);
 }
 
-RunConfig parse_run_config_text(const std::string& text) {
+RunConfig parse_config_text(const std::string& text, RunKind kind) {
   using namespace config;
   const std::string name = "<config text>";
   Loader L;
+  L.cfg.kind = kind;
   L.source = name;
   apply_tables(L, parse_toml(text, name), name, false);
   return finish(L);
 }
+
+}  // namespace
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return load_config(path, overrides, RunKind::Train);
+}
+
+RunConfig parse_run_config_text(const std::string& text) { return parse_config_text(text, RunKind::Train); }
+
+RunConfig load_rl_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return load_config(path, overrides, RunKind::Rl);
+}
+
+RunConfig parse_rl_config_text(const std::string& text) { return parse_config_text(text, RunKind::Rl); }
 
 std::string resolve_data_path(const std::string& path) {
   if (path != "kjv") return path;

@@ -37,6 +37,7 @@ struct Override {
 
 // The config file `path` (after the files it extends), then `overrides` in
 // order, then the rules across keys. Throws ConfigError.
-RunConfig load_with_overrides(const std::string& path, const std::vector<Override>& overrides);
+RunConfig load_with_overrides(const std::string& path, const std::vector<Override>& overrides,
+                              RunKind kind = RunKind::Train);
 
 }  // namespace dslab::config

@@ -59,6 +59,13 @@ KeySpec enum_key(const char* table, const char* name, E& (*field)(RunConfig&), c
           .choices = std::move(choices), .description = description};
 }
 
+// A string that may be empty ("" meaning none), read and written through `field`.
+KeySpec optional_string_key(const char* table, const char* name, Field field, const char* description) {
+  KeySpec k = string_key(table, name, std::move(field), description);
+  k.allow_empty = true;
+  return k;
+}
+
 KeySpec bool_key(const char* table, const char* name, Field field, const char* description) {
   return {.table = table, .name = name, .type = KeyType::Bool, .field = field,
           .description = description};
@@ -223,23 +230,125 @@ const std::vector<KeySpec>& schema() {
                   "0: fp32 sums; > 0: tensor-core accumulator keeping this many bits (slow)"),
       integer_key("fp8", "promote_every", DSLAB_FIELD(model.fp8.promote_every), 0, 65536,
                   "N_C: products between promotions to fp32 with accum_bits > 0; 0 = never"),
+
+      integer_key("rl", "steps", DSLAB_FIELD(rl.rl.steps), 1, kMaxSteps, "RL steps: rollouts, then ppo_epochs of updates"),
+      integer_key("rl", "prompts_per_step", DSLAB_FIELD(rl.rl.prompts_per_step), 1, 65536,
+                  "P problems per step, each sampled rollout.group_size times"),
+      integer_key("rl", "ppo_epochs", DSLAB_FIELD(rl.rl.ppo_epochs), 1, 1024,
+                  "mu: passes of policy updates over each rollout batch (Eq. (28)'s pi_old differs after the first)"),
+      integer_key("rl", "mini_batches", DSLAB_FIELD(rl.rl.mini_batches), 1, 65536,
+                  "optimizer steps per pass, over disjoint sets of groups; divides prompts_per_step"),
+      float_key("rl", "lr", DSLAB_FIELD(rl.rl.lr), open_closed(0, 10), "learning rate, constant after warm-up"),
+      integer_key("rl", "warmup_steps", DSLAB_FIELD(rl.rl.warmup_steps), 0, kMaxSteps,
+                  "steps of linear learning-rate warm-up"),
+      float_key("rl", "weight_decay", DSLAB_FIELD(rl.rl.adamw.weight_decay), closed(0, 10),
+                "AdamW decoupled weight decay of the matrices (betas and eps as [train]'s defaults)"),
+      float_key("rl", "grad_clip", DSLAB_FIELD(rl.rl.grad_clip), closed(0, 1e6),
+                "largest global gradient norm; 0 disables clipping"),
+      integer_key("rl", "seed", DSLAB_FIELD(rl.rl.seed), 0, INT64_MAX,
+                  "seed of the rollouts (and of the initial weights without init)"),
+      integer_key("rl", "task_seed", DSLAB_FIELD(rl.rl.task_seed), 0, INT64_MAX,
+                  "seed of the problems: problem j is the same in every run with this seed"),
+      optional_string_key("rl", "init", DSLAB_FIELD(rl.rl.init),
+                          "a dslab train result (FILE.h5, a path from the working directory) whose weights "
+                          "start the policy and the reference; \"\": fresh weights"),
+      integer_key("rl", "ref_reset_every", DSLAB_FIELD(rl.rl.ref_reset_every), 0, kMaxSteps,
+                  "steps between resets of the reference to the policy (DeepSeekMath Alg. 1); 0: fixed"),
+      bool_key("rl", "dynamic_sampling", DSLAB_FIELD(rl.rl.dynamic_sampling),
+               "DAPO: drop groups whose rewards are all equal and sample more prompts"),
+      integer_key("rl", "max_sampling_rounds", DSLAB_FIELD(rl.rl.max_sampling_rounds), 1, 1024,
+                  "rounds of prompts_per_step prompts a dynamic-sampling step may draw"),
+      integer_key("rl", "sample_every", DSLAB_FIELD(rl.rl.sample_every), 0, kMaxSteps,
+                  "steps between kept samples (prompt, completions, rewards); 0: first and last only"),
+      integer_key("rl", "checkpoint_every", DSLAB_FIELD(rl.rl.checkpoint_every), 0, kMaxSteps,
+                  "steps between checkpoints; 0 disables them"),
+
+      enum_key("grpo", "aggregation", DSLAB_FIELD(rl.grpo.aggregation),
+               "how token losses make the loss: Eq. (28)'s seq_mean_token_mean, DAPO's token_mean, ... (docs/grpo.md)"),
+      enum_key("grpo", "kl_estimator", DSLAB_FIELD(rl.grpo.kl_estimator),
+               "KL(pi_theta || pi_ref) per token: k1, k2, k3 (Eq. (28)), k3_ratio (unbiased gradient), exact"),
+      enum_key("grpo", "kl_placement", DSLAB_FIELD(rl.grpo.kl_placement),
+               "beta KL in the loss (GRPO) or subtracted from the reward (PPO style)"),
+      float_key("grpo", "beta", DSLAB_FIELD(rl.grpo.beta), closed(0, 1e6), "KL weight beta; 0: no KL term"),
+      float_key("grpo", "clip_eps", DSLAB_FIELD(rl.grpo.clip_eps), open_closed(0, 10), "clip range epsilon of Eq. (28)"),
+      float_key("grpo", "clip_eps_low", DSLAB_FIELD(rl.grpo.clip_eps_low), closed(0, 10),
+                "lower clip range (DAPO clip-higher: 0.2); 0: clip_eps"),
+      float_key("grpo", "clip_eps_high", DSLAB_FIELD(rl.grpo.clip_eps_high), closed(0, 10),
+                "upper clip range (DAPO clip-higher: 0.28); 0: clip_eps"),
+      float_key("grpo", "clip_c", DSLAB_FIELD(rl.grpo.clip_c), closed(0, 1e6),
+                "dual clip c > 1 for negative advantages (verl: 3); 0: off"),
+      integer_key("grpo", "max_response_length", DSLAB_FIELD(rl.grpo.max_response_length), 0, kMaxWidth,
+                  "L of the Dr. GRPO aggregations; 0: the longest response of the batch"),
+      bool_key("grpo", "std_bessel", DSLAB_FIELD(rl.grpo.advantages.std_bessel),
+               "group std with Bessel's correction (as torch.std in TRL and verl)"),
+      float_key("grpo", "std_eps", DSLAB_FIELD(rl.grpo.advantages.std_eps), closed(0, 1),
+                "added to the std of the advantages (TRL 1e-4, verl 1e-6)"),
+      bool_key("grpo", "mean_only", DSLAB_FIELD(rl.grpo.advantages.mean_only),
+               "advantage r - mean r without the std (Dr. GRPO)"),
+      enum_key("grpo", "scope", DSLAB_FIELD(rl.grpo.advantages.scope),
+               "std of the advantages over the group or the whole batch"),
+
+      integer_key("rollout", "group_size", DSLAB_FIELD(rl.rollout.group_size), 1, 65536,
+                  "G completions per prompt (a GRPO group)"),
+      integer_key("rollout", "max_new_tokens", DSLAB_FIELD(rl.rollout.max_new_tokens), 1, kMaxWidth,
+                  "longest completion, in tokens (bytes)"),
+      float_key("rollout", "temperature", DSLAB_FIELD(rl.rollout.temperature), closed(0, 100),
+                "sampling temperature; the policy's probabilities are softmax(logits / T); 0: greedy"),
+      integer_key("rollout", "top_k", DSLAB_FIELD(rl.rollout.top_k), 0, kMaxWidth,
+                  "draw among the k most likely tokens; 0: all"),
+      float_key("rollout", "top_p", DSLAB_FIELD(rl.rollout.top_p), open_closed(0, 1),
+                "nucleus: the smallest set of tokens with probability >= top_p; 1: all"),
+      optional_string_key("rollout", "stop",
+                          EnumField{[](RunConfig& c) { return c.rl.rollout.stop.empty() ? std::string() : c.rl.rollout.stop[0]; },
+                                    [](RunConfig& c, const std::string& s) {
+                                      c.rl.rollout.stop = s.empty() ? std::vector<std::string>{} : std::vector<std::string>{s};
+                                    }},
+                          "a completion ends with this text, included; \"\": only max_new_tokens ends it"),
+
+      enum_key("task", "kind", DSLAB_FIELD(rl.task.kind), "countdown (reach a target with + - * /) or addition"),
+      integer_key("task", "n_numbers", DSLAB_FIELD(rl.task.n_numbers), 2, 6, "countdown: numbers given"),
+      integer_key("task", "min_number", DSLAB_FIELD(rl.task.min_number), 1, 999, "countdown: smallest number"),
+      integer_key("task", "max_number", DSLAB_FIELD(rl.task.max_number), 1, 999, "countdown: largest number"),
+      integer_key("task", "min_target", DSLAB_FIELD(rl.task.min_target), 0, 1000000, "countdown: smallest target"),
+      integer_key("task", "max_target", DSLAB_FIELD(rl.task.max_target), 0, 1000000, "countdown: largest target"),
+      enum_key("task", "use", DSLAB_FIELD(rl.task.use),
+               "countdown: every number exactly once (TinyZero) or at most once"),
+      integer_key("task", "min_digits", DSLAB_FIELD(rl.task.min_digits), 1, 12, "addition: fewest digits of an addend"),
+      integer_key("task", "max_digits", DSLAB_FIELD(rl.task.max_digits), 1, 12, "addition: most digits of an addend"),
+
+      float_key("reward", "accuracy", DSLAB_FIELD(rl.reward.accuracy), closed(0, 1e6),
+                "weight of the accuracy reward (R1-Zero): the verifier on <answer>"),
+      float_key("reward", "format", DSLAB_FIELD(rl.reward.format), closed(0, 1e6),
+                "weight of the format reward (R1-Zero): <think>...</think><answer>...</answer>"),
+      float_key("reward", "language", DSLAB_FIELD(rl.reward.language), closed(0, 1e6),
+                "weight of R1's language-consistency reward: share of [data] vocabulary words in <think>"),
+      float_key("reward", "overlong", DSLAB_FIELD(rl.reward.overlong), closed(0, 1e6),
+                "weight of DAPO's soft overlong punishment"),
+      float_key("reward", "length", DSLAB_FIELD(rl.reward.length), closed(0, 1e6),
+                "weight of Kimi k1.5's group length reward"),
+      integer_key("reward", "max_length", DSLAB_FIELD(rl.reward.max_length), 1, kMaxWidth,
+                  "DAPO's L_max, bytes"),
+      integer_key("reward", "cache_length", DSLAB_FIELD(rl.reward.cache_length), 0, kMaxWidth,
+                  "DAPO's L_cache, bytes; at most max_length"),
   };
   return keys;
 }
 
-const std::vector<std::string>& table_names() {
-  static const std::vector<std::string> tables = {"model", "balance", "mtp", "train", "data", "fp8"};
-  return tables;
+const std::vector<std::string>& table_names(RunKind kind) {
+  static const std::vector<std::string> train = {"model", "balance", "mtp", "train", "data", "fp8"};
+  static const std::vector<std::string> rl = {"model", "balance", "mtp", "data", "fp8",
+                                              "rl", "grpo", "rollout", "task", "reward"};
+  return kind == RunKind::Rl ? rl : train;
 }
 
-const KeySpec* find_key(const std::string& path) {
+const KeySpec* find_key(const std::string& path, RunKind kind) {
   for (const KeySpec& k : schema())
-    if (k.path() == path) return &k;
+    if (k.path() == path) return is_table(k.table, kind) ? &k : nullptr;
   return nullptr;
 }
 
-bool is_table(const std::string& name) {
-  const auto& tables = table_names();
+bool is_table(const std::string& name, RunKind kind) {
+  const auto& tables = table_names(kind);
   return std::find(tables.begin(), tables.end(), name) != tables.end();
 }
 
@@ -364,7 +473,8 @@ std::string allowed(const KeySpec& k) {
       return text + (k.interval.hi_open ? ")" : "]");
     }
     case KeyType::String:
-      return k.choices.empty() ? "any non-empty string" : "one of " + join(k.choices, ", ");
+      if (!k.choices.empty()) return "one of " + join(k.choices, ", ");
+      return k.allow_empty ? "any string" : "any non-empty string";
     case KeyType::Bool: return "true or false";
   }
   return "";
@@ -389,7 +499,7 @@ std::optional<std::string> range_violation(const KeySpec& key, const Value& v) {
     case KeyType::String: {
       const std::string& s = std::get<std::string>(v);
       const bool ok = key.choices.empty()
-                          ? !s.empty()
+                          ? !s.empty() || key.allow_empty
                           : std::find(key.choices.begin(), key.choices.end(), s) != key.choices.end();
       if (!ok) return shown + " is not allowed: expected " + allowed(key);
       break;
@@ -403,6 +513,7 @@ std::string to_toml_text(const RunConfig& cfg) {
   RunConfig c = cfg;  // the field accessors take a mutable config
   std::string out, table;
   for (const KeySpec& k : schema()) {
+    if (!is_table(k.table, cfg.kind)) continue;
     if (k.table != table) {
       out += (out.empty() ? "[" : "\n[") + k.table + "]\n";
       table = k.table;
@@ -414,12 +525,13 @@ std::string to_toml_text(const RunConfig& cfg) {
 
 }  // namespace config
 
-std::vector<std::string> describe_config_keys() {
+std::vector<std::string> describe_config_keys(RunKind kind) {
   using namespace config;
   RunConfig defaults;
   std::vector<std::array<std::string, 5>> rows;
   for (const KeySpec& k : schema())
-    rows.push_back({k.path(), type_name(k.type), allowed(k),
+    if (is_table(k.table, kind))
+      rows.push_back({k.path(), type_name(k.type), allowed(k),
                     "default " + format_value(read_value(k, defaults)), k.description});
   std::array<size_t, 5> width{};
   for (const auto& row : rows)

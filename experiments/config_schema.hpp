@@ -43,15 +43,19 @@ struct KeySpec {
   int64_t int_min = 0, int_max = 0;       // Integer: allowed int_min .. int_max
   Interval interval{};                    // Float
   std::vector<std::string> choices{};     // String: allowed values (an enum's names); empty: any non-empty
+  bool allow_empty = false;               // String without choices: "" allowed too
   std::string description{};
   std::string path() const { return table + "." + name; }
 };
 
 // Every key of a run config, table by table; defaults come from the structs.
 const std::vector<KeySpec>& schema();
-const std::vector<std::string>& table_names();  // model, balance, mtp, train, data, fp8
-const KeySpec* find_key(const std::string& path);  // nullptr for an unknown key
-bool is_table(const std::string& name);
+// The tables a config of `kind` holds: Train: model, balance, mtp, train, data,
+// fp8; Rl: model, balance, mtp, data, fp8, rl, grpo, rollout, task, reward.
+const std::vector<std::string>& table_names(RunKind kind = RunKind::Train);
+// nullptr for an unknown key or one of a table a config of `kind` does not hold.
+const KeySpec* find_key(const std::string& path, RunKind kind = RunKind::Train);
+bool is_table(const std::string& name, RunKind kind = RunKind::Train);
 std::vector<std::string> keys_of(const std::string& table);
 
 Value read_value(const KeySpec& key, RunConfig& cfg);
@@ -63,7 +67,7 @@ std::string allowed(const KeySpec& key);       // "1 .. 65536", "(0, 1]", "one o
 const char* type_name(KeyType t);              // "integer"
 const char* type_with_article(KeyType t);      // "an integer"
 
-// Every schema key, table by table, in schema order (RunConfig::text).
+// Every key of cfg.kind's tables, table by table, in schema order (RunConfig::text).
 std::string to_toml_text(const RunConfig& cfg);
 
 // Text

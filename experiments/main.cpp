@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "dslab " + dslab::provenance().dslab_version + " (git " +
                                         dslab::provenance().git_commit + ")");
   dslab::add_train_command(app);
+  dslab::add_rl_command(app);
   dslab::add_run_command(app);
   dslab::add_list_command(app);
   dslab::add_sample_command(app);

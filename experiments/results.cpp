@@ -89,22 +89,37 @@ std::vector<ParamRef<float>> model_state(Transformer<float>& model) {
   return refs;
 }
 
+// A 1-D dataset of variable-length UTF-8 strings.
+void write_strings(H5::Group& g, const std::string& name, const std::vector<std::string>& texts) {
+  const H5::StrType type = utf8_string_type();
+  const hsize_t n = texts.size();
+  std::vector<const char*> ptrs;
+  for (const std::string& t : texts) ptrs.push_back(t.c_str());
+  H5::DataSet ds = g.createDataSet(name, type, H5::DataSpace(1, &n));
+  if (n > 0) ds.write(ptrs.data(), type);
+}
+
 // What a result file and a checkpoint share: config, attributes, metrics, weights.
-void write_run(H5::Group& root, const RunInfo& info, Trainer& trainer, bool complete) {
+void write_run(H5::Group& root, const RunInfo& info, int64_t steps, const Metrics& run_metrics,
+               Transformer<float>& run_model, bool complete) {
   write_text(root, "config", info.config_text);
   set_attr(root, "dslab_version", provenance().dslab_version);
   set_attr(root, "git_commit", provenance().git_commit);
   set_attr(root, "seed", info.seed);
   set_attr(root, "threads", int64_t(info.threads));
   set_attr(root, "wall_seconds", info.wall_seconds);
-  set_attr(root, "steps", trainer.step);
-  set_attr(root, "num_parameters", int64_t(trainer.model.num_parameters()));
+  set_attr(root, "steps", steps);
+  set_attr(root, "num_parameters", int64_t(run_model.num_parameters()));
   set_attr(root, "complete", int64_t(complete ? 1 : 0));
 
   H5::Group metrics = root.createGroup("metrics");
-  for (const auto& [name, column] : trainer.metrics) write_doubles(metrics, name, column);
+  for (const auto& [name, column] : run_metrics) write_doubles(metrics, name, column);
   H5::Group model = root.createGroup("model");
-  for (const auto& p : model_state(trainer.model)) write_floats(model, p.name, p.shape, p.data);
+  for (const auto& p : model_state(run_model)) write_floats(model, p.name, p.shape, p.data);
+}
+
+void write_run(H5::Group& root, const RunInfo& info, Trainer& trainer, bool complete) {
+  write_run(root, info, trainer.step, trainer.metrics, trainer.model, complete);
 }
 
 // Tensors kept for the simulators; result files only.
@@ -115,9 +130,8 @@ void write_captured(H5::Group& root, const Captured& captured) {
 }
 
 // AdamW's step count and moments, each moment in its parameter's shape.
-void write_optimizer(H5::Group& root, Trainer& trainer) {
-  const auto refs = trainer.model.params.refs();
-  AdamW<float>& opt = trainer.optimizer;
+void write_optimizer(H5::Group& root, Transformer<float>& model, AdamW<float>& opt) {
+  const auto refs = model.params.refs();
   if (opt.offset.size() != refs.size())
     throw std::logic_error("optimizer state does not line up with the model parameters");
   set_attr(root, "adamw_t", opt.t);
@@ -229,6 +243,90 @@ Metrics read_metrics_group(const std::string& path, const H5::H5File& file) {
   return metrics;
 }
 
+// Reads weights, AdamW's state, the step and the metrics of a checkpoint; the
+// returned function stores them (so a failure to read leaves everything unchanged).
+std::function<void()> read_training_state(const std::string& path, const H5::H5File& file,
+                                          Transformer<float>& model, AdamW<float>& opt, int64_t& step,
+                                          Metrics& metrics) {
+  const auto refs = model.params.refs();
+  const auto state = model_state(model);
+  auto weights = read_tensors(path, file, "/model", state);
+  auto m = read_tensors(path, file, "/optimizer/m", refs);
+  auto v = read_tensors(path, file, "/optimizer/v", refs);
+  auto stored_metrics = read_metrics_group(path, file);
+  const int64_t stored_step = get_int_attr(file, "steps"), t = get_int_attr(file, "adamw_t");
+  return [=, &model, &opt, &step, &metrics, weights = std::move(weights), m = std::move(m),
+          v = std::move(v), stored_metrics = std::move(stored_metrics)] {
+    copy_into(weights, state);
+    for (size_t i = 0; i < refs.size(); ++i) {
+      std::copy(m[i].begin(), m[i].end(), opt.m_of(i));
+      std::copy(v[i].begin(), v[i].end(), opt.v_of(i));
+    }
+    opt.t = t;
+    step = stored_step;
+    metrics = stored_metrics;
+  };
+}
+
+std::vector<std::string> read_strings(const H5::Group& g, const std::string& name) {
+  H5::DataSet ds = g.openDataSet(name);
+  const H5::DataSpace space = ds.getSpace();
+  const size_t n = size_t(space.getSimpleExtentNpoints());
+  std::vector<char*> ptrs(n, nullptr);
+  const H5::StrType type = utf8_string_type();
+  if (n > 0) ds.read(ptrs.data(), type);
+  std::vector<std::string> texts;
+  for (char* p : ptrs) texts.emplace_back(p ? p : "");
+  if (n > 0) H5::DataSet::vlenReclaim(ptrs.data(), type, space);
+  return texts;
+}
+
+std::vector<double> read_doubles(const H5::Group& g, const std::string& name) {
+  H5::DataSet ds = g.openDataSet(name);
+  std::vector<double> x(size_t(ds.getSpace().getSimpleExtentNpoints()));
+  if (!x.empty()) ds.read(x.data(), H5::PredType::NATIVE_DOUBLE);
+  return x;
+}
+
+// /samples: step [n], prompt [n], completions and rewards [n * G] (G per sample).
+void write_samples(H5::Group& root, const std::vector<RlSample>& samples) {
+  H5::Group g = root.createGroup("samples");
+  std::vector<double> steps, rewards, counts;
+  std::vector<std::string> prompts, completions;
+  for (const RlSample& s : samples) {
+    steps.push_back(double(s.step));
+    prompts.push_back(s.prompt);
+    counts.push_back(double(s.completions.size()));
+    completions.insert(completions.end(), s.completions.begin(), s.completions.end());
+    rewards.insert(rewards.end(), s.rewards.begin(), s.rewards.end());
+  }
+  write_doubles(g, "step", steps);
+  write_doubles(g, "n_completions", counts);
+  write_strings(g, "prompt", prompts);
+  write_strings(g, "completions", completions);
+  write_doubles(g, "rewards", rewards);
+}
+
+std::vector<RlSample> read_samples(const H5::H5File& file) {
+  const H5::Group g = file.openGroup("samples");
+  const auto steps = read_doubles(g, "step"), counts = read_doubles(g, "n_completions");
+  const auto rewards = read_doubles(g, "rewards");
+  const auto prompts = read_strings(g, "prompt"), completions = read_strings(g, "completions");
+  std::vector<RlSample> samples;
+  size_t at = 0;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    RlSample s;
+    s.step = int64_t(steps[i]);
+    s.prompt = prompts.at(i);
+    for (size_t j = 0; j < size_t(counts.at(i)); ++j, ++at) {
+      s.completions.push_back(completions.at(at));
+      s.rewards.push_back(rewards.at(at));
+    }
+    samples.push_back(std::move(s));
+  }
+  return samples;
+}
+
 // "" when equal; otherwise where the two texts first differ, line by line.
 std::string first_difference(const std::string& stored, const std::string& given) {
   std::istringstream a(stored), b(given);
@@ -264,7 +362,7 @@ void write_result(const std::string& path, const RunInfo& info, Trainer& trainer
 void write_checkpoint(const std::string& path, const RunInfo& info, Trainer& trainer) {
   write_whole(path, [&](H5::Group& root) {
     write_run(root, info, trainer, false);
-    write_optimizer(root, trainer);
+    write_optimizer(root, trainer.model, trainer.optimizer);
   });
 }
 
@@ -280,22 +378,7 @@ void read_checkpoint(const std::string& path, const std::string& config_text, Tr
     if (!file.attrExists("adamw_t"))
       throw std::runtime_error(path + ": has no optimizer state (not a checkpoint)");
 
-    const auto refs = trainer.model.params.refs();
-    const auto state = model_state(trainer.model);
-    const auto weights = read_tensors(path, file, "/model", state);
-    const auto m = read_tensors(path, file, "/optimizer/m", refs);
-    const auto v = read_tensors(path, file, "/optimizer/v", refs);
-    Metrics metrics = read_metrics_group(path, file);
-    const int64_t step = get_int_attr(file, "steps"), t = get_int_attr(file, "adamw_t");
-
-    copy_into(weights, state);
-    for (size_t i = 0; i < refs.size(); ++i) {
-      std::copy(m[i].begin(), m[i].end(), trainer.optimizer.m_of(i));
-      std::copy(v[i].begin(), v[i].end(), trainer.optimizer.v_of(i));
-    }
-    trainer.optimizer.t = t;
-    trainer.step = step;
-    trainer.metrics = std::move(metrics);
+    read_training_state(path, file, trainer.model, trainer.optimizer, trainer.step, trainer.metrics)();
   });
 }
 
@@ -324,6 +407,45 @@ void read_model(const std::string& path, Transformer<float>& model) {
 
 Metrics read_metrics(const std::string& path) {
   return with_hdf5(path, [&] { return read_metrics_group(path, open_for_reading(path)); });
+}
+
+// ---- RL runs ----------------------------------------------------------------
+
+void write_rl_result(const std::string& path, const RunInfo& info, RlTrainer& trainer) {
+  write_whole(path, [&](H5::Group& root) {
+    write_run(root, info, trainer.step, trainer.metrics, trainer.policy, true);
+    write_samples(root, trainer.samples);
+  });
+}
+
+void write_rl_checkpoint(const std::string& path, const RunInfo& info, RlTrainer& trainer) {
+  write_whole(path, [&](H5::Group& root) {
+    write_run(root, info, trainer.step, trainer.metrics, trainer.policy, false);
+    write_samples(root, trainer.samples);
+    write_optimizer(root, trainer.policy, trainer.optimizer);
+    H5::Group ref = root.createGroup("reference");
+    for (const auto& p : model_state(trainer.reference)) write_floats(ref, p.name, p.shape, p.data);
+  });
+}
+
+void read_rl_checkpoint(const std::string& path, const std::string& config_text, RlTrainer& trainer) {
+  with_hdf5(path, [&] {
+    const H5::H5File file = open_for_reading(path);
+    const std::string difference = first_difference(read_text(file, "config"), config_text);
+    if (!difference.empty())
+      throw std::runtime_error("checkpoint " + path +
+                               " was written for a different config than the one given: " + difference);
+    if (!file.attrExists("adamw_t") || !file.nameExists("reference") || !file.nameExists("samples"))
+      throw std::runtime_error(path + ": has no optimizer state or reference model (not an RL checkpoint)");
+    const auto store = read_training_state(path, file, trainer.policy, trainer.optimizer, trainer.step,
+                                           trainer.metrics);
+    const auto ref_state = model_state(trainer.reference);
+    const auto ref = read_tensors(path, file, "/reference", ref_state);
+    std::vector<RlSample> samples = read_samples(file);
+    store();
+    copy_into(ref, ref_state);
+    trainer.samples = std::move(samples);
+  });
 }
 
 }  // namespace dslab

@@ -26,6 +26,7 @@
 
 #include "experiments/capture.hpp"
 #include "experiments/config.hpp"
+#include "reference/rl_trainer.hpp"
 #include "reference/trainer.hpp"
 
 namespace dslab {
@@ -63,5 +64,13 @@ void read_model(const std::string& path, Transformer<float>& model);
 
 // Metrics of a result file (all /metrics datasets).
 Metrics read_metrics(const std::string& path);
+
+// RL runs (dslab rl): the same layout, /model the policy, plus
+//   /samples/step, /samples/prompt [n]; /samples/n_completions [n];
+//   /samples/completions, /samples/rewards [sum of n_completions]
+// and, in a checkpoint, /reference/<param name> (the reference model).
+void write_rl_result(const std::string& path, const RunInfo& info, RlTrainer& trainer);
+void write_rl_checkpoint(const std::string& path, const RunInfo& info, RlTrainer& trainer);
+void read_rl_checkpoint(const std::string& path, const std::string& config_text, RlTrainer& trainer);
 
 }  // namespace dslab

@@ -1,0 +1,108 @@
+// The GRPO loop (review Sec. 2.5, Eq. (28); DeepSeekMath Algorithm 1), in float:
+//   for each step:
+//     P problems of the task (reference/tasks.hpp), each in the R1 template
+//     -> G completions per prompt from pi_old = the current policy (reference/rollout.hpp)
+//     -> rewards (reference/rewards.hpp); with the KL in the reward, r_i - beta sum_t k_t
+//     -> group advantages A_i (reference/grpo.hpp), the same for every token of o_i
+//     -> log pi_old and log pi_ref of every response token, recomputed exactly by a
+//        full forward of the policy and of the reference (reference/logprobs.hpp)
+//     -> mu epochs over the groups in mini_batches parts: forward, GRPO loss
+//        (policy_loss), backward into the policy, clip, AdamW
+//   and, every ref_reset_every steps (0: never), the reference becomes the policy.
+// Dynamic sampling (DAPO): groups whose rewards are all equal carry no signal;
+// with rl.dynamic_sampling they are dropped and more prompts are sampled, up to
+// rl.max_sampling_rounds rounds, so a step trains on at most P groups.
+// Everything a step draws comes from (seed, step, round): a resumed run and a
+// run on another thread count give the same numbers.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "reference/adamw.hpp"
+#include "reference/grpo.hpp"
+#include "reference/rewards.hpp"
+#include "reference/rollout.hpp"
+#include "reference/tasks.hpp"
+#include "reference/trainer.hpp"
+#include "reference/transformer.hpp"
+
+namespace dslab {
+
+// The [rl] section of an RL config.
+struct RlArgs {
+  int64_t steps = 20;
+  int prompts_per_step = 4;      // P (problems per step; G = rollout.group_size each)
+  int ppo_epochs = 1;            // mu: policy updates per rollout batch (Eq. (28)'s pi_old != pi_theta after the first)
+  int mini_batches = 1;          // optimizer steps per epoch, over disjoint sets of groups
+  double lr = 1e-4;              // constant after a linear warm-up
+  int64_t warmup_steps = 0;
+  AdamWArgs adamw{.weight_decay = 0.0};  // rl.weight_decay (TRL: 0); betas and eps as training's
+  double grad_clip = 1.0;        // max global gradient norm; 0 disables
+  uint64_t seed = 1;             // rollouts; the policy's weights when init is empty
+  uint64_t task_seed = 1;        // the problems: problem j of the run is make_problem(task, task_seed, j)
+  std::string init;              // a dslab train result or checkpoint whose weights start the policy; "": fresh
+  int64_t ref_reset_every = 0;   // the reference becomes the policy every k steps (DeepSeekMath Alg. 1); 0: fixed
+  bool dynamic_sampling = false; // DAPO: drop groups whose rewards are all equal, sample more
+  int max_sampling_rounds = 3;   // rounds of P prompts a dynamic-sampling step may draw
+  int64_t sample_every = 10;     // keep the prompt and completions of the first group every k steps (0: last only)
+  int64_t checkpoint_every = 10;
+  // Rules across sections: prompts_per_step divisible by mini_batches; the prompt
+  // and rollout.max_new_tokens fit model.max_seq_len (checked per problem too).
+  void validate(const ModelArgs& model, const RolloutArgs& rollout) const;
+};
+
+// Everything an RL run is configured by, besides the model.
+struct RlSetup {
+  RlArgs rl;
+  GrpoArgs grpo;
+  RolloutArgs rollout;
+  TaskArgs task;
+  RewardArgs reward;
+};
+
+// What one step did, for progress lines and the metrics.
+struct RlStepReport {
+  int64_t step = 0, steps = 0;
+  double reward_mean = 0, accuracy = 0, format_rate = 0, response_length = 0;
+  double kl = 0, clip_fraction = 0, entropy = 0, tokens_per_second = 0, seconds = 0;
+};
+
+// Prompts and completions kept for reading (at rl.sample_every steps).
+struct RlSample {
+  int64_t step = 0;
+  std::string prompt;
+  std::vector<std::string> completions;
+  std::vector<double> rewards;
+};
+
+class RlTrainer {
+ public:
+  // `vocab` (the language-consistency reward's target language) may be null
+  // when reward.language is 0. The policy starts from init_weights(rl.seed);
+  // a caller loading rl.init overwrites policy's weights and calls reset_reference().
+  RlTrainer(const ModelArgs& model_args, const RlSetup& setup, const Vocabulary* vocab);
+  RlTrainer(const RlTrainer&) = delete;  // it keeps views of its models' arenas
+  RlTrainer& operator=(const RlTrainer&) = delete;
+
+  void run(const std::function<bool(const RlStepReport&)>& on_step);
+  RlStepReport rl_step();
+  // The reference model becomes a copy of the policy's weights.
+  void reset_reference();
+
+  RlSetup setup;
+  Transformer<float> policy, reference;
+  AdamW<float> optimizer;
+  int64_t step = 0;  // steps completed
+  Metrics metrics;
+  std::vector<RlSample> samples;
+
+ private:
+  const Vocabulary* vocab_;
+  std::vector<Segment<float>> param_segments_, grad_segments_;
+};
+
+}  // namespace dslab

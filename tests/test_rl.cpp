@@ -1,0 +1,185 @@
+// The GRPO loop (reference/rl_trainer.hpp) end to end on a tiny model:
+//   - it optimises what it is rewarded for: with only DAPO's overlong penalty
+//     as reward, responses get shorter;
+//   - closed forms: rewards all equal and beta = 0 leave the weights bitwise
+//     unchanged (zero advantage, zero gradient); with mu = 1 and one mini-batch
+//     the update runs at pi_theta = pi_old (no token clipped); with the
+//     reference reset every step and mu = 1 the KL of the update is exactly 0;
+//     dynamic sampling drops every group whose rewards are all equal;
+//   - the same numbers for 1 and 2 threads.
+#include <omp.h>
+
+#include <cstring>
+
+#include <gtest/gtest.h>
+
+#include "reference/rl_trainer.hpp"
+
+namespace dslab {
+namespace {
+
+ModelArgs tiny_model() {
+  ModelArgs m;
+  m.dim = 32;
+  m.n_layers = 2;
+  m.n_heads = 4;
+  m.n_kv_heads = 2;
+  m.inter_dim = 64;
+  m.max_seq_len = 64;
+  return m;
+}
+
+// 1-digit additions, 4 prompts x 4 completions of up to 24 tokens.
+RlSetup tiny_setup() {
+  RlSetup s;
+  s.rl.steps = 3;
+  s.rl.prompts_per_step = 4;
+  s.rl.lr = 3e-3;
+  s.rollout.group_size = 4;
+  s.rollout.max_new_tokens = 24;
+  s.task.kind = TaskKind::Addition;
+  s.task.min_digits = s.task.max_digits = 1;
+  return s;
+}
+
+// Rewards that vary from the first step: the completion ends at its first
+// lower-case letter (26 of the 256 bytes a fresh model draws about evenly),
+// and DAPO's overlong penalty with L_max = L_cache = 24 gives -length/24.
+RlSetup length_setup() {
+  RlSetup s = tiny_setup();
+  s.rl.lr = 1e-2;
+  for (char c = 'a'; c <= 'z'; ++c) s.rollout.stop.push_back(std::string(1, c));
+  s.reward.accuracy = s.reward.format = 0;
+  s.reward.overlong = 1;
+  s.reward.max_length = s.reward.cache_length = 24;
+  return s;
+}
+
+std::vector<float> weights(RlTrainer& t) {
+  const Arena<float>& a = t.policy.params.arena();
+  return {a.data(), a.data() + a.size()};
+}
+
+double mean(const std::vector<double>& x, size_t from, size_t to) {
+  double s = 0;
+  for (size_t i = from; i < to; ++i) s += x[i];
+  return s / double(to - from);
+}
+
+TEST(Rl, RewardForShortAnswersShortensThem) {
+  RlSetup s = length_setup();
+  s.rl.steps = 16;
+  RlTrainer t(tiny_model(), s, nullptr);
+  t.run({});
+  const std::vector<double>& len = t.metrics.at("response_length");
+  const std::vector<double>& reward = t.metrics.at("reward_mean");
+  ASSERT_EQ(len.size(), 16u);
+  EXPECT_GT(mean(len, 0, 3), 4.0) << "the fresh model already answers in a few bytes: the test shows nothing";
+  EXPECT_LT(mean(len, 13, 16), 0.5 * mean(len, 0, 3));
+  EXPECT_GT(mean(reward, 13, 16), mean(reward, 0, 3));
+  for (double gap : t.metrics.at("logprob_gap")) EXPECT_LT(gap, 1e-4);  // recomputed = sampling-time
+}
+
+TEST(Rl, EqualRewardsWithoutKlLeaveTheWeightsUnchanged) {
+  RlSetup s = tiny_setup();  // a fresh model never answers an addition: every reward is 0
+  s.grpo.beta = 0;
+  s.rl.ppo_epochs = 2;
+  s.rl.mini_batches = 2;
+  RlTrainer t(tiny_model(), s, nullptr);
+  const std::vector<float> before = weights(t);
+  t.run({});
+  for (double f : t.metrics.at("zero_std_fraction")) ASSERT_EQ(f, 1.0) << "some group earned a reward";
+  EXPECT_EQ(before, weights(t));
+  for (double l : t.metrics.at("loss")) EXPECT_EQ(l, 0.0);
+}
+
+TEST(Rl, OneEpochOneMiniBatchUpdatesAtTheSamplingPolicy) {
+  RlSetup s = length_setup();
+  s.rl.steps = 4;
+  RlTrainer t(tiny_model(), s, nullptr);
+  const std::vector<float> before = weights(t);
+  t.run({});
+  EXPECT_NE(before, weights(t));  // the rewards differ, so the policy moves
+  for (double c : t.metrics.at("clip_fraction")) EXPECT_EQ(c, 0.0);  // rho = 1 exactly
+  // With two epochs the second pass runs at pi_theta != pi_old and does clip.
+  s.rl.ppo_epochs = 4;
+  s.rl.lr = 2e-2;
+  RlTrainer u(tiny_model(), s, nullptr);
+  u.run({});
+  double clipped = 0;
+  for (double c : u.metrics.at("clip_fraction")) clipped += c;
+  EXPECT_GT(clipped, 0.0);
+}
+
+TEST(Rl, ReferenceResetEveryStepMakesTheUpdatesKlZero) {
+  RlSetup s = length_setup();
+  s.rl.steps = 4;
+  s.rl.ref_reset_every = 1;
+  RlTrainer t(tiny_model(), s, nullptr);
+  t.run({});
+  for (double k : t.metrics.at("kl")) EXPECT_EQ(k, 0.0);
+  // A fixed reference drifts away from the policy.
+  s.rl.ref_reset_every = 0;
+  RlTrainer u(tiny_model(), s, nullptr);
+  u.run({});
+  EXPECT_GT(u.metrics.at("kl").back(), 0.0);
+}
+
+TEST(Rl, DynamicSamplingDropsGroupsWithoutSignal) {
+  RlSetup s = tiny_setup();  // every reward 0
+  s.rl.dynamic_sampling = true;
+  s.rl.max_sampling_rounds = 2;
+  RlTrainer t(tiny_model(), s, nullptr);
+  const std::vector<float> before = weights(t);
+  t.run({});
+  for (double g : t.metrics.at("groups_trained")) EXPECT_EQ(g, 0.0);
+  EXPECT_EQ(before, weights(t));
+  s = length_setup();
+  s.rl.dynamic_sampling = true;
+  RlTrainer u(tiny_model(), s, nullptr);
+  u.run({});
+  for (double g : u.metrics.at("groups_trained")) EXPECT_LE(g, 4.0);
+  EXPECT_GT(u.metrics.at("groups_trained").front(), 0.0);
+}
+
+TEST(Rl, SameNumbersForOneAndTwoThreads) {
+  RlSetup s = length_setup();
+  s.rl.ppo_epochs = 2;
+  s.rl.mini_batches = 2;
+  s.grpo.kl_estimator = KlEstimator::Exact;
+  std::vector<std::vector<float>> w;
+  std::vector<Metrics> m;
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    RlTrainer t(tiny_model(), s, nullptr);
+    t.run({});
+    w.push_back(weights(t));
+    m.push_back(t.metrics);
+  }
+  omp_set_num_threads(2);
+  EXPECT_EQ(w[0], w[1]);
+  for (const char* name : {"reward_mean", "response_length", "loss", "kl", "clip_fraction", "entropy", "grad_norm"})
+    EXPECT_EQ(m[0].at(name), m[1].at(name)) << name;
+}
+
+TEST(Rl, ArgsAreChecked) {
+  RlArgs a;
+  a.prompts_per_step = 4;
+  a.mini_batches = 3;
+  try {
+    a.validate(tiny_model(), RolloutArgs{});
+    FAIL() << "mini_batches must divide prompts_per_step";
+  } catch (const ArgsError& e) {
+    EXPECT_NE(std::string(e.what()).find("rl.mini_batches"), std::string::npos) << e.what();
+  }
+  a.mini_batches = 1;
+  RolloutArgs r;
+  r.max_new_tokens = 64;
+  EXPECT_THROW(a.validate(tiny_model(), r), ArgsError);  // no room for the prompt
+  RlSetup s = tiny_setup();
+  s.reward.language = 1;
+  EXPECT_THROW(RlTrainer(tiny_model(), s, nullptr), std::invalid_argument);  // no vocabulary
+}
+
+}  // namespace
+}  // namespace dslab

@@ -1,0 +1,176 @@
+// `dslab rl` end to end: config errors exit 2 naming file, line and key with
+// nothing written; --keys lists the RL keys; a SIGKILLed run leaves no result
+// and --resume (on another thread count) ends with exactly the numbers,
+// weights and samples of an uninterrupted run; rl.init starts from a
+// `dslab train` result of the same model and refuses another model.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <H5Cpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "experiments/results.hpp"
+#include "tests/test_support.hpp"
+
+extern char** environ;
+
+namespace dslab {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+const std::string kGrpoTiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/grpo_tiny.toml";
+const std::string kTiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml";
+
+// Rewards that vary on a fresh model (the completion ends at a lower-case
+// letter; the reward is minus its length), so every update moves the policy.
+const std::string kVarying =
+    " --set rollout.stop=e --set reward.accuracy=0 --set reward.format=0 --set reward.overlong=1"
+    " --set reward.max_length=48 --set reward.cache_length=48";
+
+std::vector<std::string> samples_of(const std::string& path) {
+  H5::H5File f(path, H5F_ACC_RDONLY);
+  H5::DataSet ds = f.openDataSet("samples/completions");
+  const size_t n = size_t(ds.getSpace().getSimpleExtentNpoints());
+  std::vector<char*> p(n);
+  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+  type.setCset(H5T_CSET_UTF8);
+  ds.read(p.data(), type);
+  std::vector<std::string> out;
+  for (char* s : p) out.emplace_back(s ? s : "");
+  H5::DataSet::vlenReclaim(p.data(), type, ds.getSpace());
+  return out;
+}
+
+void expect_same_rl_run(const std::string& a, const std::string& b) {
+  const Metrics ma = read_metrics(a), mb = read_metrics(b);
+  for (const char* name : {"step", "reward_mean", "accuracy", "response_length", "loss", "kl",
+                           "clip_fraction", "entropy", "grad_norm", "zero_std_fraction"}) {
+    ASSERT_TRUE(ma.count(name) && mb.count(name)) << name;
+    EXPECT_EQ(ma.at(name), mb.at(name)) << name;
+  }
+  const RunConfig cfg = parse_rl_config_text(read_config_text(a));
+  Transformer<float> x(cfg.model), y(cfg.model);
+  read_model(a, x);
+  read_model(b, y);
+  const Arena<float>&ax = x.params.arena(), &ay = y.params.arena();
+  ASSERT_EQ(ax.size(), ay.size());
+  EXPECT_EQ(0, std::memcmp(ax.data(), ay.data(), ax.size() * sizeof(float)));
+  EXPECT_EQ(samples_of(a), samples_of(b));
+}
+
+TEST(RlCli, BadConfigExitsTwoAndWritesNothing) {
+  const std::string d = test::temp_dir("rl_cli_bad");
+  const std::string out = d + "/r.h5";
+  std::string msg;
+  std::ofstream(d + "/typo.toml") << "[grpo]\nbeta = 0.1\nclip_epsilon = 0.2\n";
+  EXPECT_EQ(test::run_dslab("rl " + d + "/typo.toml --out " + out, &msg), 2);
+  EXPECT_THAT(msg, HasSubstr(d + "/typo.toml:3"));
+  EXPECT_THAT(msg, HasSubstr("grpo.clip_epsilon"));
+  EXPECT_THAT(msg, HasSubstr("grpo.clip_eps"));  // the hint
+  std::ofstream(d + "/train.toml") << "[train]\nsteps = 3\n";
+  EXPECT_EQ(test::run_dslab("rl " + d + "/train.toml --out " + out, &msg), 2);
+  EXPECT_THAT(msg, HasSubstr("unknown top-level key 'train'"));
+  EXPECT_EQ(test::run_dslab("rl " + kGrpoTiny + " --set grpo.aggregation=mean --out " + out, &msg), 2);
+  EXPECT_THAT(msg, HasSubstr("seq_mean_token_mean"));
+  EXPECT_EQ(test::run_dslab("rl " + kGrpoTiny + " --set rl.mini_batches=3 --out " + out, &msg), 2);
+  EXPECT_THAT(msg, HasSubstr("rl.mini_batches"));
+  EXPECT_THAT(msg, HasSubstr("rl.prompts_per_step set at " + kGrpoTiny));
+  EXPECT_EQ(test::run_dslab("rl " + kGrpoTiny + " --set rollout.max_new_tokens=96 --out " + out, &msg), 2);
+  EXPECT_THAT(msg, HasSubstr("model.max_seq_len"));
+  EXPECT_EQ(test::run_dslab("rl " + kGrpoTiny + " --set train.steps=2 --out " + out, &msg), 2);
+  EXPECT_EQ(test::run_dslab("rl " + kGrpoTiny + " --set rl.init=" + d + "/missing.h5 --out " + out, &msg), 2);
+  EXPECT_THAT(msg, HasSubstr("rl.init"));
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(checkpoint_path(out)));
+}
+
+TEST(RlCli, KeysListTheRlTables) {
+  std::string out;
+  ASSERT_EQ(test::run_dslab("rl --keys", &out), 0);
+  for (const char* key : {"rl.steps", "rl.init", "grpo.aggregation", "grpo.kl_estimator", "rollout.top_p",
+                          "rollout.stop", "task.kind", "reward.language", "model.dim"})
+    EXPECT_THAT(out, HasSubstr(key));
+  EXPECT_THAT(out, Not(HasSubstr("\ntrain.steps ")));  // no [train] key (other descriptions may name one)
+  ASSERT_EQ(test::run_dslab("train --keys", &out), 0);
+  EXPECT_THAT(out, Not(HasSubstr("\ngrpo.")));
+}
+
+TEST(RlCli, KilledRunResumesToTheUninterruptedNumbers) {
+  const std::string d = test::temp_dir("rl_cli_resume");
+  const std::string sets = kVarying + " --set rl.steps=12 --set rl.checkpoint_every=1 --set rl.sample_every=3";
+  std::string msg;
+  ASSERT_EQ(test::run_dslab("rl " + kGrpoTiny + sets + " --threads 2 --out " + d + "/straight.h5", &msg), 0) << msg;
+
+  // The same run, killed as soon as its first checkpoint exists.
+  std::vector<std::string> args = {DSLAB_BINARY, "rl", kGrpoTiny, "--out", d + "/killed.h5", "--threads", "1"};
+  {
+    std::istringstream words(sets);
+    for (std::string w; words >> w;) args.push_back(w);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t quiet;
+  posix_spawn_file_actions_init(&quiet);
+  posix_spawn_file_actions_addopen(&quiet, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  ASSERT_EQ(0, posix_spawn(&pid, DSLAB_BINARY, &quiet, nullptr, argv.data(), environ));
+  posix_spawn_file_actions_destroy(&quiet);
+  const std::string ckpt = checkpoint_path(d + "/killed.h5");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(ckpt) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed";
+  EXPECT_FALSE(fs::exists(d + "/killed.h5"));
+  ASSERT_TRUE(fs::exists(ckpt));
+
+  EXPECT_EQ(test::run_dslab("rl " + kGrpoTiny + sets + " --out " + d + "/killed.h5", &msg), 2);
+  EXPECT_THAT(msg, HasSubstr("--resume"));
+  ASSERT_EQ(test::run_dslab("rl " + kGrpoTiny + sets + " --threads 1 --resume --out " + d + "/killed.h5", &msg), 0)
+      << msg;
+  EXPECT_FALSE(fs::exists(ckpt));
+  expect_same_rl_run(d + "/straight.h5", d + "/killed.h5");
+}
+
+TEST(RlCli, InitStartsFromATrainResultOfTheSameModel) {
+  const std::string d = test::temp_dir("rl_cli_init");
+  const std::string corpus = test::write_text_corpus(d, 60000);
+  std::string msg;
+  ASSERT_EQ(test::run_dslab("train " + kTiny + " --set data.path=" + corpus +
+                                " --set train.steps=3 --set train.warmup_steps=0 --set train.eval_every=0 --out " + d + "/base.h5", &msg), 0)
+      << msg;
+  // One RL step with beta = 0 and rewards that are all 0 (a fresh-ish model
+  // never answers) leaves the weights where they started: the base's.
+  ASSERT_EQ(test::run_dslab("rl " + kGrpoTiny + " --set rl.steps=1 --set grpo.beta=0 --set rl.init=" + d +
+                                "/base.h5 --out " + d + "/rl.h5", &msg), 0) << msg;
+  ASSERT_EQ(read_metrics(d + "/rl.h5").at("zero_std_fraction"), std::vector<double>{1.0});
+  const RunConfig cfg = parse_rl_config_text(read_config_text(d + "/rl.h5"));
+  Transformer<float> base(cfg.model), after(cfg.model);
+  read_model(d + "/base.h5", base);
+  read_model(d + "/rl.h5", after);
+  EXPECT_EQ(0, std::memcmp(base.params.arena().data(), after.params.arena().data(),
+                           base.params.arena().size() * sizeof(float)));
+  EXPECT_EQ(test::run_dslab("rl " + kGrpoTiny + " --set model.dim=32 --set rl.init=" + d + "/base.h5 --out " + d +
+                                "/other.h5", &msg), 2);
+  EXPECT_THAT(msg, HasSubstr("rl.init"));
+  EXPECT_FALSE(fs::exists(d + "/other.h5"));
+}
+
+}  // namespace
+}  // namespace dslab
