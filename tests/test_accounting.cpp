@@ -445,14 +445,14 @@ int64_t sum_of_parts(const RlMemory& r) {
 }
 
 // Every setting of the value and reward model, in the default and V3's precisions
-// and an odd one (FP8 weights, FP32 gradients, SGD with momentum in FP32).
+// and one whose four byte counts all differ (so that no part can take another's).
 std::vector<RlMemoryArgs> rl_settings() {
   std::vector<RlMemoryArgs> out;
   RlMemoryArgs odd;
   odd.weight_bytes = 1;
   odd.gradient_bytes = 4;
-  odd.optimizer_bytes = 4;
-  odd.frozen_bytes = 1;
+  odd.optimizer_bytes = 6;
+  odd.frozen_bytes = 3;
   for (RlMemoryArgs a : {RlMemoryArgs{}, RlMemoryArgs::deepseek_v3(), odd})
     for (const ValueModel v : enum_values<ValueModel>())
       for (const RewardModel r : enum_values<RewardModel>()) {
