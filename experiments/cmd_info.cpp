@@ -28,6 +28,14 @@
 //   other processes on a shared machine) are reported. Norms, FFN, embedding
 //   and head are left out: they do not depend on the context. Time does not
 //   depend on the weights' values, so trained weights are not needed.
+// - RL training memory ("rl_training_memory"): bytes of weights, gradients and
+//   optimizer states of the models PPO and GRPO keep for this model as the
+//   policy (rl_training_memory in reference/accounting.hpp), with
+//   RlMemoryArgs' defaults: mixed-precision AdamW (BF16 weights 2 and
+//   gradients 2, FP32 master copy, m and v 12 bytes per trained parameter),
+//   frozen reference and reward models in BF16, a value model and a reward
+//   model of the policy's size (DeepSeekMath's PPO). "ppo_over_grpo" is the
+//   ratio of the totals; the settings used are printed under "args".
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -64,6 +72,33 @@ Json params_json(const ParamCounts& c) {
 
 Json cache_entry(int64_t elements) {
   return {{"elements", elements}, {"bf16_bytes", 2 * elements}, {"fp8_bytes", elements}};
+}
+
+Json rl_memory_entry(const RlMemory& r) {
+  return {{"policy_weights", r.policy_weights},       {"policy_gradients", r.policy_gradients},
+          {"policy_optimizer", r.policy_optimizer},   {"reference_weights", r.reference_weights},
+          {"value_weights", r.value_weights},         {"value_gradients", r.value_gradients},
+          {"value_optimizer", r.value_optimizer},     {"reward_weights", r.reward_weights},
+          {"total", r.total}};
+}
+
+// PPO and GRPO side by side, bytes per part (reference/accounting.hpp).
+Json rl_memory_json(const ModelArgs& m, const RlMemoryArgs& a) {
+  const RlMemory ppo = rl_training_memory(m, RlAlgorithm::Ppo, a);
+  const RlMemory grpo = rl_training_memory(m, RlAlgorithm::Grpo, a);
+  Json j;
+  j["args"] = {{"weight_bytes", a.weight_bytes},
+               {"gradient_bytes", a.gradient_bytes},
+               {"optimizer_bytes", a.optimizer_bytes},
+               {"frozen_bytes", a.frozen_bytes},
+               {"value_model", std::string(name_of(a.value_model))},
+               {"value_model_params", value_model_params(m, a.value_model)},
+               {"reward_model", std::string(name_of(a.reward_model))},
+               {"reward_model_params", reward_model_params(m, a.reward_model)}};
+  j[std::string(name_of(RlAlgorithm::Ppo))] = rl_memory_entry(ppo);
+  j[std::string(name_of(RlAlgorithm::Grpo))] = rl_memory_entry(grpo);
+  j["ppo_over_grpo"] = double(ppo.total) / double(grpo.total);
+  return j;
 }
 
 // Everything `dslab info` reports but the decode time, by closed form
@@ -117,6 +152,7 @@ Json describe(const ModelArgs& m, const std::string& source, int64_t context, in
     f["decode_absorbed"] = absorbed;
   }
   j["flops_per_token"] = f;
+  j["rl_training_memory"] = rl_memory_json(m, RlMemoryArgs{});
   return j;
 }
 
@@ -165,6 +201,22 @@ void print_text(const std::string& model, const Json& j) {
   line("FLOPs per token at context " + f["context"].dump(), "");
   for (const auto& [k, v] : f.items())
     if (k != "context") line("  " + k, human(v.get<double>()));
+  const Json& rl = j["rl_training_memory"];
+  const Json& a = rl["args"];
+  line("RL training memory (bytes)", "");
+  std::printf("    weights %d, gradients %d, optimizer %d, frozen %d bytes per parameter; value "
+              "model %s, reward model %s\n",
+              a["weight_bytes"].get<int>(), a["gradient_bytes"].get<int>(),
+              a["optimizer_bytes"].get<int>(), a["frozen_bytes"].get<int>(),
+              a["value_model"].get<std::string>().c_str(),
+              a["reward_model"].get<std::string>().c_str());
+  std::printf("    %-32s %12s %12s\n", "", "ppo", "grpo");
+  for (const auto& [k, v] : rl["ppo"].items())
+    std::printf("    %-32s %12s %12s\n", k.c_str(), (human(v.get<double>()) + "B").c_str(),
+                (human(rl["grpo"][k].get<double>()) + "B").c_str());
+  char ratio[32];
+  std::snprintf(ratio, sizeof ratio, "%.4g", rl["ppo_over_grpo"].get<double>());
+  line("  ppo / grpo", ratio);
 }
 
 // ---------------------------------------------------------------------------

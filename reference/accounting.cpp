@@ -1,5 +1,9 @@
 #include "reference/accounting.hpp"
 
+#include <string>
+
+#include "reference/args_error.hpp"
+
 namespace dslab {
 
 int64_t ParamCounts::total() const {
@@ -156,6 +160,62 @@ double decode_flops_per_token(const ModelArgs& m, double C, DecodePath path) {
 
 double prefill_flops_per_token(const ModelArgs& m, double C) {
   return weight_flops_per_token(m) + m.n_layers * naive_attention_flops(m, (C + 1) / 2);
+}
+
+// ---------------------------------------------------------------------------
+// RL training memory
+
+RlMemoryArgs RlMemoryArgs::deepseek_v3() {
+  RlMemoryArgs a;
+  a.weight_bytes = 2;         // BF16 weights
+  a.gradient_bytes = 4;       // FP32 gradients
+  a.optimizer_bytes = 4 + 2 + 2;  // FP32 master weights; BF16 m and v
+  a.frozen_bytes = 2;
+  return a;
+}
+
+void RlMemoryArgs::validate() const {
+  const auto check = [](int bytes, int lowest, const char* key) {
+    require(bytes >= lowest && bytes <= 64, {std::string("rl_memory.") + key},
+            std::string("rl_memory.") + key + " = " + value_text(bytes) + " must be in [" +
+                value_text(lowest) + ", 64] bytes per parameter");
+  };
+  check(weight_bytes, 1, "weight_bytes");
+  check(gradient_bytes, 1, "gradient_bytes");
+  check(optimizer_bytes, 0, "optimizer_bytes");
+  check(frozen_bytes, 1, "frozen_bytes");
+}
+
+int64_t value_model_params(const ModelArgs& m, ValueModel value) {
+  return value == ValueModel::Policy ? total_params(m).total()
+                                     : int64_t(m.dim) + 1;  // [1, D] and its bias
+}
+
+int64_t reward_model_params(const ModelArgs& m, RewardModel reward) {
+  return reward == RewardModel::Policy ? total_params(m).total() : 0;
+}
+
+RlMemory rl_training_memory(const ModelArgs& m, RlAlgorithm algo, const RlMemoryArgs& a) {
+  a.validate();
+  const int64_t P = total_params(m).total();
+  RlMemory r;
+  // Trained in both: the policy pi_theta of Eq. (27)-(28).
+  r.policy_weights = P * a.weight_bytes;
+  r.policy_gradients = P * a.gradient_bytes;
+  r.policy_optimizer = P * a.optimizer_bytes;
+  // Frozen in both: pi_ref of the KL term and the reward model (Fig. 5).
+  r.reference_weights = P * a.frozen_bytes;
+  r.reward_weights = reward_model_params(m, a.reward_model) * a.frozen_bytes;
+  // Trained in PPO only: the value model behind A_t of Eq. (27).
+  if (algo == RlAlgorithm::Ppo) {
+    const int64_t Nv = value_model_params(m, a.value_model);
+    r.value_weights = Nv * a.weight_bytes;
+    r.value_gradients = Nv * a.gradient_bytes;
+    r.value_optimizer = Nv * a.optimizer_bytes;
+  }
+  r.total = r.policy_weights + r.policy_gradients + r.policy_optimizer + r.reference_weights +
+            r.value_weights + r.value_gradients + r.value_optimizer + r.reward_weights;
+  return r;
 }
 
 }  // namespace dslab

@@ -23,10 +23,16 @@
 // - Attention: attn = Mha is MHA, GQA or MQA by n_kv_heads, with
 //   d_h = dim / n_heads; attn = Mla uses the widths of ModelArgs::mla.
 // - FLOPs: 2 per multiply-add.
+// - RL training memory: bytes of the models' weights, gradients and optimizer
+//   states, per model, for PPO and GRPO (Sec. 2.5, Fig. 5); no activations,
+//   KV caches of the rollouts or communication buffers.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <string_view>
 
+#include "reference/enum_names.hpp"
 #include "reference/model_args.hpp"
 
 namespace dslab {
@@ -154,5 +160,85 @@ double decode_flops_per_token(const ModelArgs& m, double context, DecodePath pat
 // One token of a prefill of C tokens, averaged over the causal sequence:
 // token t attends t positions, (C + 1) / 2 on average, along the naive path.
 double prefill_flops_per_token(const ModelArgs& m, double context);
+
+// ---------------------------------------------------------------------------
+// RL training memory (Sec. 2.5, Eq. (27)-(28), Fig. 5; DeepSeekMath Sec. 4.1)
+//
+// The models each algorithm keeps, with P = total_params(m).total():
+//   PPO   policy (trained), reference (frozen), value model (trained: Eq. (27)'s
+//         A_t comes from GAE over a learned value), reward model (frozen)
+//   GRPO  policy (trained), reference (frozen), reward model (frozen); the
+//         group baseline of Eq. (28) replaces the value model
+// A trained model of N parameters holds N (weight + gradient + optimizer)
+// bytes, a frozen one N frozen_bytes. So
+//   GRPO = P (w + g + o) + P f + R f
+//   PPO  = GRPO + N_v (w + g + o)
+// with N_v = P (a value model of the policy's size, DeepSeekMath's PPO) or
+// D + 1 (a scalar head [1, D] and its bias on the policy's last hidden state),
+// and R = P (a reward model of the policy's size, DeepSeekMath) or 0
+// (rule-based rewards, R1-Zero and R1's reasoning RL, Sec. 2.6).
+// Counted as the policy: a value model "of the policy's size" is P exactly
+// (a critic built from the policy swaps its head [V, D] for [1, D] + 1, which
+// is V D - D - 1 fewer: 0.14% of V3); MTP modules, when the model has them,
+// are in P like every other parameter.
+enum class RlAlgorithm { Ppo, Grpo };
+template <> struct EnumNames<RlAlgorithm> {
+  static constexpr std::array<std::string_view, 2> names = {"ppo", "grpo"};
+};
+
+// The value model of PPO: as large as the policy, or a scalar head only.
+enum class ValueModel { Policy, Head };
+template <> struct EnumNames<ValueModel> {
+  static constexpr std::array<std::string_view, 2> names = {"policy", "head"};
+};
+
+// The reward model: as large as the policy, or none (rule-based rewards).
+enum class RewardModel { Policy, RuleBased };
+template <> struct EnumNames<RewardModel> {
+  static constexpr std::array<std::string_view, 2> names = {"policy", "rule_based"};
+};
+
+// Bytes per parameter. The defaults are mixed-precision AdamW (Micikevicius et
+// al. 2018; ZeRO's 16 bytes per parameter, Rajbhandari et al. 2020): BF16
+// weights 2 and gradients 2, and the optimizer's FP32 master copy 4 + first
+// moment m 4 + second moment v 4 = 12; frozen models in BF16; DeepSeekMath's
+// PPO (value and reward models of the policy's size).
+struct RlMemoryArgs {
+  int weight_bytes = 2;     // the working weights of a trained model
+  int gradient_bytes = 2;   // its gradients
+  int optimizer_bytes = 12; // its optimizer states (AdamW: master copy, m, v)
+  int frozen_bytes = 2;     // the weights of the frozen models: reference and reward
+  ValueModel value_model = ValueModel::Policy;
+  RewardModel reward_model = RewardModel::Policy;
+
+  // DeepSeek-V3's training precision (V3 report Sec. 3.3, Fig. 6; FACTS.md "FP8
+  // training"): BF16 weights (cast to FP8 for the GEMMs) 2, FP32 gradients 4,
+  // and the optimizer's FP32 master weights 4 with AdamW's m and v in BF16,
+  // 2 + 2: 8. 14 bytes per trained parameter against the defaults' 16.
+  static RlMemoryArgs deepseek_v3();
+
+  // Throws ArgsError (keys "rl_memory.weight_bytes", ...) unless weight_bytes,
+  // gradient_bytes and frozen_bytes are >= 1 and optimizer_bytes >= 0 (0: SGD
+  // without momentum), each at most 64.
+  void validate() const;
+};
+
+// Bytes of each model's part; a part the algorithm does not keep is 0.
+struct RlMemory {
+  int64_t policy_weights = 0, policy_gradients = 0, policy_optimizer = 0;
+  int64_t reference_weights = 0;
+  int64_t value_weights = 0, value_gradients = 0, value_optimizer = 0;
+  int64_t reward_weights = 0;
+  int64_t total = 0;  // the sum of the parts above
+};
+
+// The parameters of PPO's value model under `value` (see above): P or D + 1.
+int64_t value_model_params(const ModelArgs& m, ValueModel value);
+// The parameters of the reward model under `reward`: P or 0.
+int64_t reward_model_params(const ModelArgs& m, RewardModel reward);
+
+// The training memory of `algo` for the policy `m` (the formula above);
+// validates `a`.
+RlMemory rl_training_memory(const ModelArgs& m, RlAlgorithm algo, const RlMemoryArgs& a = {});
 
 }  // namespace dslab

@@ -429,5 +429,158 @@ TEST(Accounting, KvCacheIsWhatTheReferenceDecodesWith) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// RL training memory (Sec. 2.5, Fig. 5)
+
+// The parts in the order RlMemory lists them, and their sum.
+std::vector<int64_t> parts(const RlMemory& r) {
+  return {r.policy_weights, r.policy_gradients, r.policy_optimizer, r.reference_weights,
+          r.value_weights,  r.value_gradients,  r.value_optimizer,  r.reward_weights};
+}
+
+int64_t sum_of_parts(const RlMemory& r) {
+  int64_t s = 0;
+  for (int64_t x : parts(r)) s += x;
+  return s;
+}
+
+// Every setting of the value and reward model, in the default and V3's precisions
+// and one whose four byte counts all differ (so that no part can take another's).
+std::vector<RlMemoryArgs> rl_settings() {
+  std::vector<RlMemoryArgs> out;
+  RlMemoryArgs odd;
+  odd.weight_bytes = 1;
+  odd.gradient_bytes = 4;
+  odd.optimizer_bytes = 6;
+  odd.frozen_bytes = 3;
+  for (RlMemoryArgs a : {RlMemoryArgs{}, RlMemoryArgs::deepseek_v3(), odd})
+    for (const ValueModel v : enum_values<ValueModel>())
+      for (const RewardModel r : enum_values<RewardModel>()) {
+        a.value_model = v;
+        a.reward_model = r;
+        out.push_back(a);
+      }
+  return out;
+}
+
+// The one-layer MHA model counted by hand (OneLayerMhaModel): P = 2 V D + 4 D^2
+// + 3 D F + 3 D = 3,824. Mixed-precision AdamW: the policy 2 P + 2 P + 12 P,
+// the reference 2 P; PPO's value model of the policy's size 16 P again, the
+// reward model 2 P.
+TEST(RlMemory, TinyModelByHand) {
+  const ModelArgs m = tiny_mha(4);
+  const int64_t V = 50, D = 16, F = 24, P = 2 * V * D + 4 * D * D + 3 * D * F + 3 * D;
+  ASSERT_EQ(P, 3824);
+  const RlMemory ppo = rl_training_memory(m, RlAlgorithm::Ppo);
+  const RlMemory grpo = rl_training_memory(m, RlAlgorithm::Grpo);
+  EXPECT_EQ(parts(ppo), (std::vector<int64_t>{2 * P, 2 * P, 12 * P, 2 * P, 2 * P, 2 * P, 12 * P,
+                                               2 * P}));
+  EXPECT_EQ(ppo.total, 36 * P);
+  EXPECT_EQ(parts(grpo), (std::vector<int64_t>{2 * P, 2 * P, 12 * P, 2 * P, 0, 0, 0, 2 * P}));
+  EXPECT_EQ(grpo.total, 20 * P);
+  // R1's rule-based rewards and a value head [1, D] with its bias: D + 1 = 17.
+  RlMemoryArgs a;
+  a.value_model = ValueModel::Head;
+  a.reward_model = RewardModel::RuleBased;
+  EXPECT_EQ(rl_training_memory(m, RlAlgorithm::Ppo, a).total, 18 * P + 16 * (D + 1));
+  EXPECT_EQ(rl_training_memory(m, RlAlgorithm::Grpo, a).total, 18 * P);
+  // V3's precision: 2 + 4 + (4 + 2 + 2) = 14 bytes per trained parameter.
+  const RlMemoryArgs v3 = RlMemoryArgs::deepseek_v3();
+  EXPECT_EQ(rl_training_memory(m, RlAlgorithm::Ppo, v3).total, (14 + 2 + 14 + 2) * P);
+  EXPECT_EQ(rl_training_memory(m, RlAlgorithm::Grpo, v3).total, (14 + 2 + 2) * P);
+}
+
+// PPO less GRPO is the value model, its gradients and optimizer states, exactly,
+// and nothing else differs; every total is the sum of its parts. Over the
+// reference-checked models (their P equals the reference Transformer's tensors).
+TEST(RlMemory, PpoMinusGrpoIsTheValueModel) {
+  for (const Case& c : reference_cases())
+    for (const RlMemoryArgs& a : rl_settings()) {
+      const ModelArgs& m = c.args;
+      const std::string what = std::string(c.name) + ", value " +
+                               std::string(name_of(a.value_model)) + ", reward " +
+                               std::string(name_of(a.reward_model)) + ", weight bytes " +
+                               std::to_string(a.weight_bytes);
+      const RlMemory ppo = rl_training_memory(m, RlAlgorithm::Ppo, a);
+      const RlMemory grpo = rl_training_memory(m, RlAlgorithm::Grpo, a);
+      const int64_t P = reference_tensors(m);
+      const int64_t Nv = a.value_model == ValueModel::Policy ? P : int64_t(m.dim) + 1;
+      const int64_t trained = a.weight_bytes + a.gradient_bytes + a.optimizer_bytes;
+      EXPECT_EQ(ppo.total - grpo.total, Nv * trained) << what;
+      EXPECT_EQ(ppo.total - grpo.total, ppo.value_weights + ppo.value_gradients + ppo.value_optimizer)
+          << what;
+      EXPECT_EQ(ppo.value_weights, Nv * a.weight_bytes) << what;
+      EXPECT_EQ(ppo.value_gradients, Nv * a.gradient_bytes) << what;
+      EXPECT_EQ(ppo.value_optimizer, Nv * a.optimizer_bytes) << what;
+      EXPECT_EQ(grpo.value_weights + grpo.value_gradients + grpo.value_optimizer, 0) << what;
+      std::vector<int64_t> p = parts(ppo), g = parts(grpo);
+      for (size_t i : {4, 5, 6}) p[i] = g[i] = 0;  // the value model's parts
+      EXPECT_EQ(p, g) << what;
+      EXPECT_EQ(ppo.total, sum_of_parts(ppo)) << what;
+      EXPECT_EQ(grpo.total, sum_of_parts(grpo)) << what;
+      const int64_t R = a.reward_model == RewardModel::Policy ? P : 0;
+      EXPECT_EQ(grpo.total, P * trained + (P + R) * a.frozen_bytes) << what;
+    }
+}
+
+// DeepSeek-V3 as the policy: P = 671,026,419,200, model.py's tensors counted
+// one by one (model_py_counts). Defaults: PPO 36 P = 24.16 TB, GRPO 20 P =
+// 13.42 TB, ratio 1.8; V3's precision with R1's rule-based rewards: GRPO
+// 16 P = 10.74 TB, PPO 30 P, ratio 1.875.
+TEST(RlMemory, DeepSeekV3FollowsFromItsParameterCount) {
+  const ModelArgs m = model_args(kV3);
+  const int64_t P = model_py_counts(kV3).first;
+  EXPECT_NEAR(P / 1e9, 671.03, 0.005);
+  const RlMemory ppo = rl_training_memory(m, RlAlgorithm::Ppo);
+  const RlMemory grpo = rl_training_memory(m, RlAlgorithm::Grpo);
+  EXPECT_EQ(ppo.total, 36 * P);
+  EXPECT_EQ(grpo.total, 20 * P);
+  EXPECT_EQ(ppo.policy_optimizer, 12 * P);
+  EXPECT_EQ(ppo.value_weights + ppo.value_gradients + ppo.value_optimizer, 16 * P);
+  EXPECT_NEAR(grpo.total / 1e12, 13.42, 0.005);
+  EXPECT_DOUBLE_EQ(double(ppo.total) / double(grpo.total), 1.8);
+  RlMemoryArgs r1 = RlMemoryArgs::deepseek_v3();
+  r1.reward_model = RewardModel::RuleBased;
+  const RlMemory grpo_r1 = rl_training_memory(m, RlAlgorithm::Grpo, r1);
+  EXPECT_EQ(grpo_r1.policy_gradients, 4 * P);
+  EXPECT_EQ(grpo_r1.policy_optimizer, 8 * P);
+  EXPECT_EQ(grpo_r1.reward_weights, 0);
+  EXPECT_EQ(grpo_r1.total, 16 * P);
+  EXPECT_EQ(rl_training_memory(m, RlAlgorithm::Ppo, r1).total, 30 * P);
+  // A value head instead: D + 1 = 7,169 parameters, 14 bytes each.
+  r1.value_model = ValueModel::Head;
+  EXPECT_EQ(rl_training_memory(m, RlAlgorithm::Ppo, r1).total, 16 * P + 14 * 7169);
+}
+
+TEST(RlMemory, ArgsValidateWithKeyPaths) {
+  const ModelArgs m = tiny_mha(4);
+  auto error_of = [&](void (*set)(RlMemoryArgs&)) {
+    RlMemoryArgs a;
+    set(a);
+    try {
+      rl_training_memory(m, RlAlgorithm::Grpo, a);
+    } catch (const ArgsError& e) {
+      return e.keys().at(0) + ": " + e.what();
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_of([](RlMemoryArgs& a) { a.weight_bytes = 0; }),
+            "rl_memory.weight_bytes: rl_memory.weight_bytes = 0 must be in [1, 64] bytes per "
+            "parameter");
+  EXPECT_EQ(error_of([](RlMemoryArgs& a) { a.gradient_bytes = 65; }),
+            "rl_memory.gradient_bytes: rl_memory.gradient_bytes = 65 must be in [1, 64] bytes per "
+            "parameter");
+  EXPECT_EQ(error_of([](RlMemoryArgs& a) { a.optimizer_bytes = -1; }),
+            "rl_memory.optimizer_bytes: rl_memory.optimizer_bytes = -1 must be in [0, 64] bytes "
+            "per parameter");
+  EXPECT_EQ(error_of([](RlMemoryArgs& a) { a.frozen_bytes = 0; }),
+            "rl_memory.frozen_bytes: rl_memory.frozen_bytes = 0 must be in [1, 64] bytes per "
+            "parameter");
+  EXPECT_EQ(error_of([](RlMemoryArgs& a) { a.optimizer_bytes = 0; }), "no error");  // plain SGD
+  EXPECT_EQ(names_text<RlAlgorithm>(), "ppo, grpo");
+  EXPECT_EQ(parse_enum<ValueModel>("head"), ValueModel::Head);
+  EXPECT_EQ(parse_enum<RewardModel>("rule_based"), RewardModel::RuleBased);
+}
+
 }  // namespace
 }  // namespace dslab

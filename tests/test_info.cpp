@@ -12,6 +12,7 @@
 #include <cmath>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -164,6 +165,58 @@ TEST(Info, AttentionFlops) {
   EXPECT_EQ(fa["decode"], fa["decode_absorbed"]);
   EXPECT_DOUBLE_EQ(fb["prefill"].get<double>() - fa["prefill"].get<double>(),
                    L * 2 * H * (192 + 128) * (3001.0 - 1001.0) / 2);
+}
+
+// Sec. 2.5, Fig. 5: with the defaults (mixed-precision AdamW 2 + 2 + 12 bytes per
+// trained parameter, BF16 frozen models, value and reward models of the
+// policy's size) PPO keeps 36 bytes per policy parameter and GRPO 20; PPO less
+// GRPO is the value model, its gradients and its optimizer states. P is the
+// params_total that matches the reports (PublishedTotals).
+TEST(Info, RlTrainingMemoryOfV3) {
+  const Json j = info(kFixtures + "deepseek_v3_671B.json");
+  const int64_t P = j["params_total"];
+  const Json& rl = j["rl_training_memory"];
+  const Json &ppo = rl["ppo"], &grpo = rl["grpo"];
+  EXPECT_EQ(rl["args"]["value_model"], "policy");
+  EXPECT_EQ(rl["args"]["reward_model"], "policy");
+  EXPECT_EQ(rl["args"]["value_model_params"], P);
+  const std::vector<std::pair<std::string, int64_t>> per_param = {
+      {"policy_weights", 2},  {"policy_gradients", 2}, {"policy_optimizer", 12},
+      {"reference_weights", 2}, {"value_weights", 2},  {"value_gradients", 2},
+      {"value_optimizer", 12}, {"reward_weights", 2}};
+  for (const auto& [k, bytes] : per_param) {
+    EXPECT_EQ(ppo[k].get<int64_t>(), bytes * P) << k;
+    const bool value = k.rfind("value_", 0) == 0;
+    EXPECT_EQ(grpo[k].get<int64_t>(), value ? 0 : bytes * P) << k;
+  }
+  EXPECT_EQ(ppo["total"].get<int64_t>(), 36 * P);
+  EXPECT_EQ(grpo["total"].get<int64_t>(), 20 * P);
+  int64_t sum_ppo = 0, sum_grpo = 0;
+  for (const auto& [k, v] : ppo.items())
+    if (k != "total") sum_ppo += v.get<int64_t>();
+  for (const auto& [k, v] : grpo.items())
+    if (k != "total") sum_grpo += v.get<int64_t>();
+  EXPECT_EQ(sum_ppo, ppo["total"].get<int64_t>());
+  EXPECT_EQ(sum_grpo, grpo["total"].get<int64_t>());
+  EXPECT_EQ(ppo["total"].get<int64_t>() - grpo["total"].get<int64_t>(),
+            ppo["value_weights"].get<int64_t>() + ppo["value_gradients"].get<int64_t>() +
+                ppo["value_optimizer"].get<int64_t>());
+  EXPECT_DOUBLE_EQ(rl["ppo_over_grpo"].get<double>(), 1.8);
+  EXPECT_NEAR(grpo["total"].get<double>() / 1e12, 13.42, 0.005);
+  // The text output names the section and the ratio.
+  std::string out;
+  ASSERT_EQ(test::run_dslab("info " + kFixtures + "deepseek_v3_671B.json", &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("RL training memory"));
+  EXPECT_THAT(out, testing::ContainsRegex("ppo / grpo +1\\.8\n"));
+}
+
+// A dslab config: the same closed form from the reference transformer's tensor count.
+TEST(Info, RlTrainingMemoryOfADslabConfig) {
+  const std::string tiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml";
+  const Json j = info(tiny);
+  const int64_t P = int64_t(Transformer<float>(load_run_config(tiny).model).num_parameters());
+  EXPECT_EQ(j["rl_training_memory"]["ppo"]["total"].get<int64_t>(), 36 * P);
+  EXPECT_EQ(j["rl_training_memory"]["grpo"]["total"].get<int64_t>(), 20 * P);
 }
 
 TEST(Info, BadInputExitsWithStatus2) {
