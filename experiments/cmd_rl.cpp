@@ -17,14 +17,12 @@
 #include "experiments/config.hpp"
 #include "experiments/io.hpp"
 #include "experiments/results.hpp"
+#include "experiments/run_loop.hpp"
 #include "reference/rl_trainer.hpp"
 
 namespace dslab {
 
 namespace {
-
-volatile std::sig_atomic_t g_rl_stop = 0;
-void request_rl_stop(int) { g_rl_stop = 1; }
 
 struct RlOptions {
   std::string config, out, label;
@@ -63,13 +61,7 @@ void report(const std::string& label, const RlStepReport& r, double& seconds, in
 
 void rl(const RlOptions& o) {
   const RunConfig cfg = load_rl_config(o.config, o.sets);
-  if (std::filesystem::exists(o.out)) {
-    if (o.resume && result_complete(o.out)) {
-      std::cerr << o.label << o.out << " is already complete\n";
-      return;
-    }
-    throw BadInput("'" + o.out + "' already exists; choose another --out or remove it");
-  }
+  if (already_complete(o.out, o.resume, o.label)) return;
   const RlSetup& setup = cfg.rl;
   const Vocabulary vocab = setup.reward.language > 0 ? load_vocabulary(cfg.data) : Vocabulary{};
   RunInfo info{cfg.text, setup.rl.seed, use_threads(o.threads), 0.0};
@@ -83,36 +75,27 @@ void rl(const RlOptions& o) {
     trainer.reset_reference();
   }
   const std::string ckpt = checkpoint_path(o.out);
-  if (o.resume && std::filesystem::exists(ckpt)) {
+  if (resume_from(ckpt, o.resume)) {
     read_rl_checkpoint(ckpt, cfg.text, trainer);
     std::cerr << o.label << "resuming from " << ckpt << " at step " << trainer.step << "\n";
-  } else if (!o.resume && std::filesystem::exists(ckpt)) {
-    throw BadInput("a checkpoint of an unfinished run exists at '" + ckpt +
-                   "'; add --resume to continue it, or remove it to start over");
   }
   std::cerr << o.label << "GRPO on " << name_of(setup.task.kind) << ": " << trainer.policy.num_parameters()
             << " parameters, " << setup.rl.steps << " steps of " << setup.rl.prompts_per_step << " prompts x "
             << setup.rollout.group_size << " completions, " << info.threads << " threads\n";
 
-  g_rl_stop = 0;
-  auto old_int = std::signal(SIGINT, request_rl_stop);
-  auto old_term = std::signal(SIGTERM, request_rl_stop);
   double seconds = 0;
   int64_t done = 0;
   auto last = std::chrono::steady_clock::now();
   const auto t0 = std::chrono::steady_clock::now();
-  trainer.run([&](const RlStepReport& r) {
-    report(o.label, r, seconds, done, last);
-    const bool due = setup.rl.checkpoint_every > 0 && r.step % setup.rl.checkpoint_every == 0 && r.step < r.steps;
-    if (due || g_rl_stop) write_rl_checkpoint(ckpt, info, trainer);
-    return !g_rl_stop;
-  });
-  std::signal(SIGINT, old_int);
-  std::signal(SIGTERM, old_term);
-  if (g_rl_stop) {
-    std::cerr << o.label << "stopped at step " << trainer.step << "; checkpoint " << ckpt
-              << " (continue with --resume)\n";
-    throw CLI::RuntimeError(130);
+  {
+    const StopSignals stop;
+    trainer.run([&](const RlStepReport& r) {
+      report(o.label, r, seconds, done, last);
+      const bool due = setup.rl.checkpoint_every > 0 && r.step % setup.rl.checkpoint_every == 0 && r.step < r.steps;
+      if (due || stop.requested()) write_rl_checkpoint(ckpt, info, trainer);
+      return !stop.requested();
+    });
+    if (stop.requested()) StopSignals::exit_stopped(o.label, trainer.step, ckpt);
   }
   info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_rl_result(o.out, info, trainer);

@@ -14,14 +14,12 @@
 #include "experiments/config.hpp"
 #include "experiments/io.hpp"
 #include "experiments/results.hpp"
+#include "experiments/run_loop.hpp"
 #include "reference/trainer.hpp"
 
 namespace dslab {
 
 namespace {
-
-volatile std::sig_atomic_t g_stop_requested = 0;
-void request_stop(int) { g_stop_requested = 1; }
 
 std::string format_duration(double seconds) {
   const long s = long(seconds + 0.5);
@@ -88,47 +86,32 @@ struct TrainOptions {
 
 void train(const TrainOptions& o) {
   const RunConfig cfg = load_run_config(o.config, o.sets);
-  if (std::filesystem::exists(o.out)) {
-    if (o.resume && result_complete(o.out)) {
-      std::cerr << o.label << o.out << " is already complete\n";
-      return;
-    }
-    throw BadInput("'" + o.out + "' already exists; choose another --out or remove it");
-  }
+  if (already_complete(o.out, o.resume, o.label)) return;
   const ByteCorpus corpus = load_corpus(cfg.data);
   RunInfo info{cfg.text, cfg.train.seed, use_threads(o.threads), 0.0};
 
   Trainer trainer(cfg.model, cfg.train, corpus);
   const std::string ckpt = checkpoint_path(o.out);
-  if (o.resume && std::filesystem::exists(ckpt)) {
+  if (resume_from(ckpt, o.resume)) {
     read_checkpoint(ckpt, cfg.text, trainer);
     std::cerr << o.label << "resuming from " << ckpt << " at step " << trainer.step << "\n";
-  } else if (!o.resume && std::filesystem::exists(ckpt)) {
-    throw BadInput("a checkpoint of an unfinished run exists at '" + ckpt +
-                   "'; add --resume to continue it, or remove it to start over");
   }
   std::cerr << o.label << "training " << trainer.model.num_parameters() << " parameters for "
             << cfg.train.steps << " steps on " << corpus.train.size() << " bytes, " << info.threads
             << " threads\n";
 
-  g_stop_requested = 0;
-  auto old_int = std::signal(SIGINT, request_stop);
-  auto old_term = std::signal(SIGTERM, request_stop);
   Progress progress(o.label);
   const auto t0 = std::chrono::steady_clock::now();
-  trainer.run([&](const StepReport& r) {
-    progress.report(r);
-    const bool checkpoint_due = cfg.train.checkpoint_every > 0 &&
-                                r.step % cfg.train.checkpoint_every == 0 && r.step < r.steps;
-    if (checkpoint_due || g_stop_requested) write_checkpoint(ckpt, info, trainer);
-    return !g_stop_requested;
-  });
-  std::signal(SIGINT, old_int);
-  std::signal(SIGTERM, old_term);
-  if (g_stop_requested) {
-    std::cerr << o.label << "stopped at step " << trainer.step << "; checkpoint " << ckpt
-              << " (continue with --resume)\n";
-    throw CLI::RuntimeError(130);
+  {
+    const StopSignals stop;
+    trainer.run([&](const StepReport& r) {
+      progress.report(r);
+      const bool checkpoint_due = cfg.train.checkpoint_every > 0 &&
+                                  r.step % cfg.train.checkpoint_every == 0 && r.step < r.steps;
+      if (checkpoint_due || stop.requested()) write_checkpoint(ckpt, info, trainer);
+      return !stop.requested();
+    });
+    if (stop.requested()) StopSignals::exit_stopped(o.label, trainer.step, ckpt);
   }
   info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const Captured captured = cfg.train.capture ? capture_tensors(trainer) : Captured{};

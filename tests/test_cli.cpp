@@ -1,9 +1,7 @@
 // The dslab program end to end: exit statuses, nothing written on bad input,
 // a killed run leaves no result, --resume equals an uninterrupted run, the
 // same numbers for 1 and 2 threads, and `dslab run` skipping and resuming.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,8 +16,6 @@
 
 #include "experiments/results.hpp"
 #include "tests/test_support.hpp"
-
-extern char** environ;
 
 namespace dslab {
 namespace {
@@ -56,34 +52,13 @@ void expect_same_run(const std::string& a, const std::string& b) {
     EXPECT_EQ(0, std::memcmp(px[i].data, py[i].data, px[i].size() * sizeof(float))) << px[i].name;
 }
 
-pid_t spawn_dslab(const std::vector<std::string>& args) {
-  std::vector<std::string> all = {DSLAB_BINARY};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t quiet;
-  posix_spawn_file_actions_init(&quiet);
-  posix_spawn_file_actions_addopen(&quiet, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  EXPECT_EQ(0, posix_spawn(&pid, DSLAB_BINARY, &quiet, nullptr, argv.data(), environ));
-  posix_spawn_file_actions_destroy(&quiet);
-  return pid;
-}
-
 // Starts a long training run and SIGKILLs it as soon as its first checkpoint exists.
 void train_and_kill(const Dir& d, const std::string& out, const std::vector<std::string>& sets) {
   std::vector<std::string> args = {"train", kTiny, "--out", out, "--threads", "1",
                                    "--set", "data.path=" + d.corpus};
   for (const auto& s : sets) args.insert(args.end(), {"--set", s});
-  const pid_t pid = spawn_dslab(args);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(checkpoint_path(out)) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed";
+  ASSERT_TRUE(test::kill_dslab_when_file_exists(args, checkpoint_path(out)))
+      << "the run ended before it could be killed";
 }
 
 TEST(Cli, VersionNamesTheCommit) {

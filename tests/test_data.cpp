@@ -138,7 +138,9 @@ TEST(DataBatches, TrainingWindowsLieInsideTheTrainingSplit) {
         ASSERT_FALSE(seen.empty());
         EXPECT_EQ(*seen.begin(), 0u);
         EXPECT_EQ(*seen.rbegin(), n_offsets - 1);
-        if (n_offsets <= 50) EXPECT_EQ(seen.size(), n_offsets) << "some offsets never drawn";
+        if (n_offsets <= 50) {
+          EXPECT_EQ(seen.size(), n_offsets) << "some offsets never drawn";
+        }
       }
   }
 }

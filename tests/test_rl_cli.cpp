@@ -3,17 +3,10 @@
 // and --resume (on another thread count) ends with exactly the numbers,
 // weights and samples of an uninterrupted run; rl.init starts from a
 // `dslab train` result of the same model and refuses another model.
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <thread>
+#include <sstream>
 
 #include <H5Cpp.h>
 #include <gmock/gmock.h>
@@ -21,8 +14,6 @@
 
 #include "experiments/results.hpp"
 #include "tests/test_support.hpp"
-
-extern char** environ;
 
 namespace dslab {
 namespace {
@@ -115,28 +106,13 @@ TEST(RlCli, KilledRunResumesToTheUninterruptedNumbers) {
   ASSERT_EQ(test::run_dslab("rl " + kGrpoTiny + sets + " --threads 2 --out " + d + "/straight.h5", &msg), 0) << msg;
 
   // The same run, killed as soon as its first checkpoint exists.
-  std::vector<std::string> args = {DSLAB_BINARY, "rl", kGrpoTiny, "--out", d + "/killed.h5", "--threads", "1"};
+  std::vector<std::string> args = {"rl", kGrpoTiny, "--out", d + "/killed.h5", "--threads", "1"};
   {
     std::istringstream words(sets);
     for (std::string w; words >> w;) args.push_back(w);
   }
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t quiet;
-  posix_spawn_file_actions_init(&quiet);
-  posix_spawn_file_actions_addopen(&quiet, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  ASSERT_EQ(0, posix_spawn(&pid, DSLAB_BINARY, &quiet, nullptr, argv.data(), environ));
-  posix_spawn_file_actions_destroy(&quiet);
   const std::string ckpt = checkpoint_path(d + "/killed.h5");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(ckpt) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed";
+  ASSERT_TRUE(test::kill_dslab_when_file_exists(args, ckpt)) << "the run ended before it could be killed";
   EXPECT_FALSE(fs::exists(d + "/killed.h5"));
   ASSERT_TRUE(fs::exists(ckpt));
 

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace dslab::test {
 
@@ -16,6 +17,11 @@ std::string write_text_corpus(const std::string& dir, size_t bytes);
 // Runs the dslab program with `args` (a shell-quoted string); returns the
 // exit status, with stdout+stderr in *output when given.
 int run_dslab(const std::string& args, std::string* output = nullptr);
+
+// Starts the dslab program with `args` (one word each; stderr discarded) and
+// SIGKILLs it as soon as `path` exists (a checkpoint, say), waiting at most
+// two minutes. True when it was killed; false when it ended first.
+bool kill_dslab_when_file_exists(const std::vector<std::string>& args, const std::string& path);
 
 // Reads a whole file.
 std::string read_file(const std::string& path);
