@@ -14,6 +14,7 @@
 // [train] the sections of reference/rl_trainer.hpp's RlSetup:
 //   [rl]      RlArgs       (steps, prompts_per_step, ppo_epochs, lr, init, ...)
 //   [grpo]    GrpoArgs     (aggregation, kl_estimator, beta, clip_eps, ...: Eq. (28))
+//   [ppo]     PpoArgs      (gamma, lam, value_clip, value_coef: Eq. (27), rl.algorithm = "ppo")
 //   [rollout] RolloutArgs  (group_size, max_new_tokens, temperature, top_k, top_p, stop)
 //   [task]    TaskArgs     (kind, difficulty)
 //   [reward]  RewardArgs   (weights of accuracy, format, language, ...)

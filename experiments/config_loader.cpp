@@ -350,12 +350,7 @@ void check_rules(const Loader& L) {
     if (L.cfg.kind == RunKind::Train) {
       L.cfg.train.validate(L.cfg.model);
     } else {
-      const RlSetup& rl = L.cfg.rl;
-      rl.rl.validate(L.cfg.model, rl.rollout);
-      rl.grpo.validate();
-      rl.rollout.validate();
-      rl.task.validate();
-      rl.reward.validate();
+      L.cfg.rl.validate(L.cfg.model);
     }
   } catch (const ArgsError& e) {
     fail_across(L, e.keys(), e.what());

@@ -231,6 +231,12 @@ const std::vector<KeySpec>& schema() {
       integer_key("fp8", "promote_every", DSLAB_FIELD(model.fp8.promote_every), 0, 65536,
                   "N_C: products between promotions to fp32 with accum_bits > 0; 0 = never"),
 
+      enum_key("rl", "algorithm", DSLAB_FIELD(rl.rl.algorithm),
+               "grpo (Eq. (28): group advantages, no value model) or ppo (Eq. (27): a value head, GAE, KL in the reward)",
+               {RlAlgorithm::Grpo}),
+      enum_key("rl", "value_model", DSLAB_FIELD(rl.rl.value_model),
+               "PPO: the value head on the policy's own trunk, or on a critic of the policy's size (DeepSeekMath)",
+               {ValueModel::Head}),
       integer_key("rl", "steps", DSLAB_FIELD(rl.rl.steps), 1, kMaxSteps, "RL steps: rollouts, then ppo_epochs of updates"),
       integer_key("rl", "prompts_per_step", DSLAB_FIELD(rl.rl.prompts_per_step), 1, 65536,
                   "P problems per step, each sampled rollout.group_size times"),
@@ -288,6 +294,14 @@ const std::vector<KeySpec>& schema() {
       enum_key("grpo", "scope", DSLAB_FIELD(rl.grpo.advantages.scope),
                "std of the advantages over the group or the whole batch"),
 
+      float_key("ppo", "gamma", DSLAB_FIELD(rl.ppo.gamma), closed(0, 1), "PPO: discount of GAE"),
+      float_key("ppo", "lam", DSLAB_FIELD(rl.ppo.lam), closed(0, 1), "PPO: GAE lambda"),
+      float_key("ppo", "value_clip", DSLAB_FIELD(rl.ppo.value_clip), closed(0, 1e6),
+                "PPO: clip range of the value around its old value; 0: no clip"),
+      float_key("ppo", "value_coef", DSLAB_FIELD(rl.ppo.value_coef), closed(0, 1e6), "PPO: weight of the value loss"),
+      bool_key("ppo", "whiten_advantages", DSLAB_FIELD(rl.ppo.whiten_advantages),
+               "PPO: advantages to mean 0 and std 1 over the batch"),
+
       integer_key("rollout", "group_size", DSLAB_FIELD(rl.rollout.group_size), 1, 65536,
                   "G completions per prompt (a GRPO group)"),
       integer_key("rollout", "max_new_tokens", DSLAB_FIELD(rl.rollout.max_new_tokens), 1, kMaxWidth,
@@ -337,7 +351,7 @@ const std::vector<KeySpec>& schema() {
 const std::vector<std::string>& table_names(RunKind kind) {
   static const std::vector<std::string> train = {"model", "balance", "mtp", "train", "data", "fp8"};
   static const std::vector<std::string> rl = {"model", "balance", "mtp", "data", "fp8",
-                                              "rl", "grpo", "rollout", "task", "reward"};
+                                              "rl", "grpo", "ppo", "rollout", "task", "reward"};
   return kind == RunKind::Rl ? rl : train;
 }
 

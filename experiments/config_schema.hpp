@@ -51,7 +51,7 @@ struct KeySpec {
 // Every key of a run config, table by table; defaults come from the structs.
 const std::vector<KeySpec>& schema();
 // The tables a config of `kind` holds: Train: model, balance, mtp, train, data,
-// fp8; Rl: model, balance, mtp, data, fp8, rl, grpo, rollout, task, reward.
+// fp8; Rl: model, balance, mtp, data, fp8, rl, grpo, ppo, rollout, task, reward.
 const std::vector<std::string>& table_names(RunKind kind = RunKind::Train);
 // nullptr for an unknown key or one of a table a config of `kind` does not hold.
 const KeySpec* find_key(const std::string& path, RunKind kind = RunKind::Train);

@@ -411,10 +411,17 @@ Metrics read_metrics(const std::string& path) {
 
 // ---- RL runs ----------------------------------------------------------------
 
+// PPO's value head (written for GRPO runs too, where it stays 0).
+void write_value_head(H5::Group& root, RlTrainer& trainer) {
+  H5::Group g = root.createGroup("value_head");
+  for (const auto& p : trainer.value_head_refs(trainer.value_head)) write_floats(g, p.name, p.shape, p.data);
+}
+
 void write_rl_result(const std::string& path, const RunInfo& info, RlTrainer& trainer) {
   write_whole(path, [&](H5::Group& root) {
     write_run(root, info, trainer.step, trainer.metrics, trainer.policy, true);
     write_samples(root, trainer.samples);
+    write_value_head(root, trainer);
   });
 }
 
@@ -425,6 +432,22 @@ void write_rl_checkpoint(const std::string& path, const RunInfo& info, RlTrainer
     write_optimizer(root, trainer.policy, trainer.optimizer);
     H5::Group ref = root.createGroup("reference");
     for (const auto& p : model_state(trainer.reference)) write_floats(ref, p.name, p.shape, p.data);
+    write_value_head(root, trainer);
+    if (trainer.critic) {
+      H5::Group critic = root.createGroup("critic");
+      for (const auto& p : model_state(*trainer.critic)) write_floats(critic, p.name, p.shape, p.data);
+      H5::Group co = root.createGroup("critic_optimizer");
+      write_optimizer(co, *trainer.critic, trainer.critic_optimizer);
+    }
+    AdamW<float>& opt = trainer.value_optimizer;
+    set_attr(root, "value_adamw_t", opt.t);
+    H5::Group vo = root.createGroup("value_optimizer");
+    H5::Group m = vo.createGroup("m"), v = vo.createGroup("v");
+    const auto refs = trainer.value_head_refs(trainer.value_head);
+    for (size_t i = 0; i < refs.size(); ++i) {
+      write_floats(m, refs[i].name, refs[i].shape, opt.m_of(i));
+      write_floats(v, refs[i].name, refs[i].shape, opt.v_of(i));
+    }
   });
 }
 
@@ -442,9 +465,40 @@ void read_rl_checkpoint(const std::string& path, const std::string& config_text,
     const auto ref_state = model_state(trainer.reference);
     const auto ref = read_tensors(path, file, "/reference", ref_state);
     std::vector<RlSample> samples = read_samples(file);
+    const auto head_refs = trainer.value_head_refs(trainer.value_head);
+    const auto head = read_tensors(path, file, "/value_head", head_refs);
+    const auto vm = read_tensors(path, file, "/value_optimizer/m", head_refs);
+    const auto vv = read_tensors(path, file, "/value_optimizer/v", head_refs);
+    const int64_t vt = get_int_attr(file, "value_adamw_t");
+    std::function<void()> store_critic = [] {};
+    if (trainer.critic) {
+      if (!file.nameExists("critic"))
+        throw std::runtime_error(path + ": has no /critic (written with another rl.value_model?)");
+      const auto state = model_state(*trainer.critic);
+      auto weights = read_tensors(path, file, "/critic", state);
+      const auto refs = trainer.critic->params.refs();
+      auto m = read_tensors(path, file, "/critic_optimizer/optimizer/m", refs);
+      auto v = read_tensors(path, file, "/critic_optimizer/optimizer/v", refs);
+      const int64_t ct = get_int_attr(file.openGroup("critic_optimizer"), "adamw_t");
+      store_critic = [&trainer, state, refs, ct, weights = std::move(weights), m = std::move(m), v = std::move(v)] {
+        copy_into(weights, state);
+        for (size_t i = 0; i < refs.size(); ++i) {
+          std::copy(m[i].begin(), m[i].end(), trainer.critic_optimizer.m_of(i));
+          std::copy(v[i].begin(), v[i].end(), trainer.critic_optimizer.v_of(i));
+        }
+        trainer.critic_optimizer.t = ct;
+      };
+    }
     store();
+    store_critic();
     copy_into(ref, ref_state);
     trainer.samples = std::move(samples);
+    copy_into(head, head_refs);
+    for (size_t i = 0; i < head_refs.size(); ++i) {
+      std::copy(vm[i].begin(), vm[i].end(), trainer.value_optimizer.m_of(i));
+      std::copy(vv[i].begin(), vv[i].end(), trainer.value_optimizer.v_of(i));
+    }
+    trainer.value_optimizer.t = vt;
   });
 }
 

@@ -68,7 +68,11 @@ Metrics read_metrics(const std::string& path);
 // RL runs (dslab rl): the same layout, /model the policy, plus
 //   /samples/step, /samples/prompt [n]; /samples/n_completions [n];
 //   /samples/completions, /samples/rewards [sum of n_completions]
-// and, in a checkpoint, /reference/<param name> (the reference model).
+//   /value_head/weight [1, D], /value_head/bias [1] (PPO's; 0 for GRPO)
+// and, in a checkpoint, /reference/<param name> (the reference model) and
+// /value_optimizer/{m,v}/{weight,bias} with the attribute value_adamw_t; with
+// rl.value_model = "policy" also /critic/<param name> and /critic_optimizer
+// (optimizer/m, optimizer/v and adamw_t, as a checkpoint's root has them).
 void write_rl_result(const std::string& path, const RunInfo& info, RlTrainer& trainer);
 void write_rl_checkpoint(const std::string& path, const RunInfo& info, RlTrainer& trainer);
 void read_rl_checkpoint(const std::string& path, const std::string& config_text, RlTrainer& trainer);

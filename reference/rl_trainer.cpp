@@ -54,6 +54,7 @@ struct Part {
   std::vector<size_t> offsets;              // [S+1] response tokens per completion
   std::vector<double> old_logp, ref_logp;   // [R]
   std::vector<double> advantages;           // [R]
+  std::vector<double> old_values, returns;  // [R] PPO: v_old of each token's state, GAE's returns
   std::vector<double> ref_z;                // [R, V] logits / T of the reference (exact KL only)
 };
 
@@ -61,6 +62,18 @@ struct Part {
 void tempered_row(std::vector<double>& z, const float* logits, int V, double T) {
   z.resize(V);
   for (int v = 0; v < V; ++v) z[v] = double(logits[v]) / T;
+}
+
+// PPO's value of each response token's state: v_r = w . h_final[rows[r]] + b   [R]
+std::vector<double> token_values(const std::vector<float>& head, const TokenLogprobs<float>& lp, int D) {
+  std::vector<double> v(lp.rows.size());
+  for (size_t r = 0; r < v.size(); ++r) {
+    const float* h = &lp.acts.h_final(lp.rows[r], 0);
+    double s = head[D];
+    for (int d = 0; d < D; ++d) s += double(head[d]) * double(h[d]);
+    v[r] = s;
+  }
+  return v;
 }
 
 }  // namespace
@@ -76,22 +89,61 @@ void RlArgs::validate(const ModelArgs& model, const RolloutArgs& rollout) const 
               v(model.max_seq_len) + " (the prompt needs room too)");
 }
 
+void RlSetup::validate(const ModelArgs& model) const {
+  rl.validate(model, rollout);
+  grpo.validate();
+  ppo.validate();
+  rollout.validate();
+  task.validate();
+  reward.validate();
+  require(rl.algorithm != RlAlgorithm::Ppo || grpo.kl_estimator == KlEstimator::K1 ||
+              grpo.kl_estimator == KlEstimator::K2 || grpo.kl_estimator == KlEstimator::K3,
+          {"grpo.kl_estimator", "rl.algorithm"},
+          "grpo.kl_estimator = \"" + std::string(name_of(grpo.kl_estimator)) +
+              "\" is not allowed with rl.algorithm = \"ppo\", whose KL is in the per-token reward: "
+              "allowed k1, k2, k3");
+}
+
+std::vector<ParamRef<float>> RlTrainer::value_head_refs(std::vector<float>& buffer) {
+  const size_t D = size_t(policy.args.dim);
+  return {{"weight", buffer.data(), {1, D}}, {"bias", buffer.data() + D, {1}}};
+}
+
 RlTrainer::RlTrainer(const ModelArgs& model_args, const RlSetup& s, const Vocabulary* vocab)
     : setup(s), policy(model_args), reference(model_args), vocab_(vocab) {
   if (setup.reward.language != 0 && !vocab_)
     throw std::invalid_argument("RL: reward.language > 0 needs the target language's vocabulary");
   policy.init_weights(setup.rl.seed);
+  if (setup.rl.algorithm == RlAlgorithm::Ppo && setup.rl.value_model == ValueModel::Policy) {
+    critic = std::make_unique<Transformer<float>>(model_args);
+    critic_segments_ = segments(critic->params.arena());
+    critic_grad_segments_ = segments(critic->grads.arena());
+    critic_optimizer = AdamW<float>(critic_segments_);
+  }
   reset_reference();
   param_segments_ = segments(policy.params.arena());
   grad_segments_ = segments(policy.grads.arena());
   optimizer = AdamW<float>(param_segments_);
+  const size_t D = size_t(model_args.dim);
+  value_head.assign(D + 1, 0.0f);  // v = 0 at the start
+  value_grad.assign(D + 1, 0.0f);
+  value_segments_ = {{value_head.data(), D, 2}, {value_head.data() + D, 1, 1}};
+  value_grad_segments_ = {{value_grad.data(), D, 2}, {value_grad.data() + D, 1, 1}};
+  value_optimizer = AdamW<float>(value_segments_);
 }
 
-void RlTrainer::reset_reference() {
-  const Arena<float>& from = policy.params.arena();
-  std::copy(from.data(), from.data() + from.size(), reference.params.arena().data());
-  std::vector<ParamRef<float>> src = policy.params.buffers(), dst = reference.params.buffers();
+namespace {
+void copy_weights(Transformer<float>& from, Transformer<float>& to) {
+  const Arena<float>& a = from.params.arena();
+  std::copy(a.data(), a.data() + a.size(), to.params.arena().data());
+  std::vector<ParamRef<float>> src = from.params.buffers(), dst = to.params.buffers();
   for (size_t i = 0; i < src.size(); ++i) std::copy(src[i].data, src[i].data + src[i].size(), dst[i].data);
+}
+}  // namespace
+
+void RlTrainer::reset_reference() {
+  copy_weights(policy, reference);
+  if (critic && step == 0) copy_weights(policy, *critic);
 }
 
 RlStepReport RlTrainer::rl_step() {
@@ -100,7 +152,12 @@ RlStepReport RlTrainer::rl_step() {
   const GrpoArgs& grpo = setup.grpo;
   const int G = setup.rollout.group_size, P = a.prompts_per_step, V = policy.args.vocab_size;
   const double T = setup.rollout.temperature > 0 ? setup.rollout.temperature : 1.0;
-  const bool exact_kl = grpo.kl_estimator == KlEstimator::Exact && grpo.kl_placement == KlPlacement::Loss;
+  const bool ppo = a.algorithm == RlAlgorithm::Ppo;
+  const int D = policy.args.dim;
+  // PPO's KL is in the reward (above); its surrogate has none.
+  GrpoArgs surrogate = grpo;
+  if (ppo) surrogate.kl_placement = KlPlacement::Reward;
+  const bool exact_kl = !ppo && grpo.kl_estimator == KlEstimator::Exact && grpo.kl_placement == KlPlacement::Loss;
   if (a.ref_reset_every > 0 && step > 0 && step % a.ref_reset_every == 0) reset_reference();
 
   // --- Rollouts and rewards --------------------------------------------------
@@ -187,6 +244,12 @@ RlStepReport RlTrainer::rl_step() {
     token_logprobs(policy, lp, part.batch, T);  // pi_old: the policy that sampled
     logprob_gap = std::max(logprob_gap, max_logprob_gap(part.completions, lp));
     part.old_logp.assign(lp.logp.begin(), lp.logp.end());
+    if (ppo && !critic) part.old_values = token_values(value_head, lp, D);
+    if (critic) {
+      TokenLogprobs<float> lc;
+      token_logprobs(*critic, lc, part.batch, T);
+      part.old_values = token_values(value_head, lc, D);
+    }
     for (float e : lp.entropy) entropy_sum += e;
     response_tokens += lp.logp.size();
     token_logprobs(reference, lp, part.batch, T);
@@ -197,7 +260,7 @@ RlStepReport RlTrainer::rl_step() {
         for (int v = 0; v < V; ++v)
           part.ref_z[r * V + v] = double(lp.acts.logits(lp.rows[r], v)) / T;
     }
-    if (grpo.kl_placement == KlPlacement::Reward) {  // r_i - beta sum_t k_t, at pi_theta = pi_old
+    if (!ppo && grpo.kl_placement == KlPlacement::Reward) {  // r_i - beta sum_t k_t, at pi_theta = pi_old
       for (size_t i = 0; i + 1 < part.offsets.size(); ++i) {
         double k = 0;
         for (size_t t = part.offsets[i]; t < part.offsets[i + 1]; ++t)
@@ -207,14 +270,39 @@ RlStepReport RlTrainer::rl_step() {
       }
     }
   }
-  const std::vector<double> seq_advantages =
-      groups > 0 ? group_advantages(seq_rewards, G, grpo.advantages) : std::vector<double>{};
-  for (int m = 0; m < int(parts.size()); ++m) {
-    Part& part = parts[m];
-    const size_t first = size_t(m * groups / n_parts) * G;
-    const std::vector<double> adv(seq_advantages.begin() + first,
-                                  seq_advantages.begin() + first + part.completions.size());
-    part.advantages = broadcast_to_tokens(part.offsets, adv);
+  if (ppo && groups > 0) {
+    // Eq. (27)'s advantages: token rewards (the outcome on the last token, -beta k_t on
+    // each), GAE over the old values, whitened over the whole batch; then back to the parts.
+    std::vector<size_t> offsets = {0};
+    std::vector<double> old_logp, ref_logp, old_values;
+    for (const Part& part : parts) {
+      for (size_t i = 1; i < part.offsets.size(); ++i) offsets.push_back(offsets.back() + part.offsets[i] - part.offsets[i - 1]);
+      old_logp.insert(old_logp.end(), part.old_logp.begin(), part.old_logp.end());
+      ref_logp.insert(ref_logp.end(), part.ref_logp.begin(), part.ref_logp.end());
+      old_values.insert(old_values.end(), part.old_values.begin(), part.old_values.end());
+    }
+    std::vector<double> token_rewards = outcome_token_rewards(offsets, kept_rewards);
+    const double k = add_kl_penalty(token_rewards, old_logp, ref_logp, grpo.beta, grpo.kl_estimator);
+    kl_reward_sum = k * double(old_logp.size());
+    PpoArgs gae_args = setup.ppo;
+    gae_args.whiten_advantages = gae_args.whiten_advantages && old_logp.size() >= 2;  // a std needs two
+    const Gae g = gae(offsets, token_rewards, old_values, gae_args);
+    size_t at = 0;
+    for (Part& part : parts) {
+      const size_t n = part.old_logp.size();
+      part.advantages.assign(g.advantages.begin() + at, g.advantages.begin() + at + n);
+      part.returns.assign(g.returns.begin() + at, g.returns.begin() + at + n);
+      at += n;
+    }
+  } else if (groups > 0) {
+    const std::vector<double> seq_advantages = group_advantages(seq_rewards, G, grpo.advantages);
+    for (int m = 0; m < int(parts.size()); ++m) {
+      Part& part = parts[m];
+      const size_t first = size_t(m * groups / n_parts) * G;
+      const std::vector<double> adv(seq_advantages.begin() + first,
+                                    seq_advantages.begin() + first + part.completions.size());
+      part.advantages = broadcast_to_tokens(part.offsets, adv);
+    }
   }
   const double logprob_seconds = seconds_since(t0);
 
@@ -222,7 +310,7 @@ RlStepReport RlTrainer::rl_step() {
   t0 = Clock::now();
   const double lr = a.warmup_steps > 0 && step < a.warmup_steps
                         ? a.lr * double(step + 1) / double(a.warmup_steps) : a.lr;
-  std::vector<double> losses, clip_fractions, kls, grad_norms;
+  std::vector<double> losses, clip_fractions, kls, grad_norms, value_losses, value_clips;
   for (int epoch = 0; epoch < a.ppo_epochs; ++epoch)
     for (Part& part : parts) {
       TokenLogprobs<float> lp;
@@ -247,7 +335,32 @@ RlStepReport RlTrainer::rl_step() {
         }
       }
       std::vector<double> dlogp;
-      const PolicyLoss L = policy_loss(pb, grpo, dlogp);
+      const PolicyLoss L = policy_loss(pb, surrogate, dlogp);
+      // PPO: the clipped value loss through the value head and h_t.
+      Tensor2<float> dh;
+      TokenLogprobs<float> lc;  // the critic's forward, when there is one
+      if (critic) token_logprobs(*critic, lc, part.batch, T);
+      const TokenLogprobs<float>& trunk = critic ? lc : lp;  // what the value head reads
+      if (ppo) {
+        const std::vector<double> values = token_values(value_head, trunk, D);
+        std::vector<double> dvalues;
+        const ValueLoss VL = value_loss(pb.offsets, values, part.old_values, part.returns, setup.ppo, dvalues);
+        value_losses.push_back(VL.loss);
+        value_clips.push_back(VL.clip_fraction);
+        std::fill(value_grad.begin(), value_grad.end(), 0.0f);
+        assign_zeros(dh, {trunk.acts.h_final.shape(0), size_t(D)});
+        std::vector<double> dw(D + 1, 0.0);
+        for (size_t r = 0; r < R; ++r) {
+          const float* h = &trunk.acts.h_final(trunk.rows[r], 0);
+          float* g = &dh(trunk.rows[r], 0);
+          for (int d = 0; d < D; ++d) {
+            g[d] += float(dvalues[r] * value_head[d]);
+            dw[d] += dvalues[r] * h[d];
+          }
+          dw[D] += dvalues[r];
+        }
+        for (int d = 0; d <= D; ++d) value_grad[d] = float(dw[d]);
+      }
       // d loss / d z from the exact KL; token_logprobs_backward divides by T.
       Tensor2<float> dz;
       if (exact_kl) {
@@ -257,10 +370,21 @@ RlStepReport RlTrainer::rl_step() {
       }
       const std::vector<float> dlogp_f(dlogp.begin(), dlogp.end());
       policy.zero_grad();
-      token_logprobs_backward(policy, lp, dlogp_f, exact_kl ? &dz : nullptr);
+      token_logprobs_backward(policy, lp, dlogp_f, exact_kl ? &dz : nullptr, ppo && !critic ? &dh : nullptr);
       const double norm = global_grad_norm(grad_segments_);
       clip_grad_norm(grad_segments_, norm, a.grad_clip);
       optimizer.step(param_segments_, grad_segments_, lr, a.adamw);
+      if (ppo) {
+        clip_grad_norm(value_grad_segments_, global_grad_norm(value_grad_segments_), a.grad_clip);
+        value_optimizer.step(value_segments_, value_grad_segments_, lr, a.adamw);
+      }
+      if (critic) {  // the value loss alone trains the critic: d loss / d logp = 0
+        critic->zero_grad();
+        const Tensor2<float>* no_dz = nullptr;
+        token_logprobs_backward(*critic, lc, std::vector<float>(R, 0.0f), no_dz, &dh);
+        clip_grad_norm(critic_grad_segments_, global_grad_norm(critic_grad_segments_), a.grad_clip);
+        critic_optimizer.step(critic_segments_, critic_grad_segments_, lr, a.adamw);
+      }
       losses.push_back(L.loss);
       clip_fractions.push_back(L.clip_fraction);
       if (epoch == 0) kls.push_back(L.kl_mean);
@@ -312,6 +436,10 @@ RlStepReport RlTrainer::rl_step() {
   };
   for (const auto& [name, value] : row) metrics[name].push_back(value);
   if (vocab_) metrics["language_consistency"].push_back(mean_of(language));
+  if (ppo) {
+    metrics["value_loss"].push_back(mean_of(value_losses));
+    metrics["value_clip_fraction"].push_back(mean_of(value_clips));
+  }
   if (step == a.steps) metrics["peak_rss_mib"].push_back(peak_rss_mib());
   if ((a.sample_every > 0 && step % a.sample_every == 0) || step == a.steps || step == 1) {
     sample.step = step;

@@ -9,6 +9,16 @@
 //     -> mu epochs over the groups in mini_batches parts: forward, GRPO loss
 //        (policy_loss), backward into the policy, clip, AdamW
 //   and, every ref_reset_every steps (0: never), the reference becomes the policy.
+// PPO (rl.algorithm = "ppo", Eq. (27)), the baseline GRPO replaces: a value
+// head v_t = w . h_t + b on the policy's final hidden state (the state before
+// token t), the outcome reward on the last token with -beta k_t on every
+// token (the KL in the reward, reference/ppo.hpp), GAE(gamma, lambda) over the
+// old values instead of group advantages, and the clipped value loss added to
+// the surrogate; its gradient reaches the trunk through h_t. The value head has
+// its own AdamW at the same learning rate. With rl.value_model = "policy" the
+// head sits on a critic of the policy's size instead (DeepSeekMath's PPO: a
+// value model as large as the policy), a copy of the starting policy trained
+// by the value loss alone, with its own AdamW.
 // Dynamic sampling (DAPO): groups whose rewards are all equal carry no signal;
 // with rl.dynamic_sampling they are dropped and more prompts are sampled, up to
 // rl.max_sampling_rounds rounds, so a step trains on at most P groups.
@@ -19,11 +29,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "reference/accounting.hpp"
 #include "reference/adamw.hpp"
 #include "reference/grpo.hpp"
+#include "reference/ppo.hpp"
 #include "reference/rewards.hpp"
 #include "reference/rollout.hpp"
 #include "reference/tasks.hpp"
@@ -34,6 +47,8 @@ namespace dslab {
 
 // The [rl] section of an RL config.
 struct RlArgs {
+  RlAlgorithm algorithm = RlAlgorithm::Grpo;
+  ValueModel value_model = ValueModel::Head;  // PPO: the head on the policy's trunk, or on a critic of its size
   int64_t steps = 20;
   int prompts_per_step = 4;      // P (problems per step; G = rollout.group_size each)
   int ppo_epochs = 1;            // mu: policy updates per rollout batch (Eq. (28)'s pi_old != pi_theta after the first)
@@ -50,7 +65,7 @@ struct RlArgs {
   int max_sampling_rounds = 3;   // rounds of P prompts a dynamic-sampling step may draw
   int64_t sample_every = 10;     // keep the prompt and completions of the first group every k steps (0: last only)
   int64_t checkpoint_every = 10;
-  // Rules across sections: prompts_per_step divisible by mini_batches; the prompt
+  // Rules across keys: prompts_per_step divisible by mini_batches; the prompt
   // and rollout.max_new_tokens fit model.max_seq_len (checked per problem too).
   void validate(const ModelArgs& model, const RolloutArgs& rollout) const;
 };
@@ -59,9 +74,13 @@ struct RlArgs {
 struct RlSetup {
   RlArgs rl;
   GrpoArgs grpo;
+  PpoArgs ppo;        // rl.algorithm = "ppo" only
   RolloutArgs rollout;
   TaskArgs task;
   RewardArgs reward;
+  // Every section's rules and those across them (PPO's KL goes in the reward,
+  // so grpo.kl_estimator must be k1, k2 or k3). Throws ArgsError.
+  void validate(const ModelArgs& model) const;
 };
 
 // What one step did, for progress lines and the metrics.
@@ -90,19 +109,28 @@ class RlTrainer {
 
   void run(const std::function<bool(const RlStepReport&)>& on_step);
   RlStepReport rl_step();
-  // The reference model becomes a copy of the policy's weights.
+  // The reference model (and, before any step, the critic) becomes a copy of the policy's weights.
   void reset_reference();
 
   RlSetup setup;
   Transformer<float> policy, reference;
   AdamW<float> optimizer;
+  // PPO's value head: w [D] then b, v = w . h + b; its gradient and optimizer.
+  std::vector<float> value_head, value_grad;
+  AdamW<float> value_optimizer;
+  // PPO with value_model = "policy": the critic the head reads (null otherwise).
+  std::unique_ptr<Transformer<float>> critic;
+  AdamW<float> critic_optimizer;
+  // "weight" [1, D] and "bias" [1] of value_head (or of value_grad), for files.
+  std::vector<ParamRef<float>> value_head_refs(std::vector<float>& buffer);
   int64_t step = 0;  // steps completed
   Metrics metrics;
   std::vector<RlSample> samples;
 
  private:
   const Vocabulary* vocab_;
-  std::vector<Segment<float>> param_segments_, grad_segments_;
+  std::vector<Segment<float>> param_segments_, grad_segments_, value_segments_, value_grad_segments_;
+  std::vector<Segment<float>> critic_segments_, critic_grad_segments_;
 };
 
 }  // namespace dslab

@@ -6,6 +6,8 @@
 //     the update runs at pi_theta = pi_old (no token clipped); with the
 //     reference reset every step and mu = 1 the KL of the update is exactly 0;
 //     dynamic sampling drops every group whose rewards are all equal;
+//   - PPO (value head, GAE): responses shorten too, and the value head learns
+//     a constant return;
 //   - the same numbers for 1 and 2 threads.
 #include <omp.h>
 
@@ -80,6 +82,51 @@ TEST(Rl, RewardForShortAnswersShortensThem) {
   for (double gap : t.metrics.at("logprob_gap")) EXPECT_LT(gap, 1e-4);  // recomputed = sampling-time
 }
 
+TEST(Rl, PpoRewardForShortAnswersShortensThem) {
+  RlSetup s = length_setup();
+  s.rl.algorithm = RlAlgorithm::Ppo;
+  s.rl.steps = 16;
+  RlTrainer t(tiny_model(), s, nullptr);
+  t.run({});
+  const std::vector<double>& len = t.metrics.at("response_length");
+  EXPECT_GT(mean(len, 0, 3), 4.0);
+  EXPECT_LT(mean(len, 13, 16), 0.5 * mean(len, 0, 3));
+  EXPECT_EQ(t.metrics.at("value_loss").size(), 16u);
+}
+
+// Every completion runs past L_max = 1 byte: reward -1 on its last token, so
+// (gamma = lambda = 1, beta = 0) every token's return is -1; the value head
+// starts at v = 0 and must learn it.
+// The same with the head on a critic of the policy's size, which alone the value loss trains.
+TEST(Rl, PpoValueHeadLearnsTheReturn) {
+  for (const ValueModel vm : {ValueModel::Head, ValueModel::Policy}) {
+  RlSetup s = tiny_setup();
+  s.rl.algorithm = RlAlgorithm::Ppo;
+  s.rl.value_model = vm;
+  s.rl.steps = 12;
+  s.rl.lr = 1e-2;
+  s.grpo.beta = 0;
+  s.ppo.lam = 1;
+  s.reward.accuracy = s.reward.format = 0;
+  s.reward.overlong = 1;
+  s.reward.max_length = s.reward.cache_length = 1;
+  RlTrainer t(tiny_model(), s, nullptr);
+  t.run({});
+  const std::vector<double>& vl = t.metrics.at("value_loss");
+  for (double r : t.metrics.at("reward_mean")) ASSERT_EQ(r, -1.0);
+  EXPECT_NEAR(vl.front(), s.ppo.value_coef * 0.5, 1e-6);  // 0.5 (0 - (-1))^2, weighted
+  EXPECT_LT(vl.back(), 0.25 * vl.front());
+  EXPECT_LT(t.value_head.back(), -0.05f);  // the bias moved towards -1
+  ASSERT_EQ(bool(t.critic), vm == ValueModel::Policy);
+  if (t.critic) {
+    // The critic moved; the policy's trunk got no value gradient: with the policy's
+    // own advantages it moved too, but differently from the critic.
+    const Arena<float>&c = t.critic->params.arena(), &p = t.policy.params.arena();
+    EXPECT_NE(std::vector<float>(c.data(), c.data() + c.size()), std::vector<float>(p.data(), p.data() + p.size()));
+  }
+  }
+}
+
 TEST(Rl, EqualRewardsWithoutKlLeaveTheWeightsUnchanged) {
   RlSetup s = tiny_setup();  // a fresh model never answers an addition: every reward is 0
   s.grpo.beta = 0;
@@ -143,23 +190,30 @@ TEST(Rl, DynamicSamplingDropsGroupsWithoutSignal) {
 }
 
 TEST(Rl, SameNumbersForOneAndTwoThreads) {
-  RlSetup s = length_setup();
-  s.rl.ppo_epochs = 2;
-  s.rl.mini_batches = 2;
-  s.grpo.kl_estimator = KlEstimator::Exact;
-  std::vector<std::vector<float>> w;
-  std::vector<Metrics> m;
-  for (int threads : {1, 2}) {
-    omp_set_num_threads(threads);
-    RlTrainer t(tiny_model(), s, nullptr);
-    t.run({});
-    w.push_back(weights(t));
-    m.push_back(t.metrics);
+  for (const int variant : {0, 1, 2}) {  // GRPO, PPO with a value head, PPO with a critic
+    const RlAlgorithm algo = variant == 0 ? RlAlgorithm::Grpo : RlAlgorithm::Ppo;
+    RlSetup s = length_setup();
+    s.rl.algorithm = algo;
+    s.rl.value_model = variant == 2 ? ValueModel::Policy : ValueModel::Head;
+    s.rl.ppo_epochs = 2;
+    s.rl.mini_batches = 2;
+    if (algo == RlAlgorithm::Grpo) s.grpo.kl_estimator = KlEstimator::Exact;
+    std::vector<std::vector<float>> w, head;
+    std::vector<Metrics> m;
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      RlTrainer t(tiny_model(), s, nullptr);
+      t.run({});
+      w.push_back(weights(t));
+      head.push_back(t.value_head);
+      m.push_back(t.metrics);
+    }
+    omp_set_num_threads(2);
+    EXPECT_EQ(w[0], w[1]) << name_of(algo);
+    EXPECT_EQ(head[0], head[1]) << name_of(algo);
+    for (const char* name : {"reward_mean", "response_length", "loss", "kl", "clip_fraction", "entropy", "grad_norm"})
+      EXPECT_EQ(m[0].at(name), m[1].at(name)) << name << ", " << name_of(algo);
   }
-  omp_set_num_threads(2);
-  EXPECT_EQ(w[0], w[1]);
-  for (const char* name : {"reward_mean", "response_length", "loss", "kl", "clip_fraction", "entropy", "grad_norm"})
-    EXPECT_EQ(m[0].at(name), m[1].at(name)) << name;
 }
 
 TEST(Rl, ArgsAreChecked) {
@@ -177,6 +231,15 @@ TEST(Rl, ArgsAreChecked) {
   r.max_new_tokens = 64;
   EXPECT_THROW(a.validate(tiny_model(), r), ArgsError);  // no room for the prompt
   RlSetup s = tiny_setup();
+  s.rl.algorithm = RlAlgorithm::Ppo;
+  s.grpo.kl_estimator = KlEstimator::Exact;  // PPO's KL is a per-token reward
+  try {
+    s.validate(tiny_model());
+    FAIL() << "ppo with the exact KL";
+  } catch (const ArgsError& e) {
+    EXPECT_NE(std::string(e.what()).find("grpo.kl_estimator"), std::string::npos) << e.what();
+  }
+  s = tiny_setup();
   s.reward.language = 1;
   EXPECT_THROW(RlTrainer(tiny_model(), s, nullptr), std::invalid_argument);  // no vocabulary
 }

@@ -52,6 +52,7 @@ void expect_same_rl_run(const std::string& a, const std::string& b) {
     ASSERT_TRUE(ma.count(name) && mb.count(name)) << name;
     EXPECT_EQ(ma.at(name), mb.at(name)) << name;
   }
+  if (ma.count("value_loss")) EXPECT_EQ(ma.at("value_loss"), mb.at("value_loss"));
   const RunConfig cfg = parse_rl_config_text(read_config_text(a));
   Transformer<float> x(cfg.model), y(cfg.model);
   read_model(a, x);
@@ -99,9 +100,10 @@ TEST(RlCli, KeysListTheRlTables) {
   EXPECT_THAT(out, Not(HasSubstr("\ngrpo.")));
 }
 
-TEST(RlCli, KilledRunResumesToTheUninterruptedNumbers) {
-  const std::string d = test::temp_dir("rl_cli_resume");
-  const std::string sets = kVarying + " --set rl.steps=12 --set rl.checkpoint_every=1 --set rl.sample_every=3";
+void kill_resume_and_compare(const std::string& name, const std::string& extra) {
+  const std::string d = test::temp_dir(name);
+  const std::string sets =
+      kVarying + extra + " --set rl.steps=12 --set rl.checkpoint_every=1 --set rl.sample_every=3";
   std::string msg;
   ASSERT_EQ(test::run_dslab("rl " + kGrpoTiny + sets + " --threads 2 --out " + d + "/straight.h5", &msg), 0) << msg;
 
@@ -122,6 +124,13 @@ TEST(RlCli, KilledRunResumesToTheUninterruptedNumbers) {
       << msg;
   EXPECT_FALSE(fs::exists(ckpt));
   expect_same_rl_run(d + "/straight.h5", d + "/killed.h5");
+}
+
+TEST(RlCli, KilledRunResumesToTheUninterruptedNumbers) { kill_resume_and_compare("rl_cli_resume", ""); }
+
+TEST(RlCli, KilledPpoRunResumesToTheUninterruptedNumbers) {
+  kill_resume_and_compare("rl_cli_resume_ppo", " --set rl.algorithm=ppo");
+  kill_resume_and_compare("rl_cli_resume_critic", " --set rl.algorithm=ppo --set rl.value_model=policy");
 }
 
 TEST(RlCli, InitStartsFromATrainResultOfTheSameModel) {
