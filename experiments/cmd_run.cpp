@@ -8,7 +8,11 @@
 // Then the experiment's notebook, if it names one, is executed headlessly to
 // draw the figures (into <results>/figures, or <results>/smoke/figures). A
 // simulator sweep is its notebook alone.
+// <results> is --results, else $DSLAB_RESULTS, else runs/: a user's runs never
+// meet the canonical ones committed in results/, which only `--results results`
+// writes (and which the notebooks draw beside the user's where they can).
 #include <omp.h>
+#include <cstdlib>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,8 +32,14 @@ namespace dslab {
 
 namespace {
 
+// $DSLAB_RESULTS, else "runs".
+std::string default_results() {
+  const char* env = std::getenv("DSLAB_RESULTS");
+  return env && *env ? env : "runs";
+}
+
 struct RunOptions {
-  std::string experiment, results = "results";
+  std::string experiment, results;  // empty: default_results()
   bool smoke = false, dry_run = false, no_notebook = false;
   int jobs = 1, threads = 0;
 };
@@ -173,6 +183,7 @@ void run_experiment(const RunOptions& o) {
 
 void add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
+  o->results = default_results();
   auto* cmd = app.add_subcommand("run", "Run every run of an experiment (skipping complete ones)");
   cmd->add_option("experiment", o->experiment, "Experiment file (TOML), e.g. experiments/quickstart.toml")
       ->required();
@@ -182,7 +193,9 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--jobs", o->jobs, "Runs trained at the same time")->check(CLI::Range(1, 256));
   cmd->add_option("--threads", o->threads, "Threads in all, shared among the jobs")
       ->check(CLI::Range(1, 1024));
-  cmd->add_option("--results", o->results, "Results folder")->capture_default_str();
+  cmd->add_option("--results", o->results,
+                  "Results folder ($DSLAB_RESULTS, else runs/; the committed canonical runs: --results results)")
+      ->capture_default_str();
   cmd->callback([o] { run_experiment(*o); });
 }
 
