@@ -269,6 +269,8 @@ const std::vector<KeySpec>& schema() {
       integer_key("rl", "checkpoint_every", DSLAB_FIELD(rl.rl.checkpoint_every), 0, kMaxSteps,
                   "steps between checkpoints; 0 disables them"),
 
+      enum_key("grpo", "supervision", DSLAB_FIELD(rl.grpo.supervision),
+               "advantages from one reward per completion (outcome) or per reasoning step (process, DeepSeekMath 4.1.3)"),
       enum_key("grpo", "aggregation", DSLAB_FIELD(rl.grpo.aggregation),
                "how token losses make the loss: Eq. (28)'s seq_mean_token_mean, DAPO's token_mean, ... (docs/grpo.md)"),
       enum_key("grpo", "kl_estimator", DSLAB_FIELD(rl.grpo.kl_estimator),

@@ -103,8 +103,17 @@ struct AdvantageArgs {
   void validate(const std::string& section = "grpo") const;
 };
 
+// What the advantages are computed from:
+//   Outcome  one reward per completion (DeepSeekMath Sec. 4.1.2): group_advantages
+//   Process  one reward per reasoning step (Sec. 4.1.3): process_advantages
+enum class Supervision { Outcome, Process };
+template <> struct EnumNames<Supervision> {
+  static constexpr std::array<std::string_view, 2> names = {"outcome", "process"};
+};
+
 // The [grpo] section of a run config.
 struct GrpoArgs {
+  Supervision supervision = Supervision::Outcome;
   Aggregation aggregation = Aggregation::SeqMeanTokenMean;
   KlEstimator kl_estimator = KlEstimator::K3;
   KlPlacement kl_placement = KlPlacement::Loss;

@@ -89,6 +89,22 @@ void RlArgs::validate(const ModelArgs& model, const RolloutArgs& rollout) const 
               v(model.max_seq_len) + " (the prompt needs room too)");
 }
 
+StepRewards completion_step_rewards(const std::vector<Problem>& problems, const std::vector<Completion>& completions,
+                                    int group_size) {
+  StepRewards s;
+  s.step_offsets.push_back(0);
+  for (size_t i = 0; i < completions.size(); ++i) {
+    const Completion& c = completions[i];
+    for (const StepReward& r : process_rewards(problems.at(i / size_t(group_size)), c.text())) {
+      if (r.end == 0 || r.end > c.tokens.size()) continue;
+      s.end_token.push_back(r.end - 1);
+      s.reward.push_back(r.reward);
+    }
+    s.step_offsets.push_back(s.end_token.size());
+  }
+  return s;
+}
+
 void RlSetup::validate(const ModelArgs& model) const {
   rl.validate(model, rollout);
   grpo.validate();
@@ -102,6 +118,9 @@ void RlSetup::validate(const ModelArgs& model) const {
           "grpo.kl_estimator = \"" + std::string(name_of(grpo.kl_estimator)) +
               "\" is not allowed with rl.algorithm = \"ppo\", whose KL is in the per-token reward: "
               "allowed k1, k2, k3");
+  require(rl.algorithm != RlAlgorithm::Ppo || grpo.supervision == Supervision::Outcome,
+          {"grpo.supervision", "rl.algorithm"},
+          "grpo.supervision = \"process\" is GRPO's (Sec. 4.1.3); rl.algorithm = \"ppo\" takes the outcome reward");
 }
 
 std::vector<ParamRef<float>> RlTrainer::value_head_refs(std::vector<float>& buffer) {
@@ -163,6 +182,7 @@ RlStepReport RlTrainer::rl_step() {
   // --- Rollouts and rewards --------------------------------------------------
   const int rounds = a.dynamic_sampling ? a.max_sampling_rounds : 1;
   std::vector<std::vector<int>> kept_prompts;       // [groups]
+  std::vector<Problem> kept_problems;               // [groups]
   std::vector<Completion> kept;                     // [groups * G], completion.prompt = its group
   std::vector<double> kept_rewards;                 // [groups * G]
   std::vector<double> all_rewards, accuracy, format, language, length, stopped, reflections;
@@ -208,6 +228,7 @@ RlStepReport RlTrainer::rl_step() {
       if ((a.dynamic_sampling && all_equal) || int(kept_prompts.size()) >= P) continue;
       const int group = int(kept_prompts.size());
       kept_prompts.push_back(prompts[i]);
+      kept_problems.push_back(problems[i]);
       for (int g = 0; g < G; ++g) {
         Completion c = comps[size_t(i) * G + g];
         c.prompt = group;
@@ -293,6 +314,14 @@ RlStepReport RlTrainer::rl_step() {
       part.advantages.assign(g.advantages.begin() + at, g.advantages.begin() + at + n);
       part.returns.assign(g.returns.begin() + at, g.returns.begin() + at + n);
       at += n;
+    }
+  } else if (groups > 0 && grpo.supervision == Supervision::Process) {
+    for (int m = 0; m < int(parts.size()); ++m) {
+      Part& part = parts[m];
+      const int g0 = m * groups / n_parts, g1 = (m + 1) * groups / n_parts;
+      const std::vector<Problem> problems(kept_problems.begin() + g0, kept_problems.begin() + g1);
+      part.advantages = process_advantages(completion_step_rewards(problems, part.completions, G), part.offsets,
+                                           G, grpo.advantages);
     }
   } else if (groups > 0) {
     const std::vector<double> seq_advantages = group_advantages(seq_rewards, G, grpo.advantages);

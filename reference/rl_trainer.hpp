@@ -19,6 +19,11 @@
 // head sits on a critic of the policy's size instead (DeepSeekMath's PPO: a
 // value model as large as the policy), a copy of the starting policy trained
 // by the value loss alone, with its own AdamW.
+// Process supervision (grpo.supervision = "process", DeepSeekMath Sec. 4.1.3):
+// each step of a completion's <think> text is checked by the task's own
+// verifier (process_rewards in reference/tasks.hpp), and a token's advantage is
+// the sum of the group-normalised rewards of the steps ending at or after it
+// (process_advantages); the [reward] weights are not used then.
 // Dynamic sampling (DAPO): groups whose rewards are all equal carry no signal;
 // with rl.dynamic_sampling they are dropped and more prompts are sampled, up to
 // rl.max_sampling_rounds rounds, so a step trains on at most P groups.
@@ -97,6 +102,12 @@ struct RlSample {
   std::vector<std::string> completions;
   std::vector<double> rewards;
 };
+
+// The step rewards of completions for process_advantages: completion i answers
+// problems[i / group_size]; a step ending at byte e of the completion ends at
+// its token e - 1 (the tokens are bytes).
+StepRewards completion_step_rewards(const std::vector<Problem>& problems, const std::vector<Completion>& completions,
+                                    int group_size);
 
 class RlTrainer {
  public:

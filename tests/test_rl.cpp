@@ -216,6 +216,44 @@ TEST(Rl, SameNumbersForOneAndTwoThreads) {
   }
 }
 
+// The solver's scratchpad as a completion: every step checks, each ending at
+// the last byte of its line; a corrupted digit zeroes its own step.
+TEST(Rl, ProcessStepRewardsOfASolverTrace) {
+  TaskArgs task;
+  task.kind = TaskKind::Addition;
+  task.min_digits = task.max_digits = 3;
+  const Problem p = make_problem(task, 7, 0);
+  const std::string trace = solution_trace(p);
+  Completion c;
+  for (unsigned char b : trace) c.tokens.push_back(b);
+  Completion wrong = c;
+  const size_t eq = trace.find('=');
+  wrong.tokens[eq + 1] = wrong.tokens[eq + 1] == '9' ? '8' : wrong.tokens[eq + 1] + 1;
+  const StepRewards s = completion_step_rewards({p}, {c, wrong}, 2);
+  ASSERT_EQ(s.step_offsets.size(), 3u);
+  const size_t n = s.step_offsets[1];
+  ASSERT_EQ(n, 3u);  // one step per digit position
+  ASSERT_EQ(s.step_offsets[2], 2 * n);
+  for (size_t j = 0; j < n; ++j) {
+    EXPECT_EQ(s.reward[j], 1.0);
+    EXPECT_EQ(trace[s.end_token[j] + 1], '\n') << j;  // the line's last byte, before its newline
+  }
+  EXPECT_EQ(s.reward[n], 0.0);  // the first step of the corrupted trace
+  EXPECT_EQ(s.reward[n + 1] + s.reward[n + 2], 2.0);
+}
+
+// The completions' outcome rewards differ (the length reward), but a fresh model
+// writes no <think> steps: under process supervision nothing moves.
+TEST(Rl, ProcessSupervisionWithoutStepsLeavesTheWeightsUnchanged) {
+  RlSetup s = length_setup();
+  s.grpo.supervision = Supervision::Process;
+  s.grpo.beta = 0;
+  RlTrainer t(tiny_model(), s, nullptr);
+  const std::vector<float> before = weights(t);
+  t.run({});
+  EXPECT_EQ(before, weights(t));
+}
+
 TEST(Rl, ArgsAreChecked) {
   RlArgs a;
   a.prompts_per_step = 4;
