@@ -52,7 +52,9 @@ void expect_same_rl_run(const std::string& a, const std::string& b) {
     ASSERT_TRUE(ma.count(name) && mb.count(name)) << name;
     EXPECT_EQ(ma.at(name), mb.at(name)) << name;
   }
-  if (ma.count("value_loss")) EXPECT_EQ(ma.at("value_loss"), mb.at("value_loss"));
+  if (ma.count("value_loss")) {
+    EXPECT_EQ(ma.at("value_loss"), mb.at("value_loss"));
+  }
   const RunConfig cfg = parse_rl_config_text(read_config_text(a));
   Transformer<float> x(cfg.model), y(cfg.model);
   read_model(a, x);
