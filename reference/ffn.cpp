@@ -16,7 +16,7 @@ void ffn_forward(Tensor2<T>& y, FfnCache<T>& c, const Tensor2<T>& x, const FfnWe
   linear_forward(c.h3, x, w.w3, linears);
   ensure_shape(c.gated, {c.h1.shape(0), c.h1.shape(1)});
   const long N = c.h1.shape(0), F = c.h1.shape(1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * F >= kParallelMinWork)
   for (long n = 0; n < N; ++n) {
     const T* h1 = c.h1.data() + n * F;
     const T* h3 = c.h3.data() + n * F;

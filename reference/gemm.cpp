@@ -66,6 +66,10 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
   blas_single_threaded();
   const int tile = rows_per_tile(M);
   const int n_tiles = (M + tile - 1) / tile;
+  if (n_tiles == 1) {  // one tile: the same call, without waking a team of threads for it
+    blas_call(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
 #pragma omp parallel for schedule(dynamic, 1)
   for (int t = 0; t < n_tiles; ++t) {
     const int m0 = t * tile;

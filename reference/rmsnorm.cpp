@@ -13,7 +13,7 @@ void rmsnorm_forward(Tensor2<T>& y, Tensor1<T>& rstd, const Tensor2<T>& x, const
   const long N = x.shape(0), D = x.shape(1);
   ensure_shape(y, {size_t(N), size_t(D)});
   ensure_shape(rstd, {size_t(N)});
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * D >= kParallelMinWork)
   for (long n = 0; n < N; ++n) {
     const T* xn = x.data() + n * D;
     const T ss = simd::dot(xn, xn, D);

@@ -71,7 +71,7 @@ template <class T>
 void rope_rotate_heads(Tensor2<T>& x, int seq_len, int n_heads, int head_stride, int offset,
                        const RopeTable& table, double sign) {
   const long N = x.shape(0), width = x.shape(1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * width >= kParallelMinWork)
   for (long n = 0; n < N; ++n)
     for (int h = 0; h < n_heads; ++h)
       rope_rotate(x.data() + n * width + long(h) * head_stride + offset, n % seq_len, table, sign);

@@ -37,7 +37,9 @@ std::vector<double> sampling_distribution(const float* logits, int V, const Samp
   }
   std::vector<int> order(V);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return logits[x] > logits[y]; });
+  // Largest first, ties by token id (the order a stable sort of 0..V-1 gives, without its buffer).
+  std::sort(order.begin(), order.end(),
+            [&](int x, int y) { return logits[x] > logits[y] || (logits[x] == logits[y] && x < y); });
   const int k = a.top_k > 0 ? std::min(a.top_k, V) : V;
   // softmax over the k best of (logit - top) / T, in their sorted order (the max is 0)
   const double top = logits[order[0]];

@@ -129,6 +129,12 @@ template <class T> using Tensor2 = Tensor<T, 2>;
 template <class T> using Tensor3 = Tensor<T, 3>;
 template <class T> using Tensor4 = Tensor<T, 4>;
 
+// Loops over fewer numbers than this run on the calling thread (an OpenMP
+// `if` clause): waking a team costs more than the work, most of all with
+// OMP_WAIT_POLICY=passive, as in a decode step's few rows. The split never
+// changes a result: such loops write independent outputs.
+inline constexpr long kParallelMinWork = 1L << 15;
+
 // Resizes t to `shape` when it differs; keeps the buffer otherwise.
 template <class T, size_t R>
 void ensure_shape(Tensor<T, R>& t, const std::array<size_t, R>& shape) {
