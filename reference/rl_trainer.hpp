@@ -27,6 +27,8 @@
 // Dynamic sampling (DAPO): groups whose rewards are all equal carry no signal;
 // with rl.dynamic_sampling they are dropped and more prompts are sampled, up to
 // rl.max_sampling_rounds rounds, so a step trains on at most P groups.
+// MoE models: the expert biases of auxiliary-loss-free balancing (Eq. (24))
+// keep their starting values during RL (no bias update runs here).
 // Everything a step draws comes from (seed, step, round): a resumed run and a
 // run on another thread count give the same numbers.
 #pragma once
