@@ -288,6 +288,37 @@ std::vector<double> read_doubles(const H5::Group& g, const std::string& name) {
   return x;
 }
 
+// Sampled bytes as text a UTF-8 string dataset can hold and h5py can decode:
+// printable ASCII, '\n' and '\t' as they are, '\\' as "\\\\", any other byte as "\\xHH".
+std::string escape_bytes(const std::string& bytes) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (const unsigned char c : bytes) {
+    if (c == '\\') out += "\\\\";
+    else if ((c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t') out += char(c);
+    else out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
+  }
+  return out;
+}
+
+std::string unescape_bytes(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\\' || i + 1 >= text.size()) {
+      out += text[i];
+    } else if (text[i + 1] == '\\') {
+      out += '\\';
+      ++i;
+    } else if (text[i + 1] == 'x' && i + 3 < text.size()) {
+      out += char(std::stoi(text.substr(i + 2, 2), nullptr, 16));
+      i += 3;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
 // /samples: step [n], prompt [n], completions and rewards [n * G] (G per sample).
 void write_samples(H5::Group& root, const std::vector<RlSample>& samples) {
   H5::Group g = root.createGroup("samples");
@@ -295,9 +326,9 @@ void write_samples(H5::Group& root, const std::vector<RlSample>& samples) {
   std::vector<std::string> prompts, completions;
   for (const RlSample& s : samples) {
     steps.push_back(double(s.step));
-    prompts.push_back(s.prompt);
+    prompts.push_back(escape_bytes(s.prompt));
     counts.push_back(double(s.completions.size()));
-    completions.insert(completions.end(), s.completions.begin(), s.completions.end());
+    for (const std::string& c : s.completions) completions.push_back(escape_bytes(c));
     rewards.insert(rewards.end(), s.rewards.begin(), s.rewards.end());
   }
   write_doubles(g, "step", steps);
@@ -317,9 +348,9 @@ std::vector<RlSample> read_samples(const H5::H5File& file) {
   for (size_t i = 0; i < steps.size(); ++i) {
     RlSample s;
     s.step = int64_t(steps[i]);
-    s.prompt = prompts.at(i);
+    s.prompt = unescape_bytes(prompts.at(i));
     for (size_t j = 0; j < size_t(counts.at(i)); ++j, ++at) {
-      s.completions.push_back(completions.at(at));
+      s.completions.push_back(unescape_bytes(completions.at(at)));
       s.rewards.push_back(rewards.at(at));
     }
     samples.push_back(std::move(s));

@@ -67,7 +67,9 @@ Metrics read_metrics(const std::string& path);
 
 // RL runs (dslab rl): the same layout, /model the policy, plus
 //   /samples/step, /samples/prompt [n]; /samples/n_completions [n];
-//   /samples/completions, /samples/rewards [sum of n_completions]
+//   /samples/completions, /samples/rewards [sum of n_completions]; the texts
+//   are sampled bytes kept as printable ASCII ('\n', '\t' as they are, a
+//   backslash doubled, any other byte as \xHH)
 //   /value_head/weight [1, D], /value_head/bias [1] (PPO's; 0 for GRPO)
 // and, in a checkpoint, /reference/<param name> (the reference model) and
 // /value_optimizer/{m,v}/{weight,bias} with the attribute value_adamw_t; with

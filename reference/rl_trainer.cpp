@@ -118,6 +118,19 @@ void RlSetup::validate(const ModelArgs& model) const {
           "grpo.kl_estimator = \"" + std::string(name_of(grpo.kl_estimator)) +
               "\" is not allowed with rl.algorithm = \"ppo\", whose KL is in the per-token reward: "
               "allowed k1, k2, k3");
+  const bool process = grpo.supervision == Supervision::Process;
+  require(!process || grpo.kl_placement == KlPlacement::Loss, {"grpo.supervision", "grpo.kl_placement"},
+          "grpo.supervision = \"process\" takes the KL in the loss: grpo.kl_placement must be \"loss\"");
+  require(!process || !rl.dynamic_sampling, {"grpo.supervision", "rl.dynamic_sampling"},
+          "rl.dynamic_sampling judges groups by their outcome rewards; it cannot be used with "
+          "grpo.supervision = \"process\"");
+  require(!rl.dynamic_sampling || rollout.group_size >= 2, {"rl.dynamic_sampling", "rollout.group_size"},
+          "rl.dynamic_sampling drops groups whose rewards are all equal: with rollout.group_size = 1 every group is "
+          "dropped; it needs rollout.group_size >= 2");
+  require(grpo.max_response_length == 0 || grpo.max_response_length >= rollout.max_new_tokens,
+          {"grpo.max_response_length", "rollout.max_new_tokens"},
+          "grpo.max_response_length = " + value_text(grpo.max_response_length) +
+              " must be 0 or >= rollout.max_new_tokens = " + value_text(rollout.max_new_tokens));
   require(rl.algorithm != RlAlgorithm::Ppo || grpo.supervision == Supervision::Outcome,
           {"grpo.supervision", "rl.algorithm"},
           "grpo.supervision = \"process\" is GRPO's (Sec. 4.1.3); rl.algorithm = \"ppo\" takes the outcome reward");
@@ -249,7 +262,7 @@ RlStepReport RlTrainer::rl_step() {
   std::vector<double> seq_rewards = kept_rewards;
   for (int m = 0; m < int(parts.size()); ++m) {
     Part& part = parts[m];
-    const int g0 = m * groups / n_parts, g1 = (m + 1) * groups / n_parts;
+    const int g0 = int(int64_t(m) * groups / n_parts), g1 = int(int64_t(m + 1) * groups / n_parts);
     for (int g = g0; g < g1; ++g) {
       part.prompts.push_back(kept_prompts[g]);
       for (int j = 0; j < G; ++j) {
@@ -316,18 +329,22 @@ RlStepReport RlTrainer::rl_step() {
       at += n;
     }
   } else if (groups > 0 && grpo.supervision == Supervision::Process) {
-    for (int m = 0; m < int(parts.size()); ++m) {
-      Part& part = parts[m];
-      const int g0 = m * groups / n_parts, g1 = (m + 1) * groups / n_parts;
-      const std::vector<Problem> problems(kept_problems.begin() + g0, kept_problems.begin() + g1);
-      part.advantages = process_advantages(completion_step_rewards(problems, part.completions, G), part.offsets,
-                                           G, grpo.advantages);
+    // Over the whole batch (a "batch" std spans every part), then back to the parts.
+    std::vector<size_t> offsets = {0};
+    for (const Completion& c : kept) offsets.push_back(offsets.back() + c.tokens.size());
+    const std::vector<double> adv =
+        process_advantages(completion_step_rewards(kept_problems, kept, G), offsets, G, grpo.advantages);
+    size_t at = 0;
+    for (Part& part : parts) {
+      const size_t n = part.offsets.back();
+      part.advantages.assign(adv.begin() + at, adv.begin() + at + n);
+      at += n;
     }
   } else if (groups > 0) {
     const std::vector<double> seq_advantages = group_advantages(seq_rewards, G, grpo.advantages);
     for (int m = 0; m < int(parts.size()); ++m) {
       Part& part = parts[m];
-      const size_t first = size_t(m * groups / n_parts) * G;
+      const size_t first = size_t(int64_t(m) * groups / n_parts) * G;
       const std::vector<double> adv(seq_advantages.begin() + first,
                                     seq_advantages.begin() + first + part.completions.size());
       part.advantages = broadcast_to_tokens(part.offsets, adv);

@@ -277,6 +277,26 @@ TEST(Rl, ArgsAreChecked) {
   } catch (const ArgsError& e) {
     EXPECT_NE(std::string(e.what()).find("grpo.kl_estimator"), std::string::npos) << e.what();
   }
+  const auto rejects = [](const RlSetup& bad, const char* key) {
+    try {
+      bad.validate(tiny_model());
+      ADD_FAILURE() << "accepted; expected an error naming " << key;
+    } catch (const ArgsError& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    }
+  };
+  s = tiny_setup();
+  s.grpo.supervision = Supervision::Process;
+  s.grpo.kl_placement = KlPlacement::Reward;  // process advantages would drop the KL
+  rejects(s, "grpo.kl_placement");
+  s = tiny_setup();
+  s.rl.dynamic_sampling = true;
+  s.rollout.group_size = 1;  // every group would be dropped
+  rejects(s, "rollout.group_size");
+  s = tiny_setup();
+  s.grpo.max_response_length = 8;  // shorter than the responses may be
+  rejects(s, "grpo.max_response_length");
+  EXPECT_NO_THROW(tiny_setup().validate(tiny_model()));
   s = tiny_setup();
   s.reward.language = 1;
   EXPECT_THROW(RlTrainer(tiny_model(), s, nullptr), std::invalid_argument);  // no vocabulary

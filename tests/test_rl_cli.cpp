@@ -91,6 +91,19 @@ TEST(RlCli, BadConfigExitsTwoAndWritesNothing) {
   EXPECT_FALSE(fs::exists(checkpoint_path(out)));
 }
 
+// A fresh model samples every byte; /samples keeps them as printable ASCII with \xHH escapes.
+TEST(RlCli, SamplesAreStoredAsEscapedText) {
+  const std::string d = test::temp_dir("rl_cli_samples");
+  std::string msg;
+  ASSERT_EQ(test::run_dslab("rl " + kGrpoTiny + " --set rl.steps=1 --out " + d + "/r.h5", &msg), 0) << msg;
+  size_t escapes = 0;
+  for (const std::string& c : samples_of(d + "/r.h5")) {
+    for (unsigned char b : c) EXPECT_TRUE((b >= 0x20 && b < 0x7f) || b == '\n' || b == '\t') << int(b);
+    for (size_t at = c.find("\\x"); at != std::string::npos; at = c.find("\\x", at + 1)) ++escapes;
+  }
+  EXPECT_GT(escapes, 0u);
+}
+
 TEST(RlCli, KeysListTheRlTables) {
   std::string out;
   ASSERT_EQ(test::run_dslab("rl --keys", &out), 0);
