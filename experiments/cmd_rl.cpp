@@ -24,13 +24,6 @@ namespace dslab {
 
 namespace {
 
-struct RlOptions {
-  std::string config, out, label;
-  std::vector<std::string> sets;
-  bool resume = false, list_keys = false;
-  int threads = 0;
-};
-
 // The words of the target language for the language-consistency reward: the [data] text.
 Vocabulary load_vocabulary(const DataArgs& data) {
   const std::string path = resolve_data_path(data.path);
@@ -54,12 +47,13 @@ void report(const std::string& label, const RlStepReport& r, double& seconds, in
   const double eta = seconds / double(done) * double(r.steps - r.step);
   std::fprintf(stderr,
                "%sstep %ld/%ld | reward %.3f | acc %.3f | format %.3f | len %.1f | kl %.4f | clip %.3f | "
-               "entropy %.3f | %.0f tok/s | ETA %.0fs\n",
+               "entropy %.3f | %.0f tok/s | ETA %s\n",
                label.c_str(), long(r.step), long(r.steps), r.reward_mean, r.accuracy, r.format_rate,
-               r.response_length, r.kl, r.clip_fraction, r.entropy, r.tokens_per_second, eta);
+               r.response_length, r.kl, r.clip_fraction, r.entropy, r.tokens_per_second,
+               format_duration(eta).c_str());
 }
 
-void rl(const RlOptions& o) {
+void rl(const RunCommandOptions& o) {
   const RunConfig cfg = load_rl_config(o.config, o.sets);
   if (already_complete(o.out, o.resume, o.label)) return;
   const RlSetup& setup = cfg.rl;
@@ -107,27 +101,9 @@ void rl(const RlOptions& o) {
 }  // namespace
 
 void add_rl_command(CLI::App& app) {
-  auto o = std::make_shared<RlOptions>();
-  auto* cmd = app.add_subcommand("rl", "GRPO on a verifiable task (Countdown, addition) from an RL config file");
-  cmd->add_option("config", o->config, "RL config (TOML)");
-  cmd->add_option("--out", o->out, "Result file to write (HDF5)");
-  cmd->add_option("--set", o->sets, "Override a config key: key.path=value (repeatable)");
-  cmd->add_flag("--resume", o->resume, "Continue from the checkpoint kept beside --out");
-  cmd->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all cores)")
-      ->check(CLI::Range(1, 1024));
-  cmd->add_option("--label", o->label, "Prefix for progress lines");
-  cmd->add_flag("--keys", o->list_keys, "List every RL config key with its type, range and default");
-  cmd->callback([o] {
-    if (o->list_keys) {
-      for (const auto& line : describe_config_keys(RunKind::Rl)) std::cout << line << "\n";
-      return;
-    }
-    if (o->config.empty() || o->out.empty())
-      throw BadInput("rl needs a config file and --out FILE.h5 (see dslab rl --help)");
-    RlOptions opts = *o;
-    if (!opts.label.empty()) opts.label = "[" + opts.label + "] ";
-    rl(opts);
-  });
+  add_run_command_options(
+      app.add_subcommand("rl", "GRPO on a verifiable task (Countdown, addition) from an RL config file"),
+      RunKind::Rl, "RL config (TOML)", "List every RL config key with its type, range and default", rl);
 }
 
 }  // namespace dslab

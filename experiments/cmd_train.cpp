@@ -21,15 +21,6 @@ namespace dslab {
 
 namespace {
 
-std::string format_duration(double seconds) {
-  const long s = long(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, s % 3600 / 60);
-  else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
-  else std::snprintf(buf, sizeof buf, "%lds", s);
-  return buf;
-}
-
 // Progress on stderr: a line every couple of seconds, at each evaluation and at the end.
 class Progress {
  public:
@@ -77,14 +68,7 @@ ByteCorpus load_corpus(const DataArgs& data) {
   }
 }
 
-struct TrainOptions {
-  std::string config, out, label;
-  std::vector<std::string> sets;
-  bool resume = false, list_keys = false;
-  int threads = 0;
-};
-
-void train(const TrainOptions& o) {
+void train(const RunCommandOptions& o) {
   const RunConfig cfg = load_run_config(o.config, o.sets);
   if (already_complete(o.out, o.resume, o.label)) return;
   const ByteCorpus corpus = load_corpus(cfg.data);
@@ -126,27 +110,9 @@ void train(const TrainOptions& o) {
 }  // namespace
 
 void add_train_command(CLI::App& app) {
-  auto o = std::make_shared<TrainOptions>();
-  auto* cmd = app.add_subcommand("train", "Train the reference transformer from a config file");
-  cmd->add_option("config", o->config, "Run config (TOML)");
-  cmd->add_option("--out", o->out, "Result file to write (HDF5)");
-  cmd->add_option("--set", o->sets, "Override a config key: key.path=value (repeatable)");
-  cmd->add_flag("--resume", o->resume, "Continue from the checkpoint kept beside --out");
-  cmd->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all cores)")
-      ->check(CLI::Range(1, 1024));
-  cmd->add_option("--label", o->label, "Prefix for progress lines");
-  cmd->add_flag("--keys", o->list_keys, "List every config key with its type, range and default");
-  cmd->callback([o] {
-    if (o->list_keys) {
-      for (const auto& line : describe_config_keys()) std::cout << line << "\n";
-      return;
-    }
-    if (o->config.empty() || o->out.empty())
-      throw BadInput("train needs a config file and --out FILE.h5 (see dslab train --help)");
-    TrainOptions opts = *o;
-    if (!opts.label.empty()) opts.label = "[" + opts.label + "] ";
-    train(opts);
-  });
+  add_run_command_options(app.add_subcommand("train", "Train the reference transformer from a config file"),
+                          RunKind::Train, "Run config (TOML)",
+                          "List every config key with its type, range and default", train);
 }
 
 }  // namespace dslab

@@ -129,9 +129,9 @@ void write_captured(H5::Group& root, const Captured& captured) {
   for (const auto& [name, t] : captured) write_floats(group, name, t.shape, t.data.data());
 }
 
-// AdamW's step count and moments, each moment in its parameter's shape.
-void write_optimizer(H5::Group& root, Transformer<float>& model, AdamW<float>& opt) {
-  const auto refs = model.params.refs();
+// AdamW's step count (attribute adamw_t of `root`) and moments (root/optimizer/m
+// and /v), each moment named and shaped as its parameter in `refs`.
+void write_optimizer(H5::Group& root, const std::vector<ParamRef<float>>& refs, AdamW<float>& opt) {
   if (opt.offset.size() != refs.size())
     throw std::logic_error("optimizer state does not line up with the model parameters");
   set_attr(root, "adamw_t", opt.t);
@@ -243,26 +243,41 @@ Metrics read_metrics_group(const std::string& path, const H5::H5File& file) {
   return metrics;
 }
 
+// The tensors of `group` named and shaped as `refs`, and a function that
+// copies them in (read first, stored later: a failure leaves nothing changed).
+std::function<void()> read_into(const std::string& path, const H5::H5File& file, const std::string& group,
+                                const std::vector<ParamRef<float>>& refs) {
+  auto values = read_tensors(path, file, group, refs);
+  return [refs, values = std::move(values)] { copy_into(values, refs); };
+}
+
+// What write_optimizer wrote under `group` ("" for the root), for `opt`.
+std::function<void()> read_optimizer(const std::string& path, const H5::H5File& file, const std::string& group,
+                                     const std::vector<ParamRef<float>>& refs, AdamW<float>& opt) {
+  auto m = read_tensors(path, file, group + "/optimizer/m", refs);
+  auto v = read_tensors(path, file, group + "/optimizer/v", refs);
+  const int64_t t = get_int_attr(group.empty() ? file.openGroup("/") : file.openGroup(group), "adamw_t");
+  return [&opt, t, m = std::move(m), v = std::move(v)] {
+    for (size_t i = 0; i < m.size(); ++i) {
+      std::copy(m[i].begin(), m[i].end(), opt.m_of(i));
+      std::copy(v[i].begin(), v[i].end(), opt.v_of(i));
+    }
+    opt.t = t;
+  };
+}
+
 // Reads weights, AdamW's state, the step and the metrics of a checkpoint; the
 // returned function stores them (so a failure to read leaves everything unchanged).
 std::function<void()> read_training_state(const std::string& path, const H5::H5File& file,
                                           Transformer<float>& model, AdamW<float>& opt, int64_t& step,
                                           Metrics& metrics) {
-  const auto refs = model.params.refs();
-  const auto state = model_state(model);
-  auto weights = read_tensors(path, file, "/model", state);
-  auto m = read_tensors(path, file, "/optimizer/m", refs);
-  auto v = read_tensors(path, file, "/optimizer/v", refs);
+  auto store_weights = read_into(path, file, "/model", model_state(model));
+  auto store_optimizer = read_optimizer(path, file, "", model.params.refs(), opt);
   auto stored_metrics = read_metrics_group(path, file);
-  const int64_t stored_step = get_int_attr(file, "steps"), t = get_int_attr(file, "adamw_t");
-  return [=, &model, &opt, &step, &metrics, weights = std::move(weights), m = std::move(m),
-          v = std::move(v), stored_metrics = std::move(stored_metrics)] {
-    copy_into(weights, state);
-    for (size_t i = 0; i < refs.size(); ++i) {
-      std::copy(m[i].begin(), m[i].end(), opt.m_of(i));
-      std::copy(v[i].begin(), v[i].end(), opt.v_of(i));
-    }
-    opt.t = t;
+  const int64_t stored_step = get_int_attr(file, "steps");
+  return [=, &step, &metrics, stored_metrics = std::move(stored_metrics)] {
+    store_weights();
+    store_optimizer();
     step = stored_step;
     metrics = stored_metrics;
   };
@@ -393,7 +408,7 @@ void write_result(const std::string& path, const RunInfo& info, Trainer& trainer
 void write_checkpoint(const std::string& path, const RunInfo& info, Trainer& trainer) {
   write_whole(path, [&](H5::Group& root) {
     write_run(root, info, trainer, false);
-    write_optimizer(root, trainer.model, trainer.optimizer);
+    write_optimizer(root, trainer.model.params.refs(), trainer.optimizer);
   });
 }
 
@@ -460,24 +475,17 @@ void write_rl_checkpoint(const std::string& path, const RunInfo& info, RlTrainer
   write_whole(path, [&](H5::Group& root) {
     write_run(root, info, trainer.step, trainer.metrics, trainer.policy, false);
     write_samples(root, trainer.samples);
-    write_optimizer(root, trainer.policy, trainer.optimizer);
+    write_optimizer(root, trainer.policy.params.refs(), trainer.optimizer);
     H5::Group ref = root.createGroup("reference");
     for (const auto& p : model_state(trainer.reference)) write_floats(ref, p.name, p.shape, p.data);
     write_value_head(root, trainer);
+    H5::Group value_optimizer = root.createGroup("value_optimizer");
+    write_optimizer(value_optimizer, trainer.value_head_refs(trainer.value_head), trainer.value_optimizer);
     if (trainer.critic) {
       H5::Group critic = root.createGroup("critic");
       for (const auto& p : model_state(*trainer.critic)) write_floats(critic, p.name, p.shape, p.data);
-      H5::Group co = root.createGroup("critic_optimizer");
-      write_optimizer(co, *trainer.critic, trainer.critic_optimizer);
-    }
-    AdamW<float>& opt = trainer.value_optimizer;
-    set_attr(root, "value_adamw_t", opt.t);
-    H5::Group vo = root.createGroup("value_optimizer");
-    H5::Group m = vo.createGroup("m"), v = vo.createGroup("v");
-    const auto refs = trainer.value_head_refs(trainer.value_head);
-    for (size_t i = 0; i < refs.size(); ++i) {
-      write_floats(m, refs[i].name, refs[i].shape, opt.m_of(i));
-      write_floats(v, refs[i].name, refs[i].shape, opt.v_of(i));
+      H5::Group critic_optimizer = root.createGroup("critic_optimizer");
+      write_optimizer(critic_optimizer, trainer.critic->params.refs(), trainer.critic_optimizer);
     }
   });
 }
@@ -493,43 +501,21 @@ void read_rl_checkpoint(const std::string& path, const std::string& config_text,
       throw std::runtime_error(path + ": has no optimizer state or reference model (not an RL checkpoint)");
     const auto store = read_training_state(path, file, trainer.policy, trainer.optimizer, trainer.step,
                                            trainer.metrics);
-    const auto ref_state = model_state(trainer.reference);
-    const auto ref = read_tensors(path, file, "/reference", ref_state);
-    std::vector<RlSample> samples = read_samples(file);
     const auto head_refs = trainer.value_head_refs(trainer.value_head);
-    const auto head = read_tensors(path, file, "/value_head", head_refs);
-    const auto vm = read_tensors(path, file, "/value_optimizer/m", head_refs);
-    const auto vv = read_tensors(path, file, "/value_optimizer/v", head_refs);
-    const int64_t vt = get_int_attr(file, "value_adamw_t");
-    std::function<void()> store_critic = [] {};
+    std::vector<std::function<void()>> stores = {
+        store, read_into(path, file, "/reference", model_state(trainer.reference)),
+        read_into(path, file, "/value_head", head_refs),
+        read_optimizer(path, file, "/value_optimizer", head_refs, trainer.value_optimizer)};
     if (trainer.critic) {
       if (!file.nameExists("critic"))
         throw std::runtime_error(path + ": has no /critic (written with another rl.value_model?)");
-      const auto state = model_state(*trainer.critic);
-      auto weights = read_tensors(path, file, "/critic", state);
-      const auto refs = trainer.critic->params.refs();
-      auto m = read_tensors(path, file, "/critic_optimizer/optimizer/m", refs);
-      auto v = read_tensors(path, file, "/critic_optimizer/optimizer/v", refs);
-      const int64_t ct = get_int_attr(file.openGroup("critic_optimizer"), "adamw_t");
-      store_critic = [&trainer, state, refs, ct, weights = std::move(weights), m = std::move(m), v = std::move(v)] {
-        copy_into(weights, state);
-        for (size_t i = 0; i < refs.size(); ++i) {
-          std::copy(m[i].begin(), m[i].end(), trainer.critic_optimizer.m_of(i));
-          std::copy(v[i].begin(), v[i].end(), trainer.critic_optimizer.v_of(i));
-        }
-        trainer.critic_optimizer.t = ct;
-      };
+      stores.push_back(read_into(path, file, "/critic", model_state(*trainer.critic)));
+      stores.push_back(read_optimizer(path, file, "/critic_optimizer", trainer.critic->params.refs(),
+                                      trainer.critic_optimizer));
     }
-    store();
-    store_critic();
-    copy_into(ref, ref_state);
+    std::vector<RlSample> samples = read_samples(file);
+    for (const auto& s : stores) s();
     trainer.samples = std::move(samples);
-    copy_into(head, head_refs);
-    for (size_t i = 0; i < head_refs.size(); ++i) {
-      std::copy(vm[i].begin(), vm[i].end(), trainer.value_optimizer.m_of(i));
-      std::copy(vv[i].begin(), vv[i].end(), trainer.value_optimizer.v_of(i));
-    }
-    trainer.value_optimizer.t = vt;
   });
 }
 

@@ -72,9 +72,10 @@ Metrics read_metrics(const std::string& path);
 //   backslash doubled, any other byte as \xHH)
 //   /value_head/weight [1, D], /value_head/bias [1] (PPO's; 0 for GRPO)
 // and, in a checkpoint, /reference/<param name> (the reference model) and
-// /value_optimizer/{m,v}/{weight,bias} with the attribute value_adamw_t; with
+// /value_optimizer (optimizer/m/{weight,bias}, optimizer/v/..., attribute
+// adamw_t: the layout a checkpoint's root has for the model); with
 // rl.value_model = "policy" also /critic/<param name> and /critic_optimizer
-// (optimizer/m, optimizer/v and adamw_t, as a checkpoint's root has them).
+// in the same layout.
 void write_rl_result(const std::string& path, const RunInfo& info, RlTrainer& trainer);
 void write_rl_checkpoint(const std::string& path, const RunInfo& info, RlTrainer& trainer);
 void read_rl_checkpoint(const std::string& path, const std::string& config_text, RlTrainer& trainer);

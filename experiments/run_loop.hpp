@@ -5,14 +5,66 @@
 #pragma once
 
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "experiments/commands.hpp"
+#include "experiments/config.hpp"
 #include "experiments/results.hpp"
 
 namespace dslab {
+
+// The command line dslab train and dslab rl share.
+struct RunCommandOptions {
+  std::string config, out, label;  // label: "[name] " once the command runs, or ""
+  std::vector<std::string> sets;
+  bool resume = false, list_keys = false;
+  int threads = 0;
+};
+
+// CONFIG, --out, --set, --resume, --threads, --label and --keys on `cmd`. Its
+// callback lists the config keys of `kind` for --keys; otherwise it needs
+// CONFIG and --out (BadInput) and calls `run`.
+inline void add_run_command_options(CLI::App* cmd, RunKind kind, const std::string& config_help,
+                                    const std::string& keys_help,
+                                    std::function<void(const RunCommandOptions&)> run) {
+  auto o = std::make_shared<RunCommandOptions>();
+  cmd->add_option("config", o->config, config_help);
+  cmd->add_option("--out", o->out, "Result file to write (HDF5)");
+  cmd->add_option("--set", o->sets, "Override a config key: key.path=value (repeatable)");
+  cmd->add_flag("--resume", o->resume, "Continue from the checkpoint kept beside --out");
+  cmd->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all cores)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--label", o->label, "Prefix for progress lines");
+  cmd->add_flag("--keys", o->list_keys, keys_help);
+  const std::string name = cmd->get_name();
+  cmd->callback([o, kind, name, run] {
+    if (o->list_keys) {
+      for (const auto& line : describe_config_keys(kind)) std::cout << line << "\n";
+      return;
+    }
+    if (o->config.empty() || o->out.empty())
+      throw BadInput(name + " needs a config file and --out FILE.h5 (see dslab " + name + " --help)");
+    RunCommandOptions opts = *o;
+    if (!opts.label.empty()) opts.label = "[" + opts.label + "] ";
+    run(opts);
+  });
+}
+
+// "1h05m", "3m07s", "42s": an ETA on a progress line.
+inline std::string format_duration(double seconds) {
+  const long s = long(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, s % 3600 / 60);
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof buf, "%lds", s);
+  return buf;
+}
 
 // True when --resume finds `out` already complete (nothing to do); throws
 // BadInput when `out` exists otherwise.

@@ -1,7 +1,5 @@
 #include "reference/rl_trainer.hpp"
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -36,12 +34,6 @@ std::vector<int> byte_tokens(const std::string& text) {
   std::vector<int> t(text.size());
   for (size_t i = 0; i < text.size(); ++i) t[i] = static_cast<unsigned char>(text[i]);
   return t;
-}
-
-double peak_rss_mib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return double(usage.ru_maxrss) / 1024.0;
 }
 
 // The groups one optimizer step trains on: prompts and completions, each

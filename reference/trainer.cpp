@@ -94,16 +94,11 @@ double Trainer::evaluate() {
   return total / args.eval_batches;
 }
 
-namespace {
-
-// The largest resident set of this process so far, in MiB (Linux: ru_maxrss in KiB).
 double peak_rss_mib() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  return double(usage.ru_maxrss) / 1024.0;
+  return double(usage.ru_maxrss) / 1024.0;  // Linux: ru_maxrss in KiB
 }
-
-}  // namespace
 
 SpeculativeStats Trainer::measure_acceptance() {
   // Greedy speculative decoding from prompts of seq_len/4 validation bytes,

@@ -50,6 +50,9 @@ struct TrainArgs {
 
 using Metrics = std::map<std::string, std::vector<double>>;
 
+// The largest resident set of this process so far, in MiB (the peak_rss_mib metric).
+double peak_rss_mib();
+
 // What one step reports to whoever drives the loop (progress, checkpoints).
 struct StepReport {
   int64_t step = 0, steps = 0;  // step just finished (1-based count), of total
