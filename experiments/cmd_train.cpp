@@ -41,6 +41,10 @@ class Progress {
     if (r.evaluated) {
       std::snprintf(line, sizeof line, " | val %.4f", r.val_loss);
       text += line;
+      if (r.val_task_loss) {
+        std::snprintf(line, sizeof line, " | val task %.4f", *r.val_task_loss);
+        text += line;
+      }
     }
     std::cerr << text << std::endl;
   }
@@ -75,14 +79,25 @@ void train(const RunCommandOptions& o) {
   RunInfo info{cfg.text, cfg.train.seed, use_threads(o.threads), 0.0};
 
   Trainer trainer(cfg.model, cfg.train, corpus);
+  if (!cfg.train.init.empty()) {
+    try {
+      read_model(cfg.train.init, trainer.model);
+    } catch (const std::runtime_error& e) {
+      throw BadInput(std::string("train.init: ") + e.what());
+    }
+  }
   const std::string ckpt = checkpoint_path(o.out);
   if (resume_from(ckpt, o.resume)) {
     read_checkpoint(ckpt, cfg.text, trainer);
     std::cerr << o.label << "resuming from " << ckpt << " at step " << trainer.step << "\n";
   }
-  std::cerr << o.label << "training " << trainer.model.num_parameters() << " parameters for "
-            << cfg.train.steps << " steps on " << corpus.train.size() << " bytes, " << info.threads
-            << " threads\n";
+  std::cerr << o.label << "training " << trainer.model.num_parameters() << " parameters"
+            << (cfg.train.init.empty() ? "" : " from " + cfg.train.init) << " for " << cfg.train.steps
+            << " steps on " << corpus.train.size() << " bytes";
+  if (const int n_task = task_rows(cfg.train.task_text, cfg.train.batch_size); n_task > 0)
+    std::cerr << " with " << n_task << " of " << cfg.train.batch_size << " rows " << name_of(cfg.train.task_text.task.kind)
+              << " text";
+  std::cerr << ", " << info.threads << " threads\n";
 
   Progress progress(o.label);
   const auto t0 = std::chrono::steady_clock::now();

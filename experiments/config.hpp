@@ -7,7 +7,9 @@
 //   [balance] BalanceArgs  (MoE load balancing: aux_alpha, ..., bias_update)
 //   [mtp]    ModelArgs::mtp (depth, lambda, ...: Multi-Token Prediction; optional)
 //   [train]  TrainArgs     (steps, batch_size, seq_len, lr, ..., seed)
-//   [data]   DataArgs      (path, val_fraction)
+//   [data]   DataArgs      (path, val_fraction) and TrainArgs::task_text
+//                           (task_share, response, loss: task rows mixed in, data.hpp)
+//   [task]   TaskArgs      (the problems of the task rows)
 //   [fp8]    ModelArgs::fp8 (recipe, format, granularities, ...: FP8 linear layers)
 // An RL config (`dslab rl`) has [model], [balance], [mtp], [fp8] and [data]
 // (the language-consistency reward's vocabulary) as above, and instead of
@@ -58,6 +60,7 @@ struct RunConfig {
   TrainArgs train;     // Train only
   RlSetup rl;          // Rl only
   DataArgs data;
+  TaskArgs task;       // [task]; the loader copies it to rl.task (Rl) or train.task_text.task (Train)
   std::string text;    // the effective config (extends and overrides applied), as TOML
 };
 

@@ -166,7 +166,7 @@ std::optional<std::string> nearest_key(const std::string& path, RunKind kind) {
   const std::string leaf = path.substr(path.rfind('.') + 1);
   std::vector<std::string> paths;
   for (const KeySpec& k : schema()) {
-    if (!is_table(k.table, kind)) continue;
+    if (!holds_key(k, kind)) continue;
     if (k.name == leaf) return k.path();
     paths.push_back(k.path());
   }
@@ -177,7 +177,7 @@ std::string unknown_key(const std::string& path, RunKind kind) {
   const std::string table = path.substr(0, path.find('.'));
   const auto hint = nearest_key(path, kind);
   return "unknown key '" + path + "' (" + (hint ? "did you mean '" + *hint + "'? " : "") +
-         (is_table(table, kind) ? "keys of [" + table + "]: " + join(keys_of(table), ", ")
+         (is_table(table, kind) ? "keys of [" + table + "]: " + join(keys_of(table, kind), ", ")
                                 : "tables: " + join(table_names(kind), ", ")) +
          ")";
 }
@@ -188,7 +188,7 @@ std::string unknown_top_level_key(const std::string& key, RunKind kind) {
   auto hint = nearest(key, top);
   if (!hint) hint = nearest_key(key, kind);
   const std::string tables = kind == RunKind::Rl ? "[model], [rl], [grpo], [rollout], [task], [reward], [data]"
-                                                 : "[model], [mtp], [train], [data]";
+                                                 : "[model], [mtp], [train], [data], [task]";
   return "unknown top-level key '" + key + "' (" + (hint ? "did you mean '" + *hint + "'? " : "") +
          "the top level holds extends and the tables " + tables + ")";
 }
@@ -358,6 +358,9 @@ void check_rules(const Loader& L) {
 }
 
 RunConfig finish(Loader& L) {
+  // [task] is the RL run's problems, or the task text of a training run.
+  if (L.cfg.kind == RunKind::Rl) L.cfg.rl.task = L.cfg.task;
+  else L.cfg.train.task_text.task = L.cfg.task;
   check_rules(L);
   L.cfg.text = to_toml_text(L.cfg);
   return L.cfg;

@@ -71,6 +71,11 @@ KeySpec bool_key(const char* table, const char* name, Field field, const char* d
           .description = description};
 }
 
+KeySpec only(RunKind kind, KeySpec key) {
+  key.only = kind;
+  return key;
+}
+
 }  // namespace
 
 const std::vector<KeySpec>& schema() {
@@ -203,11 +208,21 @@ const std::vector<KeySpec>& schema() {
                   kMaxSteps, "steps between checkpoints; 0 disables them"),
       bool_key("train", "capture", DSLAB_FIELD(train.capture),
                "keep tensors for the simulators in the result file (/captured)"),
+      optional_string_key("train", "init", DSLAB_FIELD(train.init),
+                          "a dslab train result (FILE.h5, a path from the working directory) whose weights "
+                          "start the run (mid-training, SFT); \"\": fresh weights"),
 
       string_key("data", "path", DSLAB_FIELD(data.path),
                  "training text: \"kjv\" (the cached KJV Bible) or a file path"),
       float_key("data", "val_fraction", DSLAB_FIELD(data.val_fraction), open(0, 1),
                 "last fraction of the bytes held out for validation"),
+      only(RunKind::Train,
+           float_key("data", "task_share", DSLAB_FIELD(train.task_text.share), closed(0, 1),
+                     "share of each batch's rows that are [task] text (R1 template + response); 0: none")),
+      only(RunKind::Train, enum_key("data", "response", DSLAB_FIELD(train.task_text.response),
+                                    "response of a task row: answer (answer only) or trace (the solver's reasoning)")),
+      only(RunKind::Train, enum_key("data", "loss", DSLAB_FIELD(train.task_text.loss),
+                                    "task rows' loss on all bytes (mid-training) or on the responses only (SFT)")),
 
       enum_key("fp8", "recipe", DSLAB_FIELD(model.fp8.recipe),
                "FP8 inputs for the blocks' linear layers: none (fp32) or v3 (DeepSeek-V3's recipe)"),
@@ -321,16 +336,16 @@ const std::vector<KeySpec>& schema() {
                                     }},
                           "a completion ends with this text, included; \"\": only max_new_tokens ends it"),
 
-      enum_key("task", "kind", DSLAB_FIELD(rl.task.kind), "countdown (reach a target with + - * /) or addition"),
-      integer_key("task", "n_numbers", DSLAB_FIELD(rl.task.n_numbers), 2, 6, "countdown: numbers given"),
-      integer_key("task", "min_number", DSLAB_FIELD(rl.task.min_number), 1, 999, "countdown: smallest number"),
-      integer_key("task", "max_number", DSLAB_FIELD(rl.task.max_number), 1, 999, "countdown: largest number"),
-      integer_key("task", "min_target", DSLAB_FIELD(rl.task.min_target), 0, 1000000, "countdown: smallest target"),
-      integer_key("task", "max_target", DSLAB_FIELD(rl.task.max_target), 0, 1000000, "countdown: largest target"),
-      enum_key("task", "use", DSLAB_FIELD(rl.task.use),
+      enum_key("task", "kind", DSLAB_FIELD(task.kind), "countdown (reach a target with + - * /) or addition"),
+      integer_key("task", "n_numbers", DSLAB_FIELD(task.n_numbers), 2, 6, "countdown: numbers given"),
+      integer_key("task", "min_number", DSLAB_FIELD(task.min_number), 1, 999, "countdown: smallest number"),
+      integer_key("task", "max_number", DSLAB_FIELD(task.max_number), 1, 999, "countdown: largest number"),
+      integer_key("task", "min_target", DSLAB_FIELD(task.min_target), 0, 1000000, "countdown: smallest target"),
+      integer_key("task", "max_target", DSLAB_FIELD(task.max_target), 0, 1000000, "countdown: largest target"),
+      enum_key("task", "use", DSLAB_FIELD(task.use),
                "countdown: every number exactly once (TinyZero) or at most once"),
-      integer_key("task", "min_digits", DSLAB_FIELD(rl.task.min_digits), 1, 12, "addition: fewest digits of an addend"),
-      integer_key("task", "max_digits", DSLAB_FIELD(rl.task.max_digits), 1, 12, "addition: most digits of an addend"),
+      integer_key("task", "min_digits", DSLAB_FIELD(task.min_digits), 1, 12, "addition: fewest digits of an addend"),
+      integer_key("task", "max_digits", DSLAB_FIELD(task.max_digits), 1, 12, "addition: most digits of an addend"),
 
       float_key("reward", "accuracy", DSLAB_FIELD(rl.reward.accuracy), closed(0, 1e6),
                 "weight of the accuracy reward (R1-Zero): the verifier on <answer>"),
@@ -351,7 +366,7 @@ const std::vector<KeySpec>& schema() {
 }
 
 const std::vector<std::string>& table_names(RunKind kind) {
-  static const std::vector<std::string> train = {"model", "balance", "mtp", "train", "data", "fp8"};
+  static const std::vector<std::string> train = {"model", "balance", "mtp", "train", "data", "fp8", "task"};
   static const std::vector<std::string> rl = {"model", "balance", "mtp", "data", "fp8",
                                               "rl", "grpo", "ppo", "rollout", "task", "reward"};
   return kind == RunKind::Rl ? rl : train;
@@ -359,8 +374,12 @@ const std::vector<std::string>& table_names(RunKind kind) {
 
 const KeySpec* find_key(const std::string& path, RunKind kind) {
   for (const KeySpec& k : schema())
-    if (k.path() == path) return is_table(k.table, kind) ? &k : nullptr;
+    if (k.path() == path) return holds_key(k, kind) ? &k : nullptr;
   return nullptr;
+}
+
+bool holds_key(const KeySpec& key, RunKind kind) {
+  return is_table(key.table, kind) && (!key.only || *key.only == kind);
 }
 
 bool is_table(const std::string& name, RunKind kind) {
@@ -368,10 +387,10 @@ bool is_table(const std::string& name, RunKind kind) {
   return std::find(tables.begin(), tables.end(), name) != tables.end();
 }
 
-std::vector<std::string> keys_of(const std::string& table) {
+std::vector<std::string> keys_of(const std::string& table, RunKind kind) {
   std::vector<std::string> names;
   for (const KeySpec& k : schema())
-    if (k.table == table) names.push_back(k.name);
+    if (k.table == table && holds_key(k, kind)) names.push_back(k.name);
   return names;
 }
 
@@ -529,7 +548,7 @@ std::string to_toml_text(const RunConfig& cfg) {
   RunConfig c = cfg;  // the field accessors take a mutable config
   std::string out, table;
   for (const KeySpec& k : schema()) {
-    if (!is_table(k.table, cfg.kind)) continue;
+    if (!holds_key(k, cfg.kind)) continue;
     if (k.table != table) {
       out += (out.empty() ? "[" : "\n[") + k.table + "]\n";
       table = k.table;
@@ -546,7 +565,7 @@ std::vector<std::string> describe_config_keys(RunKind kind) {
   RunConfig defaults;
   std::vector<std::array<std::string, 5>> rows;
   for (const KeySpec& k : schema())
-    if (is_table(k.table, kind))
+    if (holds_key(k, kind))
       rows.push_back({k.path(), type_name(k.type), allowed(k),
                     "default " + format_value(read_value(k, defaults)), k.description});
   std::array<size_t, 5> width{};

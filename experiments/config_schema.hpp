@@ -45,18 +45,20 @@ struct KeySpec {
   std::vector<std::string> choices{};     // String: allowed values (an enum's names); empty: any non-empty
   bool allow_empty = false;               // String without choices: "" allowed too
   std::string description{};
+  std::optional<RunKind> only{};          // a key of this kind's configs only (data.task_share: Train)
   std::string path() const { return table + "." + name; }
 };
 
 // Every key of a run config, table by table; defaults come from the structs.
 const std::vector<KeySpec>& schema();
 // The tables a config of `kind` holds: Train: model, balance, mtp, train, data,
-// fp8; Rl: model, balance, mtp, data, fp8, rl, grpo, ppo, rollout, task, reward.
+// fp8, task; Rl: model, balance, mtp, data, fp8, rl, grpo, ppo, rollout, task, reward.
 const std::vector<std::string>& table_names(RunKind kind = RunKind::Train);
-// nullptr for an unknown key or one of a table a config of `kind` does not hold.
+// nullptr for an unknown key or one a config of `kind` does not hold.
 const KeySpec* find_key(const std::string& path, RunKind kind = RunKind::Train);
 bool is_table(const std::string& name, RunKind kind = RunKind::Train);
-std::vector<std::string> keys_of(const std::string& table);
+bool holds_key(const KeySpec& key, RunKind kind);  // its table is of `kind` and it is not only another's
+std::vector<std::string> keys_of(const std::string& table, RunKind kind);
 
 Value read_value(const KeySpec& key, RunConfig& cfg);
 // `value` already has the key's type and lies in its range.

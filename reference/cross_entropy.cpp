@@ -17,11 +17,15 @@ T cross_entropy_forward(Tensor2<T>& probs, Tensor1<T>& losses, const Tensor2<T>&
     const T* z = logits.data() + n * V;
     T* p = probs.data() + n * V;
     const auto [m, sum] = simd::softmax_row(p, z, V, simd::SoftmaxArith::VectorDivide);
-    losses(n) = std::log(sum) + m - z[targets[n]];  // log sum_v exp(z_v) - z_target
+    losses(n) = targets[n] < 0 ? T(0) : std::log(sum) + m - z[targets[n]];  // log sum_v exp(z_v) - z_target
   }
   T total = 0;  // serial: a fixed summation order
-  for (long n = 0; n < N; ++n) total += losses(n);
-  return total / T(N);
+  long counted = 0;
+  for (long n = 0; n < N; ++n) {
+    total += losses(n);
+    counted += targets[n] >= 0;
+  }
+  return counted ? total / T(counted) : T(0);
 }
 
 template <class T>
@@ -29,13 +33,16 @@ void cross_entropy_backward(Tensor2<T>& dlogits, const Tensor2<T>& probs,
                             const std::vector<int>& targets, T dloss) {
   const long N = probs.shape(0), V = probs.shape(1);
   ensure_shape(dlogits, {size_t(N), size_t(V)});
-  const T scale = dloss / T(N);
+  long counted = 0;
+  for (long n = 0; n < N; ++n) counted += targets[n] >= 0;
+  const T scale = counted ? dloss / T(counted) : T(0);
 #pragma omp parallel for schedule(static)
   for (long n = 0; n < N; ++n) {
     const T* p = probs.data() + n * V;
     T* d = dlogits.data() + n * V;
-    for (long v = 0; v < V; ++v) d[v] = p[v] * scale;
-    d[targets[n]] -= scale;
+    const T s = targets[n] < 0 ? T(0) : scale;
+    for (long v = 0; v < V; ++v) d[v] = p[v] * s;
+    if (targets[n] >= 0) d[targets[n]] -= s;
   }
 }
 

@@ -1,8 +1,11 @@
 #include "reference/data.hpp"
 
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
+
+#include "reference/args_error.hpp"
 
 namespace dslab {
 
@@ -64,6 +67,58 @@ Batch eval_batch(const std::vector<uint8_t>& data, int batch, int seq_len, int i
     const size_t w = size_t(index) * batch + i;
     append_window(b, data, w * n_offsets / windows, seq_len);
   }
+  return b;
+}
+
+void TaskTextArgs::validate() const {
+  require(share >= 0 && share <= 1, {"data.task_share"},
+          "data.task_share = " + value_text(share) + " must be in [0, 1]");
+  task.validate();
+}
+
+TaskExample task_example(const Problem& p, TaskResponse response) {
+  const std::string completion = response == TaskResponse::Answer
+                                     ? "<think></think><answer>" + p.answer + "</answer>"
+                                     : solution_trace(p);
+  TaskExample e;
+  e.text = r1_prompt(p);
+  e.response_begin = e.text.size();
+  e.text += " " + completion + "\n";
+  return e;
+}
+
+void append_task_row(Batch& b, const TaskTextArgs& a, int seq_len, uint64_t seed, Rng& rng) {
+  // The row's seq_len + 1 bytes, and whether each is a response byte.
+  std::string row;
+  std::vector<bool> response;
+  while (row.size() < size_t(seq_len) + 1) {
+    const TaskExample e = task_example(make_problem(a.task, seed, rng.next()), a.response);
+    const size_t response_end = e.text.size() - 1;  // the final "\n" separates, it is not the response
+    for (size_t i = 0; i < e.text.size(); ++i) response.push_back(i >= e.response_begin && i < response_end);
+    row += e.text;
+  }
+  for (int t = 0; t < seq_len; ++t) {
+    b.inputs.push_back(uint8_t(row[t]));
+    const bool counted = a.loss == LossOn::All || response[t + 1];
+    b.targets.push_back(counted ? int(uint8_t(row[t + 1])) : kIgnoreTarget);
+  }
+}
+
+int task_rows(const TaskTextArgs& a, int batch) { return int(std::lround(a.share * batch)); }
+
+Batch mixed_train_batch(const std::vector<uint8_t>& data, const TaskTextArgs& a, int batch, int seq_len,
+                        uint64_t seed, int64_t step) {
+  const int n_task = task_rows(a, batch);
+  Batch b = n_task < batch ? train_batch(data, batch - n_task, seq_len, seed, step) : Batch{};
+  Rng rng(seed ^ kTaskStream, uint64_t(step));
+  for (int i = 0; i < n_task; ++i) append_task_row(b, a, seq_len, seed ^ kTaskStream, rng);
+  return b;
+}
+
+Batch validation_task_batch(const TaskTextArgs& a, int batch, int seq_len, uint64_t seed, int index) {
+  Batch b;
+  Rng rng(seed ^ kValidationTaskStream, uint64_t(index));
+  for (int i = 0; i < batch; ++i) append_task_row(b, a, seq_len, seed ^ kValidationTaskStream, rng);
   return b;
 }
 

@@ -1,11 +1,19 @@
 // Byte-level data: any file is a token stream with vocabulary 256.
 // The last val_fraction of the bytes is the validation split.
+// Task text (Sec. 2.6 of the review: a base that has seen the tasks, and SFT on
+// prompt -> response pairs) is drawn from a task's problem generator
+// (reference/tasks.hpp) and mixed into the batches row by row; with
+// LossOn::Response only the response bytes carry a loss.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "reference/enum_names.hpp"
+#include "reference/tasks.hpp"
 #include "reference/tensor.hpp"
 
 namespace dslab {
@@ -20,6 +28,8 @@ struct ByteCorpus {
 
 // One batch: `batch` windows of seq_len+1 bytes; inputs are the first
 // seq_len bytes of each, targets the last seq_len. Both [batch*seq_len].
+// A target of kIgnoreTarget carries no loss (cross_entropy.hpp).
+constexpr int kIgnoreTarget = -1;
 struct Batch {
   std::vector<int> inputs, targets;
 };
@@ -31,5 +41,59 @@ Batch train_batch(const std::vector<uint8_t>& data, int batch, int seq_len, uint
 
 // Validation batch `index` of `count`: windows evenly spaced over the split.
 Batch eval_batch(const std::vector<uint8_t>& data, int batch, int seq_len, int index, int count);
+
+// ---------------------------------------------------------------------------
+// Task text. One example is the R1 template and a response:
+//   r1_prompt(p) + " " + completion + "\n"
+//   ("User: Make 64 with 3 7 25, each once.\nAssistant: <completion>\n")
+// where the response is " " + completion and the completion is
+//   TaskResponse::Answer  "<think></think><answer>" + p.answer + "</answer>"  (answers only, no reasoning)
+//   TaskResponse::Trace   solution_trace(p)  (the solver's readable reasoning, tasks.hpp)
+enum class TaskResponse { Answer, Trace };
+template <> struct EnumNames<TaskResponse> {
+  static constexpr std::array<std::string_view, 2> names = {"answer", "trace"};
+};
+
+// Which targets of a task row carry the loss: every byte (mid-training on task
+// text) or only the bytes of the responses (SFT: the prompt is given).
+enum class LossOn { All, Response };
+template <> struct EnumNames<LossOn> {
+  static constexpr std::array<std::string_view, 2> names = {"all", "response"};
+};
+
+struct TaskTextArgs {
+  double share = 0;      // round(share * batch_size) rows of each batch are task rows; 0: none
+  TaskResponse response = TaskResponse::Answer;
+  LossOn loss = LossOn::All;
+  TaskArgs task;         // the problems
+  void validate() const; // ArgsError "data.task_share" and task.*
+};
+
+// One example's text and where its response starts (byte offset).
+struct TaskExample {
+  std::string text;
+  size_t response_begin = 0;
+};
+TaskExample task_example(const Problem& p, TaskResponse response);
+
+// One task row: examples of problems make_problem(a.task, seed, rng.next())
+// concatenated from the row's first byte until seq_len + 1 bytes are filled
+// (the last one cut), as inputs [seq_len] and targets [seq_len] appended to
+// `b`; with LossOn::Response a target outside the responses is kIgnoreTarget.
+void append_task_row(Batch& b, const TaskTextArgs& a, int seq_len, uint64_t seed, Rng& rng);
+
+// The training batch of step `step` with task rows: the first
+// batch - n_task rows are train_batch(data, batch - n_task, ...)'s windows, then
+// n_task = round(share * batch) task rows drawn from Rng(seed ^ kTaskStream, step).
+// With share 0 it is train_batch(data, batch, seq_len, seed, step).
+constexpr uint64_t kTaskStream = 0x7461736B;          // "task"
+constexpr uint64_t kValidationTaskStream = 0x76616C;  // "val": held-out problems
+Batch mixed_train_batch(const std::vector<uint8_t>& data, const TaskTextArgs& a, int batch, int seq_len,
+                        uint64_t seed, int64_t step);
+int task_rows(const TaskTextArgs& a, int batch);
+
+// Validation task batch `index`: `batch` task rows of problems from the seed
+// seed ^ kValidationTaskStream, stream `index` (fixed for the run).
+Batch validation_task_batch(const TaskTextArgs& a, int batch, int seq_len, uint64_t seed, int index);
 
 }  // namespace dslab

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "reference/args_error.hpp"
@@ -191,7 +192,8 @@ RlStepReport RlTrainer::rl_step() {
   std::vector<Completion> kept;                     // [groups * G], completion.prompt = its group
   std::vector<double> kept_rewards;                 // [groups * G]
   std::vector<double> all_rewards, accuracy, format, language, length, stopped, reflections;
-  int sampled_groups = 0, zero_std_groups = 0;
+  std::vector<double> length_correct, length_incorrect;
+  int sampled_groups = 0, zero_std_groups = 0, solved_groups = 0;
   double rollout_seconds = 0, scoring_seconds = 0;
   RlSample sample;
   for (int round = 0; round < rounds && int(kept_prompts.size()) < P; ++round) {
@@ -211,12 +213,14 @@ RlStepReport RlTrainer::rl_step() {
       std::vector<std::string> texts(G);
       for (int g = 0; g < G; ++g) texts[g] = comps[size_t(i) * G + g].text();
       const std::vector<RewardParts> parts = score_group(problems[i], texts, setup.reward, vocab_);
-      bool all_equal = true;
+      bool all_equal = true, solved = false;
       for (int g = 0; g < G; ++g) {
         const RewardParts& r = parts[g];
         all_equal = all_equal && r.total == parts[0].total;
+        solved = solved || r.accuracy > 0;
         all_rewards.push_back(r.total);
         accuracy.push_back(r.accuracy);
+        (r.accuracy > 0 ? length_correct : length_incorrect).push_back(double(texts[g].size()));
         format.push_back(format_reward(texts[g]));
         if (vocab_) language.push_back(language_consistency(texts[g], *vocab_));
         length.push_back(double(texts[g].size()));
@@ -225,6 +229,7 @@ RlStepReport RlTrainer::rl_step() {
       }
       ++sampled_groups;
       if (all_equal) ++zero_std_groups;
+      if (solved) ++solved_groups;
       if (sample.completions.empty()) {
         sample.prompt = r1_prompt(problems[i]);
         sample.completions = texts;
@@ -453,6 +458,7 @@ RlStepReport RlTrainer::rl_step() {
       {"accuracy", r.accuracy},
       {"format_rate", r.format_rate},
       {"response_length", r.response_length},
+      {"pass_at_group", sampled_groups ? double(solved_groups) / sampled_groups : 0.0},
       {"stop_rate", mean_of(stopped)},
       {"reflection_words", mean_of(reflections)},
       {"kl", r.kl},
@@ -474,6 +480,12 @@ RlStepReport RlTrainer::rl_step() {
   };
   for (const auto& [name, value] : row) metrics[name].push_back(value);
   if (vocab_) metrics["language_consistency"].push_back(mean_of(language));
+  // Means over no completion are NaN: a step with no correct (or no incorrect) answer.
+  const auto mean_or_nan = [](const std::vector<double>& x) {
+    return x.empty() ? std::numeric_limits<double>::quiet_NaN() : mean_of(x);
+  };
+  metrics["response_length_correct"].push_back(mean_or_nan(length_correct));
+  metrics["response_length_incorrect"].push_back(mean_or_nan(length_incorrect));
   if (ppo) {
     metrics["value_loss"].push_back(mean_of(value_losses));
     metrics["value_clip_fraction"].push_back(mean_of(value_clips));

@@ -62,6 +62,7 @@ void TrainArgs::validate(const ModelArgs& model) const {
           "train.min_lr = " + v(min_lr) + " must be <= train.lr = " + v(lr));
   require(warmup_steps <= steps, {"train.warmup_steps", "train.steps"},
           "train.warmup_steps = " + v(warmup_steps) + " must be <= train.steps = " + v(steps));
+  task_text.validate();
 }
 
 Trainer::Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus)
@@ -91,6 +92,15 @@ double Trainer::evaluate() {
     maxvio_sum += maxvio;
   }
   if (!load.empty()) metrics["val_maxvio_global"].push_back(maxvio_sum / double(load.size()));
+  if (task_rows(args.task_text, args.batch_size) > 0) {
+    double task_total = 0;
+    for (int i = 0; i < args.eval_batches; ++i) {
+      const Batch b = validation_task_batch(args.task_text, args.batch_size, args.seq_len, args.seed, i);
+      model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
+      task_total += model.loss_parts().at("main");
+    }
+    metrics["val_task_loss"].push_back(task_total / args.eval_batches);
+  }
   return total / args.eval_batches;
 }
 
@@ -117,7 +127,7 @@ SpeculativeStats Trainer::measure_acceptance() {
 
 StepReport Trainer::train_step() {
   const auto t0 = std::chrono::steady_clock::now();
-  Batch b = train_batch(corpus_.train, args.batch_size, args.seq_len, args.seed, step);
+  Batch b = mixed_train_batch(corpus_.train, args.task_text, args.batch_size, args.seq_len, args.seed, step);
   model.mtp_lambda = model.args.mtp.lambda_at(step, args.steps);
   model.zero_grad();
   model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
@@ -158,6 +168,7 @@ StepReport Trainer::train_step() {
     r.val_loss = evaluate();
     metrics["val_step"].push_back(double(step));
     metrics["val_loss"].push_back(r.val_loss);
+    if (metrics.count("val_task_loss")) r.val_task_loss = metrics["val_task_loss"].back();
   }
   if (step == args.steps) {
     if (model.args.mtp.depth > 0) {

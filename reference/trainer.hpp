@@ -4,7 +4,9 @@
 // Parameters, gradients and AdamW's moments are each one buffer (the model's
 // arenas); the update and the gradient norm run over them in fixed chunks.
 // Every `eval_every` steps (and at the last) the validation loss is measured
-// on fixed windows. Metrics are kept as named columns, one value per step
+// on fixed windows. With task text (TrainArgs::task_text, data.hpp) part of each
+// batch is task rows, and each evaluation also measures val_task_loss on fixed
+// held-out task rows (with LossOn::Response: on their responses only). Metrics are kept as named columns, one value per step
 // (val_* columns one per evaluation). train_loss and val_loss are the main
 // next-token loss; the other terms of the objective are kept as loss_<name>.
 // With MTP (model mtp.depth = D > 0) lambda follows MtpArgs::lambda_at, each
@@ -17,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +44,8 @@ struct TrainArgs {
   int eval_batches = 8;
   int64_t checkpoint_every = 100;
   bool capture = false;          // the run keeps tensors for the simulators (experiments/capture.hpp)
+  std::string init;              // a result file whose weights start the run (read by the caller); "": fresh
+  TaskTextArgs task_text;        // task rows mixed into the batches (data.hpp); share 0: none
   // How this run fits `model` and its own schedule: seq_len <= model.max_seq_len,
   // seq_len > model.mtp.depth (with MTP), min_lr <= lr, warmup_steps <= steps.
   // Throws ArgsError (train.* and model keys). The config loader calls it after
@@ -60,6 +65,7 @@ struct StepReport {
   std::map<std::string, double> loss_parts;  // the objective's terms (Transformer's Activations)
   bool evaluated = false;
   double val_loss = 0;
+  std::optional<double> val_task_loss;  // with task rows, at an evaluation
 };
 
 class Trainer {

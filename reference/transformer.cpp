@@ -130,7 +130,8 @@ template <class T> const Tensor2<T>& Transformer<T>::head_forward(Activations<T>
 template <class T> T Transformer<T>::loss_forward(Activations<T>& a, const std::vector<int>& targets) {
   if (targets.size() != a.tokens.size()) throw std::invalid_argument("targets != tokens in size");
   for (int t : targets)
-    if (t < 0 || t >= args.vocab_size) throw std::invalid_argument("target id out of range");
+    if (t < -1 || t >= args.vocab_size)
+      throw std::invalid_argument("target id out of range (0 .. vocab_size-1, or -1: no loss)");
   if (args.mtp.depth > 0 && a.seq_len <= args.mtp.depth)
     throw std::invalid_argument("seq_len must exceed mtp.depth (depth k predicts k+1 tokens ahead)");
   a.targets = targets;

@@ -91,6 +91,12 @@ void expect_same_fields(const RunConfig& a, const RunConfig& b) {
   EXPECT_EQ(a.train.checkpoint_every, b.train.checkpoint_every);
   EXPECT_EQ(a.data.path, b.data.path);
   EXPECT_EQ(bits(a.data.val_fraction), bits(b.data.val_fraction));
+  EXPECT_EQ(a.train.init, b.train.init);
+  EXPECT_EQ(bits(a.train.task_text.share), bits(b.train.task_text.share));
+  EXPECT_EQ(a.train.task_text.response, b.train.task_text.response);
+  EXPECT_EQ(a.train.task_text.loss, b.train.task_text.loss);
+  EXPECT_EQ(a.train.task_text.task.kind, b.train.task_text.task.kind);
+  EXPECT_EQ(a.train.task_text.task.n_numbers, b.train.task_text.task.n_numbers);
 }
 
 const std::string kTiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml";
@@ -125,6 +131,33 @@ TEST(Config, UnknownKeySuggestsTheNearest) {
   const std::string far = error_for("[train]\nsteps = 4\nqqqqqqqqqq = 1\n");
   EXPECT_THAT(far, HasSubstr(":3: unknown key 'train.qqqqqqqqqq' (keys of [train]: steps,"));
   EXPECT_THAT(far, Not(HasSubstr("did you mean")));
+}
+
+// Task text in a training config: [data]'s task keys and [task] reach
+// TrainArgs::task_text; they are training keys only; [task] still reaches an
+// RL config's problems.
+TEST(Config, TaskTextKeysOfTrainingConfigs) {
+  const std::string dir = test::temp_dir("config_task_text");
+  const std::string path = write(dir, "t.toml",
+                                 "[train]\ninit = \"base.h5\"\n[data]\ntask_share = 0.25\nresponse = \"trace\"\n"
+                                 "loss = \"response\"\n[task]\nkind = \"addition\"\nmax_digits = 4\n");
+  const RunConfig c = load_run_config(path);
+  EXPECT_EQ(c.train.init, "base.h5");
+  EXPECT_EQ(c.train.task_text.share, 0.25);
+  EXPECT_EQ(c.train.task_text.response, TaskResponse::Trace);
+  EXPECT_EQ(c.train.task_text.loss, LossOn::Response);
+  EXPECT_EQ(c.train.task_text.task.kind, TaskKind::Addition);
+  EXPECT_EQ(c.train.task_text.task.max_digits, 4);
+  expect_same_fields(parse_run_config_text(c.text), c);
+  EXPECT_THAT(error_for("[data]\nloss = \"prompt\"\n"),
+              HasSubstr(":2: data.loss = \"prompt\" is not allowed: expected one of all, response"));
+  EXPECT_THAT(error_for("[task]\nmin_digits = 5\nmax_digits = 4\n"), HasSubstr("task.max_digits"));
+  const std::string rl = write(dir, "rl.toml", "[data]\ntask_share = 0.5\n");
+  const std::string e = config_error([&] { load_rl_config(rl); });
+  EXPECT_THAT(e, HasSubstr(":2: unknown key 'data.task_share' (keys of [data]: path, val_fraction)"));
+  const RunConfig r = load_rl_config(write(dir, "rl2.toml", "[task]\nkind = \"addition\"\n"));
+  EXPECT_EQ(r.rl.task.kind, TaskKind::Addition);
+  EXPECT_THAT(r.text, Not(HasSubstr("task_share")));
 }
 
 TEST(Config, WrongTypeNamesKeyAndValue) {

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "reference/data.hpp"
+#include "reference/rewards.hpp"
+#include "reference/tasks.hpp"
 #include "reference/trainer.hpp"
 #include "tests/test_support.hpp"
 
@@ -221,6 +223,161 @@ TEST(DataBatches, TrainerUsesEachSplitForItsPurpose) {
   trainer.model.forward(b.inputs, b.targets, t.batch_size, t.seq_len);
   const double expected_train = trainer.model.loss_parts().at("main");
   EXPECT_EQ(trainer.train_step().train_loss, expected_train);
+}
+
+// ---------------------------------------------------------------------------
+// Task rows. Oracle: the row's text itself, read back as a user would - every
+// "Assistant:" opens a response that the newline after "</answer>" closes; every prompt
+// parses back to a problem, and every response is right by the task's own
+// verifier and in the R1 format. A response ends at the newline after its "</answer>".
+
+TaskTextArgs countdown_text(TaskResponse response, LossOn loss) {
+  TaskTextArgs a;
+  a.share = 0.5;
+  a.response = response;
+  a.loss = loss;
+  a.task.kind = TaskKind::Countdown;
+  a.task.n_numbers = 3;
+  a.task.max_number = 9;
+  a.task.max_target = 50;
+  return a;
+}
+
+std::string row_text(const Batch& b, size_t row, int seq_len) {
+  std::string s;
+  for (int t = 0; t < seq_len; ++t) s += char(b.inputs[row * seq_len + t]);
+  s += char(b.targets[row * seq_len + seq_len - 1] < 0 ? '?' : b.targets[row * seq_len + seq_len - 1]);
+  return s;
+}
+
+// Whether byte i of `text` lies in a response: after an "Assistant:" and
+// before the newline after the "</answer>" that ends it.
+std::vector<bool> response_bytes(const std::string& text) {
+  std::vector<bool> in(text.size(), false);
+  bool open = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (open && text[i] == '\n' && i >= 9 && text.compare(i - 9, 9, "</answer>") == 0) open = false;
+    in[i] = open;
+    if (i + 1 >= 10 && text.compare(i + 1 - 10, 10, "Assistant:") == 0) open = true;
+  }
+  return in;
+}
+
+TEST(TaskRows, ShareZeroIsTheTextBatch) {
+  const std::string text = positional_text(5000);
+  const ByteCorpus c = ByteCorpus::from_text(text, 0.1);
+  TaskTextArgs none = countdown_text(TaskResponse::Answer, LossOn::All);
+  none.share = 0;
+  for (int64_t step : {0, 1, 7}) {
+    const Batch a = mixed_train_batch(c.train, none, 4, 32, 3, step), b = train_batch(c.train, 4, 32, 3, step);
+    EXPECT_EQ(a.inputs, b.inputs);
+    EXPECT_EQ(a.targets, b.targets);
+  }
+}
+
+TEST(TaskRows, RowsAreTaskExamplesWithTheLossWhereAsked) {
+  const std::string text = positional_text(5000);
+  const ByteCorpus c = ByteCorpus::from_text(text, 0.1);
+  const int batch = 4, T = 120;
+  for (TaskResponse response : {TaskResponse::Answer, TaskResponse::Trace})
+    for (LossOn loss : {LossOn::All, LossOn::Response}) {
+      SCOPED_TRACE(std::string(name_of(response)) + " " + std::string(name_of(loss)));
+      const TaskTextArgs a = countdown_text(response, loss);
+      const Batch b = mixed_train_batch(c.train, a, batch, T, 5, 3);
+      ASSERT_EQ(b.inputs.size(), size_t(batch * T));
+      ASSERT_EQ(task_rows(a, batch), 2);
+      // The first two rows are text windows: bytes of the positional corpus.
+      for (size_t row = 0; row < 2; ++row)
+        for (int t = 1; t < T; ++t)
+          EXPECT_EQ(b.inputs[row * T + t], (b.inputs[row * T + t - 1] + 1) % 256);
+      for (size_t row = 2; row < 4; ++row) {
+        std::string s;
+        for (int t = 0; t < T; ++t) s += char(b.inputs[row * T + t]);
+        ASSERT_EQ(s.rfind("User: ", 0), 0u) << s;
+        // Targets are the next bytes (where counted), counted exactly on responses with LossOn::Response.
+        for (int t = 0; t + 1 < T; ++t) {
+          const int target = b.targets[row * T + t];
+          if (target >= 0) {
+            EXPECT_EQ(target, b.inputs[row * T + t + 1]);
+          }
+        }
+        const std::vector<bool> in = response_bytes(s);
+        for (int t = 0; t + 1 < T; ++t)
+          EXPECT_EQ(b.targets[row * T + t] >= 0, loss == LossOn::All || in[t + 1]) << "row " << row << " t " << t;
+        // Every complete example parses back and its response is right and well formed.
+        size_t pos = 0, complete = 0;
+        for (;;) {
+          const size_t nl = s.find('\n', pos), close = nl == std::string::npos ? nl : s.find("</answer>\n", nl);
+          if (close == std::string::npos) break;
+          const size_t end = close + 9;
+          const std::string prompt = s.substr(pos, nl - pos), completion = s.substr(nl + 12, end - nl - 12);
+          ASSERT_EQ(prompt.rfind("User: ", 0), 0u);
+          ASSERT_EQ(s.compare(nl + 1, 11, "Assistant: "), 0);
+          const auto p = parse_prompt(prompt.substr(6));
+          ASSERT_TRUE(p) << prompt;
+          EXPECT_EQ(accuracy_reward(*p, completion), 1.0) << completion;
+          EXPECT_EQ(format_reward(completion), 1.0) << completion;
+          EXPECT_EQ(completion.find("</think><answer>") != std::string::npos &&
+                        completion.rfind("<think></think>", 0) == 0,
+                    response == TaskResponse::Answer)
+              << completion;
+          pos = end + 1;
+          ++complete;
+        }
+        EXPECT_GE(complete, 1u);
+      }
+    }
+}
+
+TEST(TaskRows, ValidationProblemsAreFixedAndHeldOut) {
+  const TaskTextArgs a = countdown_text(TaskResponse::Answer, LossOn::Response);
+  const Batch v0 = validation_task_batch(a, 3, 64, 9, 0), again = validation_task_batch(a, 3, 64, 9, 0);
+  EXPECT_EQ(v0.inputs, again.inputs);
+  EXPECT_EQ(v0.targets, again.targets);
+  const Batch v1 = validation_task_batch(a, 3, 64, 9, 1);
+  EXPECT_NE(v0.inputs, v1.inputs);
+  const std::string text = positional_text(5000);
+  const ByteCorpus c = ByteCorpus::from_text(text, 0.1);
+  TaskTextArgs all = a;
+  all.share = 1;
+  const Batch t0 = mixed_train_batch(c.train, all, 3, 64, 9, 0);
+  EXPECT_NE(t0.inputs, v0.inputs);
+}
+
+TEST(TaskRows, TrainerRecordsTheTaskValidationLoss) {
+  omp_set_num_threads(1);
+  ModelArgs m;
+  m.dim = 16;
+  m.n_layers = 1;
+  m.n_heads = 2;
+  m.n_kv_heads = 1;
+  m.inter_dim = 32;
+  m.max_seq_len = 64;
+  TrainArgs t;
+  t.steps = 2;
+  t.batch_size = 4;
+  t.seq_len = 64;
+  t.eval_batches = 2;
+  t.eval_every = 1;
+  t.warmup_steps = 0;
+  t.task_text = countdown_text(TaskResponse::Trace, LossOn::Response);
+  const ByteCorpus corpus = ByteCorpus::from_text(positional_text(3000), 0.3);
+  // Step 0 trains on mixed_train_batch(..., step 0): its loss is a fresh model's on that batch.
+  const Batch b = mixed_train_batch(corpus.train, t.task_text, t.batch_size, t.seq_len, t.seed, 0);
+  Transformer<float> fresh(m);
+  fresh.init_weights(t.seed);
+  fresh.forward(b.inputs, b.targets, t.batch_size, t.seq_len);
+  Trainer trainer(m, t, corpus);
+  EXPECT_EQ(trainer.train_step().train_loss, fresh.loss_parts().at("main"));
+  ASSERT_EQ(trainer.metrics.at("val_task_loss").size(), 1u);
+  double expected = 0;
+  for (int i = 0; i < t.eval_batches; ++i) {
+    const Batch v = validation_task_batch(t.task_text, t.batch_size, t.seq_len, t.seed, i);
+    trainer.model.forward(v.inputs, v.targets, t.batch_size, t.seq_len);
+    expected += trainer.model.loss_parts().at("main");
+  }
+  trainer.evaluate();
+  EXPECT_EQ(trainer.metrics.at("val_task_loss").back(), expected / t.eval_batches);
 }
 
 }  // namespace

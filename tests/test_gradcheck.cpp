@@ -226,6 +226,43 @@ TEST_F(Gradcheck, CrossEntropy) {
   expect_gradient("logits", loss, logits, dlogits);
 }
 
+// Ignored targets (-1, PyTorch's ignore_index): the loss is the mean over the
+// counted rows alone - the same function on the counted rows - and the
+// gradient of an ignored row is zero; finite differences check the rest.
+TEST_F(Gradcheck, CrossEntropyIgnoresTargetsOfMinusOne) {
+  Rng rng(8);
+  const size_t N = 6, V = 7;
+  const std::vector<int> targets = {3, -1, 6, -1, -1, 5};
+  auto logits = random_tensor<2>(rng, {N, V}, 2.0);
+  const double dloss = 0.7;
+  auto loss = [&] {
+    Tensor2<double> probs;
+    Tensor1<double> losses;
+    return dloss * cross_entropy_forward(probs, losses, logits, targets);
+  };
+  Tensor2<double> probs, dlogits;
+  Tensor1<double> losses;
+  const double mean = cross_entropy_forward(probs, losses, logits, targets);
+  cross_entropy_backward(dlogits, probs, targets, dloss);
+  expect_gradient("logits", loss, logits, dlogits);
+
+  Tensor2<double> counted = Tensor2<double>::from_shape({3, V}), p2;
+  Tensor1<double> l2;
+  const size_t rows[] = {0, 2, 5};
+  for (size_t r = 0; r < 3; ++r)
+    for (size_t v = 0; v < V; ++v) counted(r, v) = logits(rows[r], v);
+  EXPECT_NEAR(mean, cross_entropy_forward(p2, l2, counted, {3, 6, 5}), 1e-15);
+  for (size_t n : {1, 3, 4}) {
+    EXPECT_EQ(losses(n), 0.0);
+    for (size_t v = 0; v < V; ++v) EXPECT_EQ(dlogits(n, v), 0.0);
+  }
+  // No counted target at all: loss 0, gradient 0 (not 0/0).
+  const std::vector<int> none(N, -1);
+  EXPECT_EQ(cross_entropy_forward(probs, losses, logits, none), 0.0);
+  cross_entropy_backward(dlogits, probs, none, dloss);
+  for (double d : dlogits) EXPECT_EQ(d, 0.0);
+}
+
 // A small GQA model with every parameter random (gains too), big enough for
 // two layers, several heads per kv head and positions that RoPE rotates.
 struct SmallModel {
