@@ -1,6 +1,7 @@
 #include "reference/rl_trainer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -56,6 +57,35 @@ void tempered_row(std::vector<double>& z, const float* logits, int V, double T) 
   z.resize(V);
   for (int v = 0; v < V; ++v) z[v] = double(logits[v]) / T;
 }
+
+// Each KL estimator against the exact KL(pi_old || pi_ref) on the sampled tokens
+// (at pi_theta = pi_old, before any update: k3_ratio = k3). Sums in a fixed order.
+struct KlDiagnostics {
+  static constexpr std::array<KlEstimator, 3> estimators = {KlEstimator::K1, KlEstimator::K2, KlEstimator::K3};
+  std::array<double, 3> sum{}, sum_sq{};
+  double exact_sum = 0;
+  size_t n = 0;
+  void add(double old_logp, double ref_logp, double exact) {
+    for (size_t e = 0; e < estimators.size(); ++e) {
+      const double k = kl_estimate(old_logp, old_logp, ref_logp, estimators[e]).value;
+      sum[e] += k;
+      sum_sq[e] += k * k;
+    }
+    exact_sum += exact;
+    ++n;
+  }
+  // kl_exact, kl_<k>_mean and kl_<k>_std (over the tokens) for k1, k2, k3.
+  void record(Metrics& m) const {
+    const double N = double(std::max<size_t>(n, 1));
+    m["kl_exact"].push_back(exact_sum / N);
+    for (size_t e = 0; e < estimators.size(); ++e) {
+      const std::string name = "kl_" + std::string(name_of(estimators[e]));
+      const double mean = sum[e] / N;
+      m[name + "_mean"].push_back(mean);
+      m[name + "_std"].push_back(std::sqrt(std::max(0.0, sum_sq[e] / N - mean * mean)));
+    }
+  }
+};
 
 // PPO's value of each response token's state: v_r = w . h_final[rows[r]] + b   [R]
 std::vector<double> token_values(const std::vector<float>& head, const TokenLogprobs<float>& lp, int D) {
@@ -255,6 +285,7 @@ RlStepReport RlTrainer::rl_step() {
   const int n_parts = std::min(a.mini_batches, std::max(groups, 1));
   std::vector<Part> parts(groups > 0 ? n_parts : 0);
   double logprob_gap = 0, entropy_sum = 0, kl_reward_sum = 0;
+  KlDiagnostics kl_diagnostics;
   size_t response_tokens = 0;
   std::vector<double> seq_rewards = kept_rewards;
   for (int m = 0; m < int(parts.size()); ++m) {
@@ -283,8 +314,18 @@ RlStepReport RlTrainer::rl_step() {
     }
     for (float e : lp.entropy) entropy_sum += e;
     response_tokens += lp.logp.size();
+    std::vector<double> old_z(lp.rows.size() * size_t(V));  // pi_old's tempered logits, for the KL diagnostics
+    for (size_t r = 0; r < lp.rows.size(); ++r)
+      for (int v = 0; v < V; ++v) old_z[r * V + v] = double(lp.acts.logits(lp.rows[r], v)) / T;
     token_logprobs(reference, lp, part.batch, T);
     part.ref_logp.assign(lp.logp.begin(), lp.logp.end());
+    {
+      std::vector<double> ref_z;
+      for (size_t r = 0; r < lp.rows.size(); ++r) {
+        tempered_row(ref_z, &lp.acts.logits(lp.rows[r], 0), V, T);
+        kl_diagnostics.add(part.old_logp[r], part.ref_logp[r], kl_exact(old_z.data() + r * V, ref_z.data(), V));
+      }
+    }
     if (exact_kl) {
       part.ref_z.resize(lp.rows.size() * size_t(V));
       for (size_t r = 0; r < lp.rows.size(); ++r)
@@ -484,6 +525,7 @@ RlStepReport RlTrainer::rl_step() {
   const auto mean_or_nan = [](const std::vector<double>& x) {
     return x.empty() ? std::numeric_limits<double>::quiet_NaN() : mean_of(x);
   };
+  kl_diagnostics.record(metrics);
   metrics["response_length_correct"].push_back(mean_or_nan(length_correct));
   metrics["response_length_incorrect"].push_back(mean_or_nan(length_incorrect));
   if (ppo) {

@@ -11,6 +11,7 @@
 //   - the same numbers for 1 and 2 threads.
 #include <omp.h>
 
+#include <cmath>
 #include <cstring>
 
 #include <gtest/gtest.h>
@@ -170,6 +171,33 @@ TEST(Rl, ReferenceResetEveryStepMakesTheUpdatesKlZero) {
   RlTrainer u(tiny_model(), s, nullptr);
   u.run({});
   EXPECT_GT(u.metrics.at("kl").back(), 0.0);
+}
+
+// The KL diagnostics: with the reference equal to the policy every estimate
+// and the exact KL are 0; once the policy has moved, k1 and k3 are unbiased
+// estimates of the exact KL over the sampled tokens (Schulman: E[k1] = E[k3] =
+// KL), so their means lie within a few standard errors of it, while k2 is
+// biased upward by about the third cumulant (for small KL, k2 ~ KL too). Each
+// token's exact KL is the full-vocabulary sum; the estimators see one token.
+TEST(Rl, KlEstimatorsAgreeWithTheExactKlOnAverage) {
+  RlSetup s = length_setup();
+  s.rl.steps = 6;
+  s.rl.prompts_per_step = 8;
+  RlTrainer t(tiny_model(), s, nullptr);
+  t.run({});
+  const Metrics& m = t.metrics;
+  for (const char* k : {"kl_exact", "kl_k1_mean", "kl_k2_mean", "kl_k3_mean", "kl_k1_std"})
+    EXPECT_EQ(m.at(k)[0], 0.0) << k;  // step 1: the reference is the policy
+  const size_t last = m.at("kl_exact").size() - 1;
+  const double exact = m.at("kl_exact")[last];
+  ASSERT_GT(exact, 1e-4) << "the policy did not move: the test shows nothing";
+  const double tokens = m.at("response_length")[last] * s.rl.prompts_per_step * s.rollout.group_size;
+  for (const char* k : {"k1", "k3"}) {
+    const double mean = m.at(std::string("kl_") + k + "_mean")[last], sd = m.at(std::string("kl_") + k + "_std")[last];
+    EXPECT_NEAR(mean, exact, 4 * sd / std::sqrt(tokens) + 1e-12) << k;
+  }
+  EXPECT_GE(m.at("kl_k3_mean")[last], 0.0);  // k3 >= 0 token by token
+  EXPECT_GE(m.at("kl_k2_mean")[last], 0.0);
 }
 
 TEST(Rl, DynamicSamplingDropsGroupsWithoutSignal) {
