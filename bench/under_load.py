@@ -67,9 +67,8 @@ def loadavg():
 
 
 def tiny_train(build, policy, timeout, workdir):
-    out = os.path.join(workdir, "tiny.h5")
-    if os.path.exists(out):
-        os.remove(out)
+    # A fresh result path each run: a run stopped at the time limit leaves a checkpoint behind.
+    out = os.path.join(tempfile.mkdtemp(dir=workdir), "tiny.h5")
     cmd = [os.path.join(build, "dslab"), "train", os.path.join(ROOT, "experiments/configs/tiny.toml"),
            "--set", "train.steps=40", "--out", out]
     t0 = time.monotonic()
