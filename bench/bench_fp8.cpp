@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "experiments/omp_wait.hpp"  // OMP_WAIT_POLICY=passive unless set, as in dslab
 #include "reference/fp8.hpp"
 
 namespace {
@@ -124,4 +125,11 @@ BENCHMARK(BM_Gemm)
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::AddCustomContext("omp_wait_policy", dslab::omp_wait_policy());
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -31,6 +31,7 @@
 #include <memory>
 #include <vector>
 
+#include "experiments/omp_wait.hpp"  // OMP_WAIT_POLICY=passive unless set, as in dslab
 #include "reference/mla.hpp"
 
 namespace dslab {
@@ -137,4 +138,11 @@ BENCHMARK(NaiveFullRope)
 }  // namespace
 }  // namespace dslab
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::AddCustomContext("omp_wait_policy", dslab::omp_wait_policy());
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

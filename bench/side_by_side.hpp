@@ -6,9 +6,14 @@
 //   median_cpu_ms   CPU time of the whole process (all threads), median
 //   tokens_per_s    tokens of one step over the median wall time
 //   peak_rss_MiB    VmHWM of this process
+// and, as the dslab program does, OpenMP waits passively unless OMP_WAIT_POLICY
+// or GOMP_SPINCOUNT is set (experiments/omp_wait.hpp); the context line
+// "omp_wait_policy" says which.
 #pragma once
 
 #include <benchmark/benchmark.h>
+
+#include "experiments/omp_wait.hpp"  // OMP_WAIT_POLICY=passive unless set, as in dslab
 
 #include <algorithm>
 #include <chrono>
@@ -125,6 +130,7 @@ inline int run_benchmark(std::string name, const std::vector<const char*>& name_
       ->Iterations(flags.at("steps"))
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
+  benchmark::AddCustomContext("omp_wait_policy", omp_wait_policy());
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
   benchmark::RunSpecifiedBenchmarks();

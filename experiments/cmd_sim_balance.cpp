@@ -52,6 +52,10 @@ void add_degeneracy(CLI::App& balance) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--seed", o->c.seed, "random seed")->capture_default_str();
+  cmd->add_option("--fd-samples", o->c.fd_samples,
+                  "gradient coordinates checked by finite differences: all when tokens*experts <= this, "
+                  "else this many at random")
+      ->capture_default_str();
   add_threads_option(cmd, o->threads);
   cmd->add_option("--json", o->json_path, "write the results to this JSON file")->required();
   cmd->callback([o] {
@@ -68,6 +72,7 @@ void add_degeneracy(CLI::App& balance) {
     doc["tokens"] = o->c.tokens;
     doc["alpha"] = o->c.alpha;
     doc["epsilons"] = o->c.epsilons;
+    doc["fd_samples"] = o->c.fd_samples;
     doc["states"] = json::array();
     std::printf("%-32s %8s %10s %12s %10s %10s %10s\n", "state", "MaxVio", "loss", "spread(f)", "grad_norm",
                 "fd_error", "alignment");
@@ -85,6 +90,7 @@ void add_degeneracy(CLI::App& balance) {
                                {"grad_fd_error", s.grad_fd_error},
                                {"grad_closed_form_error", s.grad_closed_form_error},
                                {"fd_step", s.fd_step},
+                               {"fd_checked", s.fd_checked},
                                {"alignment", s.alignment_defined ? json(s.alignment) : json(nullptr)},
                                {"push", s.push}});
       std::printf("%-32s %8.3f %10.6f %12.3e %10.3e %10.2e %10s\n", s.name.c_str(), s.max_vio, s.loss,

@@ -6,12 +6,14 @@
 #include "experiments/commands.hpp"
 #include "experiments/config.hpp"
 #include "experiments/io.hpp"
+#include "experiments/omp_wait.hpp"  // also makes OMP_WAIT_POLICY=passive the default (see there)
 
 int main(int argc, char** argv) {
   CLI::App app{"dslab: the techniques of DeepSeek-V3 and R1 as exact CPU references and simulators"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "dslab " + dslab::provenance().dslab_version + " (git " +
-                                        dslab::provenance().git_commit + ")");
+                                        dslab::provenance().git_commit + ")\nOpenMP wait policy: " +
+                                        dslab::omp_wait_policy());
   dslab::add_train_command(app);
   dslab::add_rl_command(app);
   dslab::add_run_command(app);

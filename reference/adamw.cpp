@@ -68,7 +68,7 @@ void AdamW<T>::step(const std::vector<Segment<T>>& params, const std::vector<Seg
   const T c2 = T(1.0 - std::pow(a.beta2, double(t)));
   const T eps = T(a.eps), rate = T(lr);
   const std::vector<Chunk> chunks = chunks_of(params);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (chunks.size() > 1)
   for (size_t c = 0; c < chunks.size(); ++c) {
     const size_t i = chunks[c].tensor;
     const long j0 = chunks[c].begin;
@@ -92,7 +92,7 @@ void AdamW<T>::step(const std::vector<Segment<T>>& params, const std::vector<Seg
 template <class T> double global_grad_norm(const std::vector<Segment<T>>& grads) {
   const std::vector<Chunk> chunks = chunks_of(grads);
   std::vector<double> partial(chunks.size());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (chunks.size() > 1)
   for (size_t c = 0; c < chunks.size(); ++c)
     partial[c] = sum_squares(grads[chunks[c].tensor].data + chunks[c].begin,
                              chunks[c].end - chunks[c].begin);
@@ -106,7 +106,7 @@ void clip_grad_norm(const std::vector<Segment<T>>& grads, double norm, double ma
   if (max_norm <= 0 || norm <= max_norm) return;
   const T scale = T(max_norm / (norm + 1e-6));
   const std::vector<Chunk> chunks = chunks_of(grads);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (chunks.size() > 1)
   for (size_t c = 0; c < chunks.size(); ++c) {
     T* g = grads[chunks[c].tensor].data;
     for (long j = chunks[c].begin; j < chunks[c].end; ++j) g[j] *= scale;

@@ -33,7 +33,7 @@ void attention_forward(Tensor2<T>& out, Tensor4<T>& probs, const Tensor2<T>& q,
   const int ldq = H * dh, ldk = s.n_kv_heads * dh, ldv = s.n_kv_heads * dv, ldo = H * dv;
   ensure_shape(out, {size_t(B) * Tn, size_t(ldo)});
   ensure_shape(probs, {size_t(B), size_t(H), size_t(Tn), size_t(Tn)});
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (long(B) * H * Tn * Tn * dh >= kParallelMinWork)
   for (int bh = 0; bh < B * H; ++bh) {
     const int b = bh / H, h = bh % H, g = h / G;
     const long row0 = long(b) * Tn;
@@ -70,7 +70,7 @@ void attention_backward(Tensor2<T>& dq, Tensor2<T>& dk, Tensor2<T>& dv, const Te
   ensure_shape(dq, {size_t(B) * Tn, size_t(ldq)});
   ensure_shape(dk, {size_t(B) * Tn, size_t(ldk)});
   ensure_shape(dv, {size_t(B) * Tn, size_t(ldv)});
-#pragma omp parallel
+#pragma omp parallel if (long(B) * H * Tn * Tn * dh >= kParallelMinWork)
   {
     std::vector<T> dscore(size_t(Tn) * Tn);  // dP, then dS, below the diagonal blocks
     T* ds = dscore.data();

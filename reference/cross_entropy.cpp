@@ -12,7 +12,7 @@ T cross_entropy_forward(Tensor2<T>& probs, Tensor1<T>& losses, const Tensor2<T>&
   const long N = logits.shape(0), V = logits.shape(1);
   ensure_shape(probs, {size_t(N), size_t(V)});
   ensure_shape(losses, {size_t(N)});
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * V >= kParallelMinWork)
   for (long n = 0; n < N; ++n) {
     const T* z = logits.data() + n * V;
     T* p = probs.data() + n * V;
@@ -36,7 +36,7 @@ void cross_entropy_backward(Tensor2<T>& dlogits, const Tensor2<T>& probs,
   long counted = 0;
   for (long n = 0; n < N; ++n) counted += targets[n] >= 0;
   const T scale = counted ? dloss / T(counted) : T(0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * V >= kParallelMinWork)
   for (long n = 0; n < N; ++n) {
     const T* p = probs.data() + n * V;
     T* d = dlogits.data() + n * V;

@@ -39,7 +39,7 @@ void ffn_backward(Tensor2<T>& dx, FfnWeights<T>& dw, const Tensor2<T>& dy, const
   Tensor2<T>& dh3 = dgated;  // overwritten in place
   ensure_shape(dh1, {dgated.shape(0), dgated.shape(1)});
   const long N = dgated.shape(0), F = dgated.shape(1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * F >= kParallelMinWork)
   for (long n = 0; n < N; ++n) {
     const long row = n * F;
     simd::for_each_batch<T>(F, [&](long i, long w) {

@@ -235,7 +235,7 @@ static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 Tensor2<float> group_amax(const Tensor2<float>& x, GroupShape group) {
   const size_t rows = x.shape(0), cols = x.shape(1);
   Tensor2<float> amax = Tensor2<float>::from_shape({ceil_div(rows, group.rows), ceil_div(cols, group.cols)});
-#pragma omp parallel
+#pragma omp parallel if (rows * cols >= size_t(kParallelMinWork))
   {
     std::vector<int32_t> column_max(cols);
 #pragma omp for schedule(static)
@@ -279,7 +279,7 @@ static void check_amax_shape(const Tensor2<float>& x, GroupShape group, const Te
 // rows in parallel.
 template <class Out>
 static void for_each_row(size_t rows, size_t cols, GroupShape group, const Tensor2<float>& scales, Out out) {
-#pragma omp parallel
+#pragma omp parallel if (rows * cols >= size_t(kParallelMinWork))
   {
     std::vector<float> s(cols);
     size_t spread = SIZE_MAX;  // the row of groups whose scales s holds
@@ -479,7 +479,7 @@ Tensor2<float> gemm(const QuantizedMatrix& a, const QuantizedMatrix& b, const Ac
   for (size_t i = 0; i < av.size(); ++i) av.data()[i] = decode(a.format, a.codes.data()[i]);
   for (size_t i = 0; i < bv.size(); ++i) bv.data()[i] = decode(b.format, b.codes.data()[i]);
   Tensor2<float> c = Tensor2<float>::from_shape({M, N});
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (M * N * K >= size_t(kParallelMinWork))
   for (size_t m = 0; m < M; ++m)
     for (size_t n = 0; n < N; ++n) c(m, n) = dot_accumulated(&av(m, 0), &bv(n, 0), a, m, b, n, K, model);
   return c;
@@ -498,7 +498,7 @@ Tensor2<double> gemm_exact(const QuantizedMatrix& a, const QuantizedMatrix& b) {
   const size_t M = a.rows(), N = b.rows(), K = a.cols();
   const Tensor2<double> ad = dequantize_double(a), bd = dequantize_double(b);
   Tensor2<double> c = Tensor2<double>::from_shape({M, N});
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (M * N * K >= size_t(kParallelMinWork))
   for (size_t m = 0; m < M; ++m)
     for (size_t n = 0; n < N; ++n) {
       double sum = 0.0;

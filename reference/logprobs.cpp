@@ -51,7 +51,7 @@ void token_logprobs(Transformer<T>& model, TokenLogprobs<T>& out, const PaddedBa
   out.logp.assign(R, T(0));
   out.entropy.assign(R, T(0));
   out.probs = xt::zeros<T>({size_t(R), size_t(V)});
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (long(R) * V >= kParallelMinWork)
   for (int r = 0; r < R; ++r) {
     const T* z = &logits(out.rows[r], 0);
     T* p = &out.probs(r, 0);
@@ -83,7 +83,7 @@ void token_logprobs_backward(Transformer<T>& model, TokenLogprobs<T>& lp, const 
     throw std::invalid_argument("token_logprobs_backward: dh_extra must be [batch*seq_len, dim]");
   const T invT = T(1.0 / lp.temperature);
   Tensor2<T> dlogits = xt::zeros<T>({N, V});
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (long(R) * long(V) >= kParallelMinWork)
   for (long r = 0; r < long(R); ++r) {
     T* d = &dlogits(lp.rows[r], 0);
     const T* p = &lp.probs(r, 0);

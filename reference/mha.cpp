@@ -77,7 +77,7 @@ void mha_decode(Tensor2<T>& out, const Tensor2<T>& x, const std::vector<KvCache<
   linear_forward(v, x, w.wv, linears);
   Tensor2<T> o = xt::zeros<T>({size_t(B), size_t(s.n_heads) * s.v_head_dim});
   bool full = false;
-#pragma omp parallel for schedule(dynamic, 1) reduction(|| : full)
+#pragma omp parallel for schedule(dynamic, 1) reduction(|| : full) if (B > 1)
   for (int b = 0; b < B; ++b) {
     KvCache<T>& c = *caches[b];
     if (size_t(c.len) >= c.k.shape(0)) {

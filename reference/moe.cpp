@@ -116,7 +116,7 @@ void route_logits(Routing<T>& r, const Tensor2<T>& logits, const Tensor1<T>& bia
   r.indices.assign(size_t(N) * K, 0);
   ensure_shape(r.weights, {size_t(N), size_t(K)});
   r.kept.assign(size_t(N) * K, 1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (long(N) * E >= kParallelMinWork)
   for (int t = 0; t < N; ++t) {
     T* s = &r.scores(t, 0);
     if (a.score_func == ScoreFunc::Softmax) {  // Eq. (20)
@@ -139,7 +139,7 @@ void route_logits(Routing<T>& r, const Tensor2<T>& logits, const Tensor1<T>& bia
   if (a.capacity_factor > 0) {
     // Each expert keeps its capacity's worth of highest-scoring tokens.
     const size_t capacity = size_t(std::ceil(a.capacity_factor * double(N) * K / E));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (long(E) * N * K >= kParallelMinWork)
     for (int e = 0; e < E; ++e) {
       std::vector<size_t> slots;
       for (size_t sl = 0; sl < r.indices.size(); ++sl)
@@ -160,7 +160,7 @@ void gate_weights_backward(Tensor2<T>& dscores, const Tensor2<T>& dweights, cons
                            const MoeArgs& a) {
   const int N = r.n_tokens, K = r.topk;
   const T rs = T(a.route_scale);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (long(N) * K >= kParallelMinWork)
   for (int t = 0; t < N; ++t) {
     const size_t row = size_t(t) * K;
     if (a.score_func == ScoreFunc::Softmax) {  // g_k = rs * s_k
@@ -183,7 +183,7 @@ template <class T>
 void gate_logits_backward(Tensor2<T>& dlogits, const Tensor2<T>& dscores, const Routing<T>& r, ScoreFunc f) {
   const int N = r.n_tokens, E = r.n_experts;
   ensure_shape(dlogits, {size_t(N), size_t(E)});
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (long(N) * E >= kParallelMinWork)
   for (int t = 0; t < N; ++t) {
     if (f == ScoreFunc::Softmax) {  // dz = s * (ds - <ds, s>)
       T dot = 0;
@@ -280,7 +280,7 @@ void moe_forward(Tensor2<T>& y, MoeCache<T>& c, const Tensor2<T>& x, const MoePa
   } else {
     assign_zeros(y, {size_t(N), size_t(D)});
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (long(N) * K * D >= kParallelMinWork)
   for (int t = 0; t < N; ++t)  // Eq. (18): shared + sum_k g_{t,k} FFN_k(x_t)
     for (int k = 0; k < K; ++k) {
       const T g = r.weights(t, k);
@@ -298,7 +298,7 @@ void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
   // d g_{t,k} = <dy_t, FFN_k(x_t)>
   Tensor2<T>& dweights = c.dweights;
   assign_zeros(dweights, {size_t(N), size_t(K)});
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (long(N) * K * D >= kParallelMinWork)
   for (int t = 0; t < N; ++t)
     for (int k = 0; k < K; ++k) {
       const T* o = &c.expert_out(size_t(t) * K + k, 0);
@@ -327,7 +327,7 @@ void moe_backward(Tensor2<T>& dx, MoeParams<T>& dp, const Tensor2<T>& dy,
   } else {
     assign_zeros(dx, {size_t(N), size_t(D)});
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (long(N) * K * D >= kParallelMinWork)
   for (int t = 0; t < N; ++t)
     for (int k = 0; k < K; ++k)
       for (int d = 0; d < D; ++d) dx(t, d) += dx_slot(size_t(t) * K + k, d);
@@ -421,7 +421,7 @@ void add_prob_gradient(Tensor2<T>& dscores, const Routing<T>& r, int t0, int t1,
                        const std::vector<double>& coef, double scale) {
   const int E = r.n_experts;
   const double per_token = scale / (t1 - t0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (long(t1 - t0) * E >= kParallelMinWork)
   for (int t = t0; t < t1; ++t) {
     // s' = s / S: ds_j = (ds'_j - sum_i ds'_i s'_i) / S
     const double S = row_sum(r, t);

@@ -29,7 +29,7 @@ void rmsnorm_backward(Tensor2<T>& dx, Tensor1<T>& dg, const Tensor2<T>& dy, cons
                       const Tensor1<T>& g, const Tensor1<T>& rstd) {
   const long N = x.shape(0), D = x.shape(1);
   ensure_shape(dx, {size_t(N), size_t(D)});
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * D >= kParallelMinWork)
   for (long n = 0; n < N; ++n) {
     const T* xn = x.data() + n * D;
     const T* dyn = dy.data() + n * D;
@@ -42,7 +42,7 @@ void rmsnorm_backward(Tensor2<T>& dx, Tensor1<T>& dg, const Tensor2<T>& dy, cons
   // Gain gradient: a sum over tokens, taken in token order for every feature;
   // threads share out the features.
   constexpr long kCols = 64;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * D >= kParallelMinWork)
   for (long d0 = 0; d0 < D; d0 += kCols) {
     const long d1 = std::min(D, d0 + kCols);
     for (long n = 0; n < N; ++n) {

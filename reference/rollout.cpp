@@ -85,7 +85,7 @@ std::vector<Completion> sample_sequences(Transformer<float>& model, const std::v
   while (!active.empty()) {
     const int A = int(active.size());
     std::vector<uint8_t> done(A, 0);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (A > 1)
     for (int j = 0; j < A; ++j) {  // each sequence on its own stream: independent of the others
       const int i = active[j];
       const float* z = row[i].data();

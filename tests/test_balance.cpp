@@ -54,6 +54,35 @@ TEST_F(Balance, DegeneracyGradientsAreChecked) {
   }
 }
 
+// Above fd_samples coordinates the check samples them and recomputes only the
+// perturbed token's row: it must still find the analytic gradient right, at a
+// size where the full check would take minutes, and check the coordinates it says.
+TEST_F(Balance, DegeneracySampledGradientCheck) {
+  DegeneracyConfig c;
+  c.experts = 64;
+  c.topk = 6;
+  c.tokens = 512;
+  c.alpha = 0.3;
+  c.epsilons = {0.1, 1e-3};
+  c.fd_samples = 300;
+  const DegeneracyReport r = run_degeneracy(c);
+  for (const auto& s : r.states) {
+    EXPECT_EQ(s.fd_checked, 300) << s.name;
+    EXPECT_GT(s.fd_step, 0.0) << s.name;
+    EXPECT_LE(s.grad_fd_error, 1e-6) << s.name;
+    EXPECT_LE(s.grad_closed_form_error, 1e-12) << s.name;
+  }
+  // The same small problem checked both ways: every coordinate, and a sample.
+  c = small_degeneracy();
+  c.fd_samples = c.experts * c.tokens;
+  for (const auto& s : run_degeneracy(c).states) EXPECT_EQ(s.fd_checked, c.experts * c.tokens) << s.name;
+  c.fd_samples = c.experts * c.tokens - 1;
+  for (const auto& s : run_degeneracy(c).states) {
+    EXPECT_EQ(s.fd_checked, c.fd_samples) << s.name;
+    EXPECT_LE(s.grad_fd_error, 1e-6) << s.name;
+  }
+}
+
 // Value: P exactly uniform with f on 2K of E experts gives loss alpha and no
 // spread over f. Gradient: not zero, and it raises the unused experts.
 TEST_F(Balance, UniformPValueIsDegenerateGradientIsNot) {
@@ -105,6 +134,9 @@ TEST_F(Balance, DegeneracyRejectsBadSizes) {
   EXPECT_THROW(run_degeneracy(c), std::invalid_argument);
   c = small_degeneracy();
   c.tokens = 15;
+  EXPECT_THROW(run_degeneracy(c), std::invalid_argument);
+  c = small_degeneracy();
+  c.fd_samples = 0;
   EXPECT_THROW(run_degeneracy(c), std::invalid_argument);
 }
 
@@ -176,7 +208,8 @@ TEST(BalanceCli, DegeneracyWritesEveryState) {
   std::vector<std::string> names;
   for (const auto& s : doc["states"]) {
     names.push_back(s["name"]);
-    for (const char* key : {"f", "P", "loss", "grad_norm", "grad_fd_error", "alignment", "value_spread_over_f"})
+    for (const char* key :
+         {"f", "P", "loss", "grad_norm", "grad_fd_error", "fd_checked", "alignment", "value_spread_over_f"})
       EXPECT_TRUE(s.contains(key)) << key;
   }
   for (const char* want : {"balanced", "uniform_P_skewed_f", "collapsed"})
@@ -206,6 +239,7 @@ TEST(BalanceCli, BadInputExitsTwoNamingTheOption) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"degeneracy --experts 16 --topk 8 --tokens 64", "--topk"},
       {"degeneracy --experts 16 --topk 2 --tokens 63", "--tokens"},
+      {"degeneracy --fd-samples 0", "--fd-samples"},
       {"dynamics --method sinkhorn", "--method"},
       {"dynamics --method none --alpha 0.1", "--alpha"},
       {"dynamics --score-func relu", "score_func"},

@@ -14,6 +14,14 @@
 // bias, no groups) it reports f, P, the loss, the value's sensitivity to f,
 // and the analytic gradient checked against finite differences, its norm and
 // its alignment with the balancing direction.
+//
+// Cost: the analytic path (routing, f, P, loss, gradient, closed form,
+// alignment) is linear in T*E. The finite-difference check is exact (every
+// coordinate, the loss recomputed over all T tokens for each) when T*E <=
+// fd_samples; above that it checks fd_samples coordinates drawn at random, and
+// for each recomputes only the perturbed token's routing (softmax and top-K of
+// its row; no other token's f or P part changes), so V3's setting (E = 256,
+// K = 8, T = 4096) runs in seconds.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +41,9 @@ struct DegeneracyConfig {
   // Logit scales of the "uniform_p_skewed_f" states: p -> uniform as eps -> 0
   // while every token keeps picking experts 0..K-1.
   std::vector<double> epsilons = {1.0, 0.1, 0.01};
+  // Coordinates of dL/dz checked by finite differences: all of them when
+  // T*E <= fd_samples, else this many drawn at random (seeded).
+  int fd_samples = 1024;
 };
 
 // Throws std::invalid_argument naming the option and what is allowed.
@@ -54,6 +65,7 @@ struct StateReport {
   double grad_fd_error = 0;           // max |finite difference - analytic|
   double grad_closed_form_error = 0;  // max |(alpha/T) p (f - <f,p>) - analytic|
   double fd_step = 0;              // the finite-difference step used (below the selection margin)
+  int fd_checked = 0;              // coordinates checked: T*E, or fd_samples when sampled
   bool alignment_defined = false;  // false when f is balanced (no balancing direction)
   double alignment = 0;            // cos(-dL/dz, d) with d_{t,j} = 1 - f_j
   std::vector<double> push;        // -sum_t dL/dz_{t,j} per expert: > 0 raises expert j
