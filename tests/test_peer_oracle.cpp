@@ -352,10 +352,11 @@ TEST_F(PeerOracle, PolicyLossMatchesVerlComputePolicyLossAndAggLoss) {
   EXPECT_GE(compared, 50);
 }
 
-TEST_F(PeerOracle, ClipSettingsReachEveryBranch) {
+TEST(PeerOracleCases, ClipSettingsReachEveryBranch) {
+  const Cases cases = make_cases();
   // The comparisons above would be weak if no token were clipped or dual-clipped.
   double low = 0, high = 0, dual = 0;
-  for (const PolicyCase& k : cases_->policy) {
+  for (const PolicyCase& k : cases.policy) {
     std::vector<double> dlogp;
     const PolicyLoss L = policy_loss(k.batch, k.args, dlogp);
     low += L.clip_low_fraction, high += L.clip_high_fraction, dual += L.dual_clip_fraction;
