@@ -29,6 +29,11 @@ inline void write_attr(H5::Group& g, const std::string& name, double value) {
       .write(H5::PredType::NATIVE_DOUBLE, &value);
 }
 
+inline void write_attr(H5::Group& g, const std::string& name, const std::string& value) {
+  const H5::StrType type(H5::PredType::C_S1, std::max<size_t>(value.size(), 1));
+  g.createAttribute(name, type, H5::DataSpace(H5S_SCALAR)).write(type, value);
+}
+
 inline void write_array(H5::Group& g, const std::string& name, const double* data,
                         const std::vector<size_t>& shape) {
   const std::vector<hsize_t> dims(shape.begin(), shape.end());
@@ -74,11 +79,12 @@ inline void expect_close(const std::string& what, const double* ours,
   EXPECT_LE(relative_error(ours, oracle.data), tolerance) << what;
 }
 
-// Runs tests/oracle/<script> on in_path, which writes out_path. Returns an
-// empty string on success, otherwise what went wrong (with the script's output).
+// Runs tests/oracle/<script> on in_path with `python`, which writes out_path. Returns an
+// empty string on success, otherwise what went wrong (with the script's output); the
+// script's exit status goes to *exit_status when given.
 inline std::string run_script(const std::string& script, const std::string& in_path,
-                              const std::string& out_path) {
-  const std::string python = "/usr/bin/python3";
+                              const std::string& out_path, const std::string& python = "/usr/bin/python3",
+                              int* exit_status = nullptr) {
   if (!std::filesystem::exists(python))
     return python + " is missing: run scripts/test, which installs it with torch and h5py";
   const std::string cmd = python + " " + DSLAB_SOURCE_DIR "/tests/oracle/" + script + " " +
@@ -90,6 +96,7 @@ inline std::string run_script(const std::string& script, const std::string& in_p
   size_t n;
   while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
   const int status = pclose(pipe);
+  if (exit_status) *exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (!WIFEXITED(status))
     return cmd + " was killed by signal " + std::to_string(WTERMSIG(status)) + ":\n" + output;
   if (WEXITSTATUS(status) != 0)
