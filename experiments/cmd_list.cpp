@@ -23,7 +23,7 @@ void list_experiments(const std::string& folder) {
     char line[512];
     try {
       const Experiment e = load_experiment(f.string());
-      if (e.config_path.empty())
+      if (e.runs.empty())  // a simulator sweep
         std::snprintf(line, sizeof line, "%-22s  sweep   %s", e.name.c_str(), e.description.c_str());
       else
         std::snprintf(line, sizeof line, "%-22s %4zu run%s  %s", e.name.c_str(), e.runs.size(),

@@ -1,9 +1,17 @@
 // dslab run EXPERIMENT.toml [--smoke] [--dry-run] [--jobs N] [--results DIR]
 //
-// Expands an experiment into its runs and trains each one as a child
-// `dslab train` process writing <results>/<experiment>/<run>.h5. Complete
-// results are skipped and unfinished ones resume from their checkpoints, so a
-// killed sweep picks up where it stopped. --smoke shrinks every run to
+// Expands an experiment into its runs and runs each one as a child `dslab
+// train` or `dslab rl` process (the run's command) writing
+// <results>/<experiment>/<run>.h5. Complete results are skipped and unfinished
+// ones resume from their checkpoints, so a killed sweep picks up where it
+// stopped. A run that references others ("@NAME", experiment.hpp) starts only
+// once they are complete, on disk or in this invocation, with each reference
+// replaced by the result path; --jobs N runs up to N runs whose dependencies
+// are complete at the same time, the threads split among the N as without
+// references. A failed run leaves the runs that need it, directly or not, not
+// run; the final error lists the failed runs and the runs not run.
+// --dry-run lists each run's command, result file, state, overrides (references
+// resolved) and the runs it needs. --smoke shrinks every run to
 // seconds and writes under <results>/smoke/ so it never stands in for a real run.
 // Then the experiment's notebook, if it names one, is executed headlessly to
 // draw the figures (into <results>/figures, or <results>/smoke/figures). A
@@ -44,9 +52,16 @@ struct RunOptions {
   int jobs = 1, threads = 0;
 };
 
+// A run as this invocation sees it: what to spawn, and how far it got.
 struct PlannedRun {
+  enum class State { Done, Pending, Running, Failed, NotRun };
   std::string name, out;
-  std::vector<std::string> overrides;
+  RunKind command;
+  std::string config;
+  std::vector<std::string> overrides;  // references resolved, smoke overrides appended
+  std::vector<size_t> needs;           // indices of the runs it depends on
+  State state = State::Pending;
+  std::string why;                     // NotRun: "needs X, which failed"
 };
 
 std::string run_state(const std::string& out) {
@@ -100,10 +115,9 @@ void execute_notebook(const std::string& notebook, const std::filesystem::path& 
                                         std::to_string(rc) + ")");
 }
 
-pid_t spawn_train(const Experiment& e, const PlannedRun& r, int threads) {
-  std::vector<std::string> args = {"/proc/self/exe", "train", e.config_path, "--out", r.out,
-                                   "--resume", "--label", r.name, "--threads",
-                                   std::to_string(threads)};
+pid_t spawn_run(const PlannedRun& r, int threads) {
+  std::vector<std::string> args = {"/proc/self/exe", std::string(name_of(r.command)), r.config, "--out", r.out,
+                                   "--resume", "--label", r.name, "--threads", std::to_string(threads)};
   for (const auto& s : r.overrides) {
     args.push_back("--set");
     args.push_back(s);
@@ -117,60 +131,105 @@ pid_t spawn_train(const Experiment& e, const PlannedRun& r, int threads) {
   return pid;
 }
 
-void train_runs(const Experiment& e, const std::filesystem::path& dir, const RunOptions& o) {
-  std::vector<PlannedRun> todo;
+std::vector<PlannedRun> plan_runs(const Experiment& e, const std::filesystem::path& dir, bool smoke) {
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < e.runs.size(); ++i) index[e.runs[i].name] = i;
+  std::vector<PlannedRun> plan;
   for (const auto& run : e.runs) {
-    PlannedRun p{run.name, (dir / (run.name + ".h5")).string(), run.overrides};
-    if (o.smoke) p.overrides.insert(p.overrides.end(), e.smoke_overrides.begin(), e.smoke_overrides.end());
+    PlannedRun p{run.name, run_result_path(dir.string(), run.name), run.command, run.config_path,
+                 resolved_overrides(run, dir.string()), {}};
+    if (smoke) p.overrides.insert(p.overrides.end(), run.smoke_overrides.begin(), run.smoke_overrides.end());
+    for (const auto& n : run.needs) p.needs.push_back(index.at(n));
+    plan.push_back(std::move(p));
+  }
+  return plan;
+}
+
+// Runs the pending runs of `plan`, at most `jobs` at a time, each once the runs
+// it needs are done; a run whose need failed or was not run is not run.
+void schedule(std::vector<PlannedRun>& plan, int jobs, int threads) {
+  using State = PlannedRun::State;
+  std::map<pid_t, size_t> running;
+  for (;;) {
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (PlannedRun& p : plan) {
+        if (p.state != State::Pending) continue;
+        for (size_t n : p.needs) {
+          const State s = plan[n].state;
+          if (s != State::Failed && s != State::NotRun) continue;
+          p.state = State::NotRun;
+          p.why = "needs " + plan[n].name + ", which " + (s == State::Failed ? "failed" : "was not run");
+          std::cerr << "[" << p.name << "] not run (" << p.why << ")\n";
+          changed = true;
+          break;
+        }
+      }
+    }
+    for (size_t i = 0; i < plan.size() && int(running.size()) < jobs; ++i) {
+      PlannedRun& p = plan[i];
+      const bool ready = p.state == State::Pending &&
+                         std::all_of(p.needs.begin(), p.needs.end(), [&](size_t n) { return plan[n].state == State::Done; });
+      if (!ready) continue;
+      running[spawn_run(p, threads)] = i;
+      p.state = State::Running;
+    }
+    if (running.empty()) break;  // without cycles (load_experiment), nothing is left pending
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) throw std::runtime_error("waiting for the runs failed");
+    auto it = running.find(pid);
+    if (it == running.end()) continue;
+    plan[it->second].state = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? State::Done : State::Failed;
+    running.erase(it);
+  }
+}
+
+void run_runs(const Experiment& e, const std::filesystem::path& dir, const RunOptions& o) {
+  using State = PlannedRun::State;
+  std::vector<PlannedRun> plan = plan_runs(e, dir, o.smoke);
+  size_t todo = 0;
+  for (PlannedRun& p : plan) {
     const std::string state = run_state(p.out);
     if (o.dry_run) {
-      std::cout << p.name << "  " << p.out << "  [" << state << "]";
+      std::cout << p.name << "  dslab " << name_of(p.command) << " " << p.config << "  " << p.out << "  [" << state
+                << "]";
       for (const auto& s : p.overrides) std::cout << "  " << s;
+      for (size_t i = 0; i < p.needs.size(); ++i) std::cout << (i ? ", " : "  needs ") << plan[p.needs[i]].name;
       std::cout << "\n";
       continue;
     }
     if (state == "complete") {
       std::cerr << "[" << p.name << "] complete, skipped\n";
+      p.state = State::Done;
       continue;
     }
     if (state.starts_with("blocked"))
       throw BadInput("'" + p.out + "' exists but is not a complete result; remove it to rerun " + p.name);
-    todo.push_back(std::move(p));
+    ++todo;
   }
-  if (o.dry_run || todo.empty()) return;
+  if (o.dry_run || todo == 0) return;
 
   std::filesystem::create_directories(dir);
-  const int jobs = std::min<int>(o.jobs, todo.size());
+  const int jobs = std::min<int>(o.jobs, todo);
   const int threads = std::max(1, (o.threads > 0 ? o.threads : omp_get_max_threads()) / jobs);
-  std::map<pid_t, std::string> running;
-  std::vector<std::string> failed;
-  size_t next = 0;
-  while (next < todo.size() || !running.empty()) {
-    while (next < todo.size() && int(running.size()) < jobs) {
-      running[spawn_train(e, todo[next], threads)] = todo[next].name;
-      ++next;
-    }
-    int status = 0;
-    const pid_t pid = waitpid(-1, &status, 0);
-    if (pid < 0) break;
-    auto it = running.find(pid);
-    if (it == running.end()) continue;
-    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) failed.push_back(it->second);
-    running.erase(it);
+  schedule(plan, jobs, threads);
+  std::string failed, not_run;
+  size_t n_failed = 0, n_not_run = 0;
+  for (const PlannedRun& p : plan) {
+    if (p.state == State::Failed) failed += " " + p.name, ++n_failed;
+    if (p.state == State::NotRun) not_run += (n_not_run++ ? ", " : " ") + p.name + " (" + p.why + ")";
   }
-  if (!failed.empty()) {
-    std::string list;
-    for (const auto& f : failed) list += " " + f;
-    throw std::runtime_error(std::to_string(failed.size()) + " run(s) did not finish:" + list);
-  }
-  std::cerr << "all " << e.runs.size() << " runs of " << e.name << " complete in " << dir.string()
-            << "\n";
+  if (n_failed + n_not_run > 0)
+    throw std::runtime_error(std::to_string(n_failed) + " run(s) did not finish:" + failed +
+                             (n_not_run ? "; " + std::to_string(n_not_run) + " not run:" + not_run : ""));
+  std::cerr << "all " << e.runs.size() << " runs of " << e.name << " complete in " << dir.string() << "\n";
 }
 
 void run_experiment(const RunOptions& o) {
   const Experiment e = load_experiment(o.experiment);
   const std::filesystem::path results = std::filesystem::path(o.results) / (o.smoke ? "smoke" : "");
-  train_runs(e, results / e.name, o);
+  run_runs(e, results / e.name, o);
   if (e.notebook.empty() || o.no_notebook) return;
   if (o.dry_run) {
     std::cout << "then notebook " << e.notebook << "\n";
@@ -188,9 +247,9 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("experiment", o->experiment, "Experiment file (TOML), e.g. experiments/quickstart.toml")
       ->required();
   cmd->add_flag("--smoke", o->smoke, "Shrink every run to seconds (results go under <results>/smoke/)");
-  cmd->add_flag("--dry-run", o->dry_run, "List the runs, their files and states; run nothing");
-  cmd->add_flag("--no-notebook", o->no_notebook, "Train the runs but do not execute the notebook");
-  cmd->add_option("--jobs", o->jobs, "Runs trained at the same time")->check(CLI::Range(1, 256));
+  cmd->add_flag("--dry-run", o->dry_run, "List the runs, their commands, files, states and dependencies; run nothing");
+  cmd->add_flag("--no-notebook", o->no_notebook, "Do the runs but do not execute the notebook");
+  cmd->add_option("--jobs", o->jobs, "Runs at the same time (each once the runs it references are complete)")->check(CLI::Range(1, 256));
   cmd->add_option("--threads", o->threads, "Threads in all, shared among the jobs")
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--results", o->results,

@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "reference/enum_names.hpp"
 #include "reference/rl_trainer.hpp"
 #include "reference/trainer.hpp"
 #include "reference/transformer.hpp"
@@ -53,6 +54,9 @@ struct DataArgs {
 
 // Which command a config is for: the tables it may hold and its rules.
 enum class RunKind { Train, Rl };
+template <> struct EnumNames<RunKind> {
+  static constexpr std::array<std::string_view, 2> names = {"train", "rl"};  // dslab train, dslab rl
+};
 
 struct RunConfig {
   RunKind kind = RunKind::Train;

@@ -1,6 +1,7 @@
 // The dslab program end to end: exit statuses, nothing written on bad input,
 // a killed run leaves no result, --resume equals an uninterrupted run, the
-// same numbers for 1 and 2 threads, and `dslab run` skipping and resuming.
+// same numbers for 1 and 2 threads, and `dslab run` skipping and resuming,
+// and running stages: an RL run on the result of a train run.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
 const std::string kTiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml";
+const std::string kGrpoTiny = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/grpo_tiny.toml";
 
 struct Dir {
   std::string path, corpus;
@@ -168,6 +170,55 @@ TEST(Cli, RunSkipsCompleteRunsAndResumesUnfinishedOnes) {
       << out;
   EXPECT_TRUE(result_complete(results + "/smoke/sweep/s-seed=1.h5"));
   EXPECT_EQ(read_metrics(results + "/smoke/sweep/s-seed=1.h5").at("step").size(), 6u);
+}
+
+// tiny.toml and grpo_tiny.toml have the same model but max_seq_len (the RoPE
+// table, no weights), so an RL stage starts from the train stage's weights.
+TEST(Cli, RunStartsAStageOnceTheRunItReferencesIsComplete) {
+  Dir d("cli_stages");
+  fs::create_directories(d / "configs");
+  fs::copy_file(kTiny, d / "configs/tiny.toml");
+  fs::copy_file(kGrpoTiny, d / "configs/grpo_tiny.toml");
+  // The RL entry comes first: the reference, not the file order, orders the runs.
+  std::ofstream(d / "stages.toml") << "description = \"a base, then GRPO on it\"\n"
+                                   << "config = \"configs/tiny.toml\"\n"
+                                   << "[smoke]\n\"train.steps\" = 3\n\"train.warmup_steps\" = 0\n"
+                                   << "\"train.eval_every\" = 0\n\"rl.steps\" = 1\n"
+                                   << "[[runs]]\nname = \"rl\"\ncommand = \"rl\"\nconfig = \"configs/grpo_tiny.toml\"\n"
+                                   << "[runs.set]\n\"rl.init\" = \"@base\"\n"
+                                   << "[[runs]]\nname = \"base\"\n[runs.set]\n\"data.path\" = \"" << d.corpus << "\"\n";
+  const std::string results = d / "results";
+  const std::string base = results + "/smoke/stages/base.h5", rl = results + "/smoke/stages/rl.h5";
+  std::string out;
+  ASSERT_EQ(test::run_dslab("run " + d / "stages.toml" + " --smoke --dry-run --results " + results, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("rl  dslab rl " + d / "configs/grpo_tiny.toml" + "  " + rl + "  [new]  rl.init=\"" +
+                             base + "\"  rl.steps=1  needs base"));
+  EXPECT_THAT(out, HasSubstr("base  dslab train " + d / "configs/tiny.toml"));
+  EXPECT_FALSE(fs::exists(results));
+
+  ASSERT_EQ(test::run_dslab("run " + d / "stages.toml" + " --smoke --jobs 2 --results " + results, &out), 0) << out;
+  ASSERT_TRUE(result_complete(base) && result_complete(rl)) << out;
+  EXPECT_LT(out.find("[base] wrote"), out.find("[rl] GRPO")) << out;
+  const RunConfig cfg = parse_rl_config_text(read_config_text(rl));
+  EXPECT_EQ(cfg.rl.rl.init, base);
+  EXPECT_EQ(cfg.rl.rl.steps, 1);
+  EXPECT_EQ(read_metrics(base).at("step").size(), 3u);
+  const auto written = fs::last_write_time(rl);
+  ASSERT_EQ(test::run_dslab("run " + d / "stages.toml" + " --smoke --results " + results, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("[base] complete, skipped"));
+  EXPECT_THAT(out, HasSubstr("[rl] complete, skipped"));
+  EXPECT_EQ(fs::last_write_time(rl), written);
+
+  // A stage that fails leaves the runs that need it, directly or not, not run.
+  std::ofstream(d / "broken.toml") << "description = \"a stage that fails\"\ncommand = \"rl\"\n"
+                                   << "config = \"configs/grpo_tiny.toml\"\n"
+                                   << "[[runs]]\nname = \"c\"\nset = { \"data.path\" = \"@b\" }\n"
+                                   << "[[runs]]\nname = \"a\"\nset = { \"rl.init\" = \"" << d / "missing.h5" << "\" }\n"
+                                   << "[[runs]]\nname = \"b\"\nset = { \"rl.init\" = \"@a\" }\n";
+  EXPECT_EQ(test::run_dslab("run " + d / "broken.toml" + " --jobs 3 --results " + results, &out), 1);
+  EXPECT_THAT(out, HasSubstr("1 run(s) did not finish: a; 2 not run: c (needs b, which was not run), "
+                             "b (needs a, which failed)"));
+  EXPECT_FALSE(fs::exists(results + "/broken/b.h5"));
 }
 
 TEST(Cli, ListShowsOneLinePerExperiment) {

@@ -505,7 +505,9 @@ TEST(Experiment, MalformedFilesNameTheProblem) {
               HasSubstr("e.toml:5: duplicate run name 'a-seed=1'"));
   EXPECT_THAT(error_of("config = \"configs/base.toml\"\n[[runs]]\nname = \"a\"\n"),
               HasSubstr("e.toml: missing description"));
-  EXPECT_THAT(error_of("description = \"d\"\n[[runs]]\nname = \"a\"\n"), HasSubstr("e.toml: missing config"));
+  EXPECT_THAT(error_of("description = \"d\"\n[[runs]]\nname = \"a\"\n"),
+              HasSubstr("e.toml:2: run 'a' has no config: give its [[runs]] entry config = "));
+  EXPECT_THAT(error_of("description = \"d\"\n"), HasSubstr("e.toml: missing config"));
   EXPECT_THAT(error_of(head), HasSubstr("e.toml: no runs"));
   EXPECT_THAT(error_of("description = \"two\\nlines\"\n"),
               HasSubstr("e.toml:1: description must be one non-empty line"));
@@ -551,6 +553,185 @@ TEST(Experiment, SweepIsANotebookWithParameters) {
       "description = \"d\"\nconfig = \"configs/base.toml\"\nnotebook = \"nb.ipynb\"\n[[runs]]\nname = \"a\"\n");
   EXPECT_EQ(load_experiment(with_notebook).notebook, dir + "/nb.ipynb");
   EXPECT_EQ(load_experiment(with_notebook).runs.size(), 1u);
+}
+
+// An experiment directory with a train config (base.toml) and an RL config
+// (grpo.toml, the shipped grpo_tiny.toml).
+std::string stages_dir(const std::string& name) {
+  const std::string dir = experiment_dir(name);
+  std::filesystem::copy_file(std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/grpo_tiny.toml",
+                             dir + "/configs/grpo.toml");
+  return dir;
+}
+
+TEST(Experiment, CommandAndConfigPerRun) {
+  const std::string dir = stages_dir("experiment_command");
+  const std::string path = write(dir, "e.toml", R"(description = "d"
+command = "rl"
+config = "configs/grpo.toml"
+[[runs]]
+name = "base"
+command = "train"
+config = "configs/base.toml"
+[runs.set]
+"train.seed" = 3
+[[runs]]
+name = "rl"
+[runs.set]
+"rl.steps" = 2
+)");
+  const Experiment e = load_experiment(path);
+  EXPECT_EQ(e.command, RunKind::Rl);
+  ASSERT_EQ(e.runs.size(), 2u);
+  EXPECT_EQ(e.runs[0].command, RunKind::Train);
+  EXPECT_EQ(e.runs[0].config_path, dir + "/configs/base.toml");
+  EXPECT_EQ(e.runs[1].command, RunKind::Rl);
+  EXPECT_EQ(e.runs[1].config_path, dir + "/configs/grpo.toml");
+  EXPECT_EQ(load_rl_config(e.runs[1].config_path, e.runs[1].overrides).rl.rl.steps, 2);
+
+  const auto error_of = [&](const std::string& body) {
+    const std::string p = write(dir, "bad.toml", body);
+    return config_error([&] { load_experiment(p); });
+  };
+  EXPECT_THAT(error_of("description = \"d\"\ncommand = \"sft\"\n"),
+              HasSubstr("bad.toml:2: command must be one of \"train\", \"rl\" (the dslab command of the runs), "
+                        "got string \"sft\""));
+  EXPECT_THAT(error_of("description = \"d\"\nconfig = \"configs/base.toml\"\n[[runs]]\nname = \"a\"\ncommand = 1\n"),
+              HasSubstr("bad.toml:5: command must be one of \"train\", \"rl\""));
+  EXPECT_THAT(error_of("description = \"d\"\n[[runs]]\nname = \"a\"\nconfig = \"configs/none.toml\"\n"),
+              HasSubstr("bad.toml:4: config = \"configs/none.toml\": no such file " + dir + "/configs/none.toml"));
+  // Each run is validated with its own kind: rl.steps is no key of a train config.
+  EXPECT_THAT(error_of("description = \"d\"\nconfig = \"configs/base.toml\"\n[[runs]]\nname = \"a\"\n"
+                       "set = { \"rl.steps\" = 2 }\n"),
+              HasSubstr("bad.toml:5: run 'a': unknown key 'rl.steps'"));
+  EXPECT_THAT(error_of("description = \"d\"\ncommand = \"rl\"\nconfig = \"configs/grpo.toml\"\n[[runs]]\n"
+                       "name = \"a\"\nset = { \"train.steps\" = 2 }\n"),
+              HasSubstr("bad.toml:6: run 'a': unknown key 'train.steps'"));
+  // A config of the other kind: the error says which run read it as what.
+  EXPECT_THAT(error_of("description = \"d\"\ncommand = \"rl\"\nconfig = \"configs/base.toml\"\n[[runs]]\nname = \"a\"\n"),
+              HasSubstr("base.toml:5: unknown top-level key 'train'"));
+  EXPECT_THAT(error_of("description = \"d\"\ncommand = \"rl\"\nconfig = \"configs/base.toml\"\n[[runs]]\nname = \"a\"\n"),
+              HasSubstr(" (reading " + dir + "/configs/base.toml as an rl config for run 'a')"));
+  EXPECT_THAT(error_of("description = \"d\"\nconfig = \"configs/grpo.toml\"\n[[runs]]\nname = \"a\"\n"),
+              HasSubstr("grpo.toml:16: unknown top-level key 'rl'"));
+  // No top-level config: every entry names one, else the one that does not is named.
+  EXPECT_EQ(load_experiment(write(dir, "own.toml", "description = \"d\"\n[[runs]]\nname = \"a\"\n"
+                                                   "config = \"configs/base.toml\"\n"))
+                .runs.at(0).config_path,
+            dir + "/configs/base.toml");
+  EXPECT_THAT(error_of("description = \"d\"\n[[runs]]\nname = \"a\"\nconfig = \"configs/base.toml\"\n"
+                       "[[runs]]\nname = \"b\"\n"),
+              HasSubstr("bad.toml:5: run 'b' has no config"));
+}
+
+TEST(Experiment, ReferencesNameRunsAndResolveToTheirResults) {
+  const std::string dir = stages_dir("experiment_references");
+  // The RL entry comes first: a reference may name a run defined later.
+  const std::string path = write(dir, "e.toml", R"(description = "d"
+config = "configs/base.toml"
+[[runs]]
+name = "rl"
+command = "rl"
+config = "configs/grpo.toml"
+[runs.set]
+"rl.init" = ["@base-seed=1", "@base-seed=2"]
+"data.path" = "@base-seed=1"
+[[runs]]
+name = "base"
+[runs.set]
+"train.seed" = [1, 2]
+)");
+  const Experiment e = load_experiment(path);
+  ASSERT_EQ(e.runs.size(), 4u);
+  const ExperimentRun& rl1 = e.runs[0];
+  const ExperimentRun& rl2 = e.runs[1];
+  EXPECT_EQ(rl1.name, "rl-init=_base-seed=1");
+  EXPECT_EQ(rl2.name, "rl-init=_base-seed=2");
+  EXPECT_EQ(rl1.overrides, (std::vector<std::string>{"rl.init=\"@base-seed=1\"", "data.path=\"@base-seed=1\""}));
+  ASSERT_EQ(rl1.references.size(), 2u);
+  EXPECT_EQ(rl1.references[0].run, "base-seed=1");
+  EXPECT_EQ(rl1.references[0].at, path + ":8");
+  EXPECT_EQ(rl1.references[1].override_index, 1u);
+  EXPECT_EQ(rl1.needs, std::vector<std::string>{"base-seed=1"});
+  EXPECT_EQ(rl2.needs, (std::vector<std::string>{"base-seed=2", "base-seed=1"}));
+  EXPECT_TRUE(e.runs[2].needs.empty());
+  EXPECT_TRUE(e.runs[2].references.empty());
+
+  const std::string results = "/some where/e";
+  EXPECT_EQ(run_result_path(results, "base-seed=2"), "/some where/e/base-seed=2.h5");
+  EXPECT_EQ(resolved_overrides(rl2, results),
+            (std::vector<std::string>{"rl.init=\"/some where/e/base-seed=2.h5\"",
+                                      "data.path=\"/some where/e/base-seed=1.h5\""}));
+  EXPECT_EQ(resolved_overrides(e.runs[3], results), e.runs[3].overrides);
+  const RunConfig c = load_rl_config(rl2.config_path, resolved_overrides(rl2, results));
+  EXPECT_EQ(c.rl.rl.init, "/some where/e/base-seed=2.h5");
+  EXPECT_EQ(c.data.path, "/some where/e/base-seed=1.h5");
+}
+
+TEST(Experiment, UnknownReferencesAndCyclesNameTheRunAndTheReference) {
+  const std::string dir = stages_dir("experiment_bad_references");
+  const auto error_of = [&](const std::string& runs) {
+    const std::string p = write(dir, "e.toml", "description = \"d\"\nconfig = \"configs/base.toml\"\n" + runs);
+    return config_error([&] { load_experiment(p); });
+  };
+  const std::string base = "[[runs]]\nname = \"base\"\n";
+  EXPECT_THAT(error_of(base + "[[runs]]\nname = \"rl\"\ncommand = \"rl\"\nconfig = \"configs/grpo.toml\"\n"
+                              "[runs.set]\n\"rl.init\" = \"@bsae\"\n"),
+              HasSubstr(dir + "/e.toml:10: run 'rl': rl.init = \"@bsae\" names no run of this experiment "
+                              "(did you mean '@base'? runs: base, rl)"));
+  EXPECT_THAT(error_of("[[runs]]\nname = \"a\"\nset = { \"data.path\" = \"@\" }\n"),
+              HasSubstr("e.toml:5: run 'a': data.path = \"@\" names no run of this experiment"));
+  EXPECT_THAT(error_of("[[runs]]\nname = \"a\"\nset = { \"data.path\" = \"@a\" }\n"),
+              HasSubstr("e.toml:5: run 'a': data.path = \"@a\" makes a cycle of references: a -> a"));
+  EXPECT_THAT(error_of(base + "[[runs]]\nname = \"a\"\nset = { \"data.path\" = \"@b-path=_a\" }\n"
+                              "[[runs]]\nname = \"b\"\nset = { \"data.path\" = [\"@base\", \"@a\"] }\n"),
+              HasSubstr("e.toml:10: run 'b-path=_a': data.path = \"@a\" makes a cycle of references: "
+                        "a -> b-path=_a -> a"));
+  // A reference is a string: a key of another type rejects it where it stands.
+  EXPECT_THAT(error_of(base + "[[runs]]\nname = \"a\"\nset = { \"train.steps\" = \"@base\" }\n"),
+              HasSubstr("e.toml:7: run 'a': train.steps must be an integer, got string \"@base\""));
+}
+
+TEST(Experiment, SmokeKeysApplyToTheRunsWhoseConfigHasThem) {
+  const std::string dir = stages_dir("experiment_smoke_routing");
+  const std::string head = R"(description = "d"
+config = "configs/base.toml"
+[smoke]
+"train.steps" = 4
+"rl.steps" = 1
+"data.val_fraction" = 0.2
+)";
+  const std::string stages = R"([[runs]]
+name = "base"
+[[runs]]
+name = "rl"
+command = "rl"
+config = "configs/grpo.toml"
+)";
+  const Experiment e = load_experiment(write(dir, "e.toml", head + stages));
+  EXPECT_EQ(e.smoke_overrides, (std::vector<std::string>{"train.steps=4", "rl.steps=1", "data.val_fraction=0.2"}));
+  ASSERT_EQ(e.runs.size(), 2u);
+  EXPECT_EQ(e.runs[0].smoke_overrides, (std::vector<std::string>{"train.steps=4", "data.val_fraction=0.2"}));
+  EXPECT_EQ(e.runs[1].smoke_overrides, (std::vector<std::string>{"rl.steps=1", "data.val_fraction=0.2"}));
+  const RunConfig smoke_rl = load_rl_config(e.runs[1].config_path, e.runs[1].smoke_overrides);
+  EXPECT_EQ(smoke_rl.rl.rl.steps, 1);
+  EXPECT_EQ(smoke_rl.data.val_fraction, 0.2);
+
+  const auto error_of = [&](const std::string& body) {
+    const std::string p = write(dir, "bad.toml", body);
+    return config_error([&] { load_experiment(p); });
+  };
+  // Smoke values are validated with the runs they apply to only.
+  EXPECT_THAT(error_of("description = \"d\"\nconfig = \"configs/base.toml\"\n[smoke]\n\"rl.steps\" = 0\n" + stages),
+              HasSubstr("bad.toml:4: [smoke] with run 'rl': rl.steps = 0 is out of range"));
+  EXPECT_THAT(error_of(head + "[[runs]]\nname = \"base\"\n"),
+              HasSubstr("bad.toml:5: [smoke] rl.steps applies to no run: no train config has that key"));
+  EXPECT_THAT(error_of("description = \"d\"\nconfig = \"configs/base.toml\"\n[smoke]\n\"train.stesp\" = 3\n" + stages),
+              HasSubstr("bad.toml:4: [smoke] train.stesp applies to no run: no train or rl config has that key "
+                        "(did you mean 'train.steps'?)"));
+  EXPECT_THAT(error_of("description = \"d\"\nconfig = \"configs/base.toml\"\n[smoke]\n\"data.path\" = \"@base\"\n" +
+                       stages),
+              HasSubstr("bad.toml:4: [smoke] data.path = \"@base\": [smoke] takes no run references"));
 }
 
 TEST(Experiment, EveryShippedExperimentLoads) {
