@@ -204,6 +204,14 @@ void run_runs(const Experiment& e, const std::filesystem::path& dir, const RunOp
       p.state = State::Done;
       continue;
     }
+    for (const RunReference& ref : e.runs[&p - plan.data()].references) {
+      if (ref.experiment.empty()) continue;
+      const std::string need = run_result_path((dir.parent_path() / ref.experiment).string(), ref.run);
+      if (!result_complete(need))
+        throw BadInput("run " + p.name + " needs " + ref.experiment + "/" + ref.run + " (" + need +
+                       "), which is not complete: run `dslab run experiments/" + ref.experiment +
+                       ".toml` first, with the same --results" + (o.smoke ? " and --smoke" : ""));
+    }
     if (state.starts_with("blocked"))
       throw BadInput("'" + p.out + "' exists but is not a complete result; remove it to rerun " + p.name);
     ++todo;

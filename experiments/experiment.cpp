@@ -169,7 +169,12 @@ void expand_run(Experiment& e, const toml::table& entry, const std::string& file
     ExperimentRun run{*name, command, config, {}, {}, {}, {}};
     for (size_t i = 0; i < axes.size(); ++i) {
       const toml::node& v = *axes[i].values[index[i]];
-      if (const auto ref = reference_of(v)) run.references.push_back({i, *ref, axes[i].at});
+      if (const auto ref = reference_of(v)) {
+        RunReference r{i, *ref, axes[i].at};
+        if (const size_t slash = ref->find('/'); slash != std::string::npos)
+          r = {i, ref->substr(slash + 1), axes[i].at, ref->substr(0, slash)};
+        run.references.push_back(std::move(r));
+      }
       run.overrides.push_back(axes[i].key + "=" + *scalar_text(v));
       if (axes[i].swept) run.name.append("-").append(name_part(axes[i].key, v));
     }
@@ -203,6 +208,14 @@ void link_references(Experiment& e) {
   for (size_t i = 0; i < e.runs.size(); ++i) index[e.runs[i].name] = i, names.push_back(e.runs[i].name);
   for (ExperimentRun& run : e.runs)
     for (const RunReference& ref : run.references) {
+      if (!ref.experiment.empty()) {  // another experiment's run: its file must exist
+        const fs::path other = fs::path(e.path).parent_path() / (ref.experiment + ".toml");
+        if (ref.run.empty() || !is_file(other.string()))
+          fail(ref.at, "run '" + run.name + "': " + reference_text(run, ref) +
+                           " must name a run of an experiment in the same folder (\"@EXPERIMENT/RUN\"); no file " +
+                           other.string());
+        continue;
+      }
       if (!index.count(ref.run)) {
         const auto hint = nearest(ref.run, names);
         fail(ref.at, "run '" + run.name + "': " + reference_text(run, ref) + " names no run of this experiment (" +
@@ -218,6 +231,7 @@ void link_references(Experiment& e) {
     mark[i] = Mark::OnPath;
     path.push_back(i);
     for (const RunReference& ref : e.runs[i].references) {
+      if (!ref.experiment.empty()) continue;
       const size_t j = index.at(ref.run);
       if (mark[j] == Mark::OnPath) {
         std::vector<std::string> cycle;
@@ -328,7 +342,8 @@ std::vector<std::string> resolved_overrides(const ExperimentRun& run, const std:
   std::vector<std::string> out = run.overrides;
   for (const RunReference& ref : run.references) {
     std::string& o = out[ref.override_index];
-    o = o.substr(0, o.find('=') + 1) + toml_string(run_result_path(dir, ref.run));
+    const std::string folder = ref.experiment.empty() ? dir : (fs::path(dir).parent_path() / ref.experiment).string();
+    o = o.substr(0, o.find('=') + 1) + toml_string(run_result_path(folder, ref.run));
   }
   return out;
 }

@@ -25,7 +25,12 @@
 // complete. Any string key may hold one (rl.init for an RL stage on a trained
 // base); at load time the key holds the text "@NAME", so the referenced file
 // need not exist yet. An unknown NAME or a cycle of references is a
-// ConfigError naming file:line, the run and the reference. [smoke] takes no
+// ConfigError naming file:line, the run and the reference.
+// "@EXPERIMENT/NAME" names run NAME of another experiment of the same folder
+// (experiments/EXPERIMENT.toml), at <results>/EXPERIMENT/NAME.h5 beside this
+// experiment's folder: `dslab run` does not run it, but refuses to start a run
+// that needs it before it is complete (run that experiment first, with the same
+// --results and --smoke). [smoke] takes no
 // references ("@..." there is an error): a smoke run references the smoke
 // results through its [runs.set] already.
 //
@@ -49,6 +54,7 @@ struct RunReference {
   size_t override_index;  // the override "key=\"@NAME\"" in ExperimentRun::overrides
   std::string run;        // NAME
   std::string at;         // "file:line" of the value
+  std::string experiment{};  // EXPERIMENT of "@EXPERIMENT/NAME"; empty: this experiment
 };
 
 struct ExperimentRun {
@@ -59,7 +65,7 @@ struct ExperimentRun {
                                          //   reference keeps its text "@NAME" (resolved_overrides)
   std::vector<std::string> smoke_overrides;  // the [smoke] keys this run's config has, in file order
   std::vector<RunReference> references;  // in file order
-  std::vector<std::string> needs;        // the runs referenced, each once, in order of first reference
+  std::vector<std::string> needs;        // the runs of this experiment referenced, each once, in order
 };
 
 struct Experiment {

@@ -668,6 +668,39 @@ name = "base"
   EXPECT_EQ(c.data.path, "/some where/e/base-seed=1.h5");
 }
 
+// "@EXPERIMENT/RUN": a run of another experiment of the same folder, at
+// <results>/EXPERIMENT/RUN.h5; not a run of this one, so not in needs.
+TEST(Experiment, ReferencesToAnotherExperimentsRun) {
+  const std::string dir = stages_dir("experiment_external_references");
+  write(dir, "pre.toml", "description = \"d\"\nconfig = \"configs/base.toml\"\n[[runs]]\nname = \"base\"\n");
+  const std::string path = write(dir, "e.toml", R"(description = "d"
+command = "rl"
+config = "configs/grpo.toml"
+[[runs]]
+name = "rl"
+[runs.set]
+"rl.init" = "@pre/base"
+)");
+  const Experiment e = load_experiment(path);
+  ASSERT_EQ(e.runs.size(), 1u);
+  ASSERT_EQ(e.runs[0].references.size(), 1u);
+  EXPECT_EQ(e.runs[0].references[0].experiment, "pre");
+  EXPECT_EQ(e.runs[0].references[0].run, "base");
+  EXPECT_TRUE(e.runs[0].needs.empty());
+  EXPECT_EQ(resolved_overrides(e.runs[0], "/r/e"), std::vector<std::string>{"rl.init=\"/r/pre/base.h5\""});
+  const std::string bad = write(dir, "bad.toml", R"(description = "d"
+command = "rl"
+config = "configs/grpo.toml"
+[[runs]]
+name = "rl"
+[runs.set]
+"rl.init" = "@nowhere/base"
+)");
+  EXPECT_THAT(config_error([&] { load_experiment(bad); }),
+              HasSubstr(dir + "/bad.toml:7: run 'rl': rl.init = \"@nowhere/base\" must name a run of an experiment "
+                              "in the same folder (\"@EXPERIMENT/RUN\"); no file " + dir + "/nowhere.toml"));
+}
+
 TEST(Experiment, UnknownReferencesAndCyclesNameTheRunAndTheReference) {
   const std::string dir = stages_dir("experiment_bad_references");
   const auto error_of = [&](const std::string& runs) {
