@@ -61,11 +61,7 @@ void rl(const RunCommandOptions& o) {
   RunInfo info{cfg.text, setup.rl.seed, use_threads(o.threads), 0.0};
   RlTrainer trainer(cfg.model, setup, setup.reward.language > 0 ? &vocab : nullptr);
   if (!setup.rl.init.empty()) {
-    try {
-      read_model(setup.rl.init, trainer.policy);
-    } catch (const std::runtime_error& e) {
-      throw BadInput(std::string("rl.init: ") + e.what());
-    }
+    read_init("rl.init", setup.rl.init, trainer.policy);
     trainer.reset_reference();
   }
   const std::string ckpt = checkpoint_path(o.out);

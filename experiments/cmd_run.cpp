@@ -60,6 +60,10 @@ struct PlannedRun {
   std::string config;
   std::vector<std::string> overrides;  // references resolved, smoke overrides appended
   std::vector<size_t> needs;           // indices of the runs it depends on
+  struct Elsewhere {
+    std::string experiment, run, path;  // "@EXPERIMENT/NAME" and its result file
+  };
+  std::vector<Elsewhere> needs_elsewhere;  // runs of other experiments, not run here
   State state = State::Pending;
   std::string why;                     // NotRun: "needs X, which failed"
 };
@@ -140,6 +144,9 @@ std::vector<PlannedRun> plan_runs(const Experiment& e, const std::filesystem::pa
                  resolved_overrides(run, dir.string()), {}};
     if (smoke) p.overrides.insert(p.overrides.end(), run.smoke_overrides.begin(), run.smoke_overrides.end());
     for (const auto& n : run.needs) p.needs.push_back(index.at(n));
+    for (const RunReference& ref : run.references)
+      if (!ref.experiment.empty())
+        p.needs_elsewhere.push_back({ref.experiment, ref.run, reference_path(ref, dir.string())});
     plan.push_back(std::move(p));
   }
   return plan;
@@ -204,14 +211,11 @@ void run_runs(const Experiment& e, const std::filesystem::path& dir, const RunOp
       p.state = State::Done;
       continue;
     }
-    for (const RunReference& ref : e.runs[&p - plan.data()].references) {
-      if (ref.experiment.empty()) continue;
-      const std::string need = run_result_path((dir.parent_path() / ref.experiment).string(), ref.run);
-      if (!result_complete(need))
-        throw BadInput("run " + p.name + " needs " + ref.experiment + "/" + ref.run + " (" + need +
-                       "), which is not complete: run `dslab run experiments/" + ref.experiment +
+    for (const auto& n : p.needs_elsewhere)
+      if (!result_complete(n.path))
+        throw BadInput("run " + p.name + " needs " + n.experiment + "/" + n.run + " (" + n.path +
+                       "), which is not complete: run `dslab run experiments/" + n.experiment +
                        ".toml` first, with the same --results" + (o.smoke ? " and --smoke" : ""));
-    }
     if (state.starts_with("blocked"))
       throw BadInput("'" + p.out + "' exists but is not a complete result; remove it to rerun " + p.name);
     ++todo;

@@ -79,13 +79,7 @@ void train(const RunCommandOptions& o) {
   RunInfo info{cfg.text, cfg.train.seed, use_threads(o.threads), 0.0};
 
   Trainer trainer(cfg.model, cfg.train, corpus);
-  if (!cfg.train.init.empty()) {
-    try {
-      read_model(cfg.train.init, trainer.model);
-    } catch (const std::runtime_error& e) {
-      throw BadInput(std::string("train.init: ") + e.what());
-    }
-  }
+  if (!cfg.train.init.empty()) read_init("train.init", cfg.train.init, trainer.model);
   const std::string ckpt = checkpoint_path(o.out);
   if (resume_from(ckpt, o.resume)) {
     read_checkpoint(ckpt, cfg.text, trainer);

@@ -338,12 +338,16 @@ std::string run_result_path(const std::string& dir, const std::string& name) {
   return (fs::path(dir) / (name + ".h5")).string();
 }
 
+std::string reference_path(const RunReference& ref, const std::string& dir) {
+  return run_result_path(ref.experiment.empty() ? dir : (fs::path(dir).parent_path() / ref.experiment).string(),
+                         ref.run);
+}
+
 std::vector<std::string> resolved_overrides(const ExperimentRun& run, const std::string& dir) {
   std::vector<std::string> out = run.overrides;
   for (const RunReference& ref : run.references) {
     std::string& o = out[ref.override_index];
-    const std::string folder = ref.experiment.empty() ? dir : (fs::path(dir).parent_path() / ref.experiment).string();
-    o = o.substr(0, o.find('=') + 1) + toml_string(run_result_path(folder, ref.run));
+    o = o.substr(0, o.find('=') + 1) + toml_string(reference_path(ref, dir));
   }
   return out;
 }

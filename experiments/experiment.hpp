@@ -88,8 +88,12 @@ Experiment load_experiment(const std::string& path);
 // `dir`/NAME.h5: where run NAME's result goes (dir: <results>/<experiment>).
 std::string run_result_path(const std::string& dir, const std::string& name);
 
-// The run's overrides with each reference "@NAME" replaced by the TOML string
-// of run_result_path(dir, NAME).
+// The result a reference stands for: run_result_path(dir, NAME) for "@NAME",
+// run_result_path(<dir's parent>/EXPERIMENT, NAME) for "@EXPERIMENT/NAME".
+std::string reference_path(const RunReference& ref, const std::string& dir);
+
+// The run's overrides with each reference replaced by the TOML string of its
+// reference_path(ref, dir).
 std::vector<std::string> resolved_overrides(const ExperimentRun& run, const std::string& dir);
 
 }  // namespace dslab

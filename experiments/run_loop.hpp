@@ -10,6 +10,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,16 @@ inline void add_run_command_options(CLI::App* cmd, RunKind kind, const std::stri
     if (!opts.label.empty()) opts.label = "[" + opts.label + "] ";
     run(opts);
   });
+}
+
+// Reads the weights a run starts from (train.init, rl.init) into `model`;
+// BadInput naming the key when the file cannot be read or does not fit.
+inline void read_init(const std::string& key, const std::string& path, Transformer<float>& model) {
+  try {
+    read_model(path, model);
+  } catch (const std::runtime_error& e) {
+    throw BadInput(key + ": " + e.what());
+  }
 }
 
 // "1h05m", "3m07s", "42s": an ETA on a progress line.

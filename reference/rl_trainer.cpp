@@ -58,6 +58,14 @@ void tempered_row(std::vector<double>& z, const float* logits, int V, double T) 
   for (int v = 0; v < V; ++v) z[v] = double(logits[v]) / T;
 }
 
+// logits / T of the rows that predict the response tokens   [R, V]
+std::vector<double> tempered_logits(const TokenLogprobs<float>& lp, int V, double T) {
+  std::vector<double> z(lp.rows.size() * size_t(V));
+  for (size_t r = 0; r < lp.rows.size(); ++r)
+    for (int v = 0; v < V; ++v) z[r * V + v] = double(lp.acts.logits(lp.rows[r], v)) / T;
+  return z;
+}
+
 // Each KL estimator against the exact KL(pi_old || pi_ref) on the sampled tokens
 // (at pi_theta = pi_old, before any update: k3_ratio = k3). Sums in a fixed order.
 struct KlDiagnostics {
@@ -314,24 +322,13 @@ RlStepReport RlTrainer::rl_step() {
     }
     for (float e : lp.entropy) entropy_sum += e;
     response_tokens += lp.logp.size();
-    std::vector<double> old_z(lp.rows.size() * size_t(V));  // pi_old's tempered logits, for the KL diagnostics
-    for (size_t r = 0; r < lp.rows.size(); ++r)
-      for (int v = 0; v < V; ++v) old_z[r * V + v] = double(lp.acts.logits(lp.rows[r], v)) / T;
+    const std::vector<double> old_z = tempered_logits(lp, V, T);  // pi_old's, for the KL diagnostics
     token_logprobs(reference, lp, part.batch, T);
     part.ref_logp.assign(lp.logp.begin(), lp.logp.end());
-    {
-      std::vector<double> ref_z;
-      for (size_t r = 0; r < lp.rows.size(); ++r) {
-        tempered_row(ref_z, &lp.acts.logits(lp.rows[r], 0), V, T);
-        kl_diagnostics.add(part.old_logp[r], part.ref_logp[r], kl_exact(old_z.data() + r * V, ref_z.data(), V));
-      }
-    }
-    if (exact_kl) {
-      part.ref_z.resize(lp.rows.size() * size_t(V));
-      for (size_t r = 0; r < lp.rows.size(); ++r)
-        for (int v = 0; v < V; ++v)
-          part.ref_z[r * V + v] = double(lp.acts.logits(lp.rows[r], v)) / T;
-    }
+    std::vector<double> ref_z = tempered_logits(lp, V, T);
+    for (size_t r = 0; r < lp.rows.size(); ++r)
+      kl_diagnostics.add(part.old_logp[r], part.ref_logp[r], kl_exact(&old_z[r * V], &ref_z[r * V], V));
+    if (exact_kl) part.ref_z = std::move(ref_z);
     if (!ppo && grpo.kl_placement == KlPlacement::Reward) {  // r_i - beta sum_t k_t, at pi_theta = pi_old
       for (size_t i = 0; i + 1 < part.offsets.size(); ++i) {
         double k = 0;
