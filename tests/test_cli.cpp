@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -97,6 +99,38 @@ TEST(Cli, ExistingResultIsNeverOverwritten) {
   EXPECT_EQ(test::run_dslab("train " + d.tiny("--out " + d / "r.h5"), &out), 2);
   EXPECT_THAT(out, HasSubstr("already exists"));
   EXPECT_EQ(test::read_file(d / "r.h5"), "precious");
+}
+
+// train.init: the run starts from a result's weights. With a learning rate
+// of 1e-12 one step leaves them where they were, far from a fresh start;
+// a missing file is exit 2 naming the key, with nothing written.
+TEST(Cli, TrainInitStartsFromAResultsWeights) {
+  Dir d("cli_train_init");
+  std::string out;
+  ASSERT_EQ(test::run_dslab("train " + d.tiny("--out " + d / "a.h5 --set train.steps=6"), &out), 0) << out;
+  const std::string still = " --set train.steps=1 --set train.lr=1e-12 --set train.min_lr=1e-12 "
+                            "--set train.warmup_steps=0 --set train.seed=7";
+  ASSERT_EQ(test::run_dslab("train " + d.tiny("--out " + d / "b.h5" + still + " --set train.init=" + d / "a.h5"), &out), 0)
+      << out;
+  ASSERT_EQ(test::run_dslab("train " + d.tiny("--out " + d / "c.h5" + still), &out), 0) << out;
+  const RunConfig cfg = parse_run_config_text(read_config_text(d / "a.h5"));
+  Transformer<float> a(cfg.model), b(cfg.model), c(cfg.model);
+  read_model(d / "a.h5", a);
+  read_model(d / "b.h5", b);
+  read_model(d / "c.h5", c);
+  const Arena<float>&pa = a.params.arena(), &pb = b.params.arena(), &pc = c.params.arena();
+  double moved = 0, fresh = 0;
+  for (size_t i = 0; i < pa.size(); ++i) {
+    moved = std::max(moved, double(std::abs(pb.data()[i] - pa.data()[i])));
+    fresh = std::max(fresh, double(std::abs(pc.data()[i] - pa.data()[i])));
+  }
+  EXPECT_LT(moved, 1e-6);
+  EXPECT_GT(fresh, 1e-2);
+
+  EXPECT_EQ(test::run_dslab("train " + d.tiny("--out " + d / "m.h5 --set train.init=" + d / "missing.h5"), &out), 2);
+  EXPECT_THAT(out, HasSubstr("train.init: "));
+  EXPECT_THAT(out, HasSubstr("missing.h5"));
+  EXPECT_FALSE(fs::exists(d / "m.h5"));
 }
 
 TEST(Cli, KilledRunLeavesNoResultAndResumeEqualsUninterrupted) {
@@ -219,6 +253,18 @@ TEST(Cli, RunStartsAStageOnceTheRunItReferencesIsComplete) {
   EXPECT_THAT(out, HasSubstr("1 run(s) did not finish: a; 2 not run: c (needs b, which was not run), "
                              "b (needs a, which failed)"));
   EXPECT_FALSE(fs::exists(results + "/broken/b.h5"));
+
+  // "@EXPERIMENT/NAME": another experiment's run is not run here; until it is
+  // complete nothing starts (exit 2, naming what to run first); then it is used.
+  std::ofstream(d / "after.toml") << "description = \"GRPO on the stages experiment's base\"\ncommand = \"rl\"\n"
+                                  << "config = \"configs/grpo_tiny.toml\"\n[smoke]\n\"rl.steps\" = 1\n"
+                                  << "[[runs]]\nname = \"rl\"\nset = { \"rl.init\" = \"@stages/base\" }\n";
+  EXPECT_EQ(test::run_dslab("run " + d / "after.toml" + " --results " + results, &out), 2);
+  EXPECT_THAT(out, HasSubstr("run rl needs stages/base (" + results + "/stages/base.h5), which is not complete: "
+                             "run `dslab run experiments/stages.toml` first, with the same --results"));
+  EXPECT_FALSE(fs::exists(results + "/after"));
+  ASSERT_EQ(test::run_dslab("run " + d / "after.toml" + " --smoke --results " + results, &out), 0) << out;
+  EXPECT_EQ(parse_rl_config_text(read_config_text(results + "/smoke/after/rl.h5")).rl.rl.init, base);
 }
 
 TEST(Cli, ListShowsOneLinePerExperiment) {

@@ -191,16 +191,22 @@ TEST(DataBatches, TooShortSplitsAreErrors) {
   EXPECT_THROW(eval_batch(data, 2, 10, 0, 1), std::runtime_error);
 }
 
-// The trainer trains on the training split and evaluates on the validation split.
-TEST(DataBatches, TrainerUsesEachSplitForItsPurpose) {
-  omp_set_num_threads(1);
+// One layer of width 16 for the trainer tests.
+ModelArgs small_model(int max_seq_len) {
   ModelArgs a;
   a.dim = 16;
   a.n_layers = 1;
   a.n_heads = 2;
   a.n_kv_heads = 1;
   a.inter_dim = 32;
-  a.max_seq_len = 16;
+  a.max_seq_len = max_seq_len;
+  return a;
+}
+
+// The trainer trains on the training split and evaluates on the validation split.
+TEST(DataBatches, TrainerUsesEachSplitForItsPurpose) {
+  omp_set_num_threads(1);
+  const ModelArgs a = small_model(16);
   TrainArgs t;
   t.steps = 2;
   t.batch_size = 3;
@@ -346,13 +352,7 @@ TEST(TaskRows, ValidationProblemsAreFixedAndHeldOut) {
 
 TEST(TaskRows, TrainerRecordsTheTaskValidationLoss) {
   omp_set_num_threads(1);
-  ModelArgs m;
-  m.dim = 16;
-  m.n_layers = 1;
-  m.n_heads = 2;
-  m.n_kv_heads = 1;
-  m.inter_dim = 32;
-  m.max_seq_len = 64;
+  const ModelArgs m = small_model(64);
   TrainArgs t;
   t.steps = 2;
   t.batch_size = 4;

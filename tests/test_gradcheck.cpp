@@ -208,44 +208,39 @@ TEST_F(Gradcheck, SwiGluFfn) {
   expect_gradient("w3", loss, w.w3, dw3);
 }
 
+// Every target counted, and some of -1 (PyTorch's ignore_index: not counted).
 TEST_F(Gradcheck, CrossEntropy) {
   Rng rng(7);
   const size_t N = 6, V = 7;
-  const std::vector<int> targets = {3, 0, 6, 3, 1, 5};
   auto logits = random_tensor<2>(rng, {N, V}, 2.0);
   const double dloss = 0.7;  // the upstream gradient, so L = 0.7 * mean loss
-  auto loss = [&] {
-    Tensor2<double> probs;
+  for (const std::vector<int>& targets : {std::vector<int>{3, 0, 6, 3, 1, 5}, std::vector<int>{3, -1, 6, -1, -1, 5}}) {
+    auto loss = [&] {
+      Tensor2<double> probs;
+      Tensor1<double> losses;
+      return dloss * cross_entropy_forward(probs, losses, logits, targets);
+    };
+    Tensor2<double> probs, dlogits;
     Tensor1<double> losses;
-    return dloss * cross_entropy_forward(probs, losses, logits, targets);
-  };
-  Tensor2<double> probs, dlogits;
-  Tensor1<double> losses;
-  cross_entropy_forward(probs, losses, logits, targets);
-  cross_entropy_backward(dlogits, probs, targets, dloss);
-  expect_gradient("logits", loss, logits, dlogits);
+    cross_entropy_forward(probs, losses, logits, targets);
+    cross_entropy_backward(dlogits, probs, targets, dloss);
+    expect_gradient("logits", loss, logits, dlogits);
+  }
 }
 
-// Ignored targets (-1, PyTorch's ignore_index): the loss is the mean over the
-// counted rows alone - the same function on the counted rows - and the
-// gradient of an ignored row is zero; finite differences check the rest.
+// Ignored targets: the loss is the mean over the counted rows alone - the same
+// function on the counted rows - and an ignored row's loss and gradient are
+// zero (the gradient of the rest: finite differences above).
 TEST_F(Gradcheck, CrossEntropyIgnoresTargetsOfMinusOne) {
   Rng rng(8);
   const size_t N = 6, V = 7;
   const std::vector<int> targets = {3, -1, 6, -1, -1, 5};
   auto logits = random_tensor<2>(rng, {N, V}, 2.0);
   const double dloss = 0.7;
-  auto loss = [&] {
-    Tensor2<double> probs;
-    Tensor1<double> losses;
-    return dloss * cross_entropy_forward(probs, losses, logits, targets);
-  };
   Tensor2<double> probs, dlogits;
   Tensor1<double> losses;
   const double mean = cross_entropy_forward(probs, losses, logits, targets);
   cross_entropy_backward(dlogits, probs, targets, dloss);
-  expect_gradient("logits", loss, logits, dlogits);
-
   Tensor2<double> counted = Tensor2<double>::from_shape({3, V}), p2;
   Tensor1<double> l2;
   const size_t rows[] = {0, 2, 5};
