@@ -20,6 +20,12 @@
 //   [rollout] RolloutArgs  (group_size, max_new_tokens, temperature, top_k, top_p, stop)
 //   [task]    TaskArgs     (kind, difficulty)
 //   [reward]  RewardArgs   (weights of accuracy, format, language, ...)
+// An eval config (`dslab eval`) is an RL config plus
+//   [eval]    EvalArgs     (init, problems, samples, keep_language, ...: pass@k, maj@k,
+//                           rejection sampling; reference/eval.hpp)
+// so that the RL run's config evaluates its result; it reads [model], [task],
+// [rollout] (not group_size), [data] (the language's vocabulary) and [eval],
+// and checks but does not use [rl], [grpo], [ppo] and [reward].
 // plus an optional top-level `extends = "base.toml"` (resolved relative to the
 // file) whose values the file overrides, table by table, key by key.
 //
@@ -41,6 +47,7 @@
 #include <vector>
 
 #include "reference/enum_names.hpp"
+#include "reference/eval.hpp"
 #include "reference/rl_trainer.hpp"
 #include "reference/trainer.hpp"
 #include "reference/transformer.hpp"
@@ -53,16 +60,17 @@ struct DataArgs {
 };
 
 // Which command a config is for: the tables it may hold and its rules.
-enum class RunKind { Train, Rl };
+enum class RunKind { Train, Rl, Eval };
 template <> struct EnumNames<RunKind> {
-  static constexpr std::array<std::string_view, 2> names = {"train", "rl"};  // dslab train, dslab rl
+  static constexpr std::array<std::string_view, 3> names = {"train", "rl", "eval"};  // dslab train, rl, eval
 };
 
 struct RunConfig {
   RunKind kind = RunKind::Train;
   ModelArgs model;
   TrainArgs train;     // Train only
-  RlSetup rl;          // Rl only
+  RlSetup rl;          // Rl and Eval (which reads its rollout, task and reward)
+  EvalArgs eval;       // Eval only
   DataArgs data;
   TaskArgs task;       // [task]; the loader copies it to rl.task (Rl) or train.task_text.task (Train)
   std::string text;    // the effective config (extends and overrides applied), as TOML
@@ -86,6 +94,10 @@ RunConfig parse_run_config_text(const std::string& text);
 // The same for RL configs (kind Rl).
 RunConfig load_rl_config(const std::string& path, const std::vector<std::string>& overrides = {});
 RunConfig parse_rl_config_text(const std::string& text);
+
+// The same for eval configs (kind Eval).
+RunConfig load_eval_config(const std::string& path, const std::vector<std::string>& overrides = {});
+RunConfig parse_eval_config_text(const std::string& text);
 
 // One line per key of the schema, in aligned columns:
 //   "model.dim  integer  1 .. 65536  default 128  model width D"

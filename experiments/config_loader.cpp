@@ -187,8 +187,9 @@ std::string unknown_top_level_key(const std::string& key, RunKind kind) {
   top.push_back("extends");
   auto hint = nearest(key, top);
   if (!hint) hint = nearest_key(key, kind);
-  const std::string tables = kind == RunKind::Rl ? "[model], [rl], [grpo], [rollout], [task], [reward], [data]"
-                                                 : "[model], [mtp], [train], [data], [task]";
+  const std::string tables = kind == RunKind::Train  ? "[model], [mtp], [train], [data], [task]"
+                             : kind == RunKind::Rl ? "[model], [rl], [grpo], [rollout], [task], [reward], [data]"
+                                                   : "[model], [eval], [rollout], [task], [data] (and an RL config's)";
   return "unknown top-level key '" + key + "' (" + (hint ? "did you mean '" + *hint + "'? " : "") +
          "the top level holds extends and the tables " + tables + ")";
 }
@@ -351,6 +352,7 @@ void check_rules(const Loader& L) {
       L.cfg.train.validate(L.cfg.model);
     } else {
       L.cfg.rl.validate(L.cfg.model);
+      if (L.cfg.kind == RunKind::Eval) L.cfg.eval.validate();
     }
   } catch (const ArgsError& e) {
     fail_across(L, e.keys(), e.what());
@@ -359,7 +361,7 @@ void check_rules(const Loader& L) {
 
 RunConfig finish(Loader& L) {
   // [task] is the RL run's problems, or the task text of a training run.
-  if (L.cfg.kind == RunKind::Rl) L.cfg.rl.task = L.cfg.task;
+  if (L.cfg.kind != RunKind::Train) L.cfg.rl.task = L.cfg.task;
   else L.cfg.train.task_text.task = L.cfg.task;
   check_rules(L);
   L.cfg.text = to_toml_text(L.cfg);
@@ -414,6 +416,12 @@ RunConfig load_rl_config(const std::string& path, const std::vector<std::string>
 }
 
 RunConfig parse_rl_config_text(const std::string& text) { return parse_config_text(text, RunKind::Rl); }
+
+RunConfig load_eval_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return load_config(path, overrides, RunKind::Eval);
+}
+
+RunConfig parse_eval_config_text(const std::string& text) { return parse_config_text(text, RunKind::Eval); }
 
 std::string resolve_data_path(const std::string& path) {
   if (path != "kjv") return path;

@@ -361,6 +361,22 @@ const std::vector<KeySpec>& schema() {
                   "DAPO's L_max, bytes"),
       integer_key("reward", "cache_length", DSLAB_FIELD(rl.reward.cache_length), 0, kMaxWidth,
                   "DAPO's L_cache, bytes; at most max_length"),
+
+      optional_string_key("eval", "init", DSLAB_FIELD(eval.init),
+                          "the result (FILE.h5) whose weights are evaluated; \"\": fresh weights of eval.seed"),
+      integer_key("eval", "problems", DSLAB_FIELD(eval.problems), 1, 1 << 20,
+                  "M problems: make_problem(task, eval.task_seed, 0 .. M-1)"),
+      integer_key("eval", "samples", DSLAB_FIELD(eval.samples), 1, 4096,
+                  "n samples per problem; pass@k and maj@k for k = 1, 2, 4, ..., n"),
+      integer_key("eval", "seed", DSLAB_FIELD(eval.seed), 0, INT64_MAX, "seed of the sampling streams"),
+      integer_key("eval", "task_seed", DSLAB_FIELD(eval.task_seed), 0, INT64_MAX,
+                  "the problem stream; rl.task_seed's is the RL prompts' (held out: another seed)"),
+      integer_key("eval", "batch", DSLAB_FIELD(eval.batch), 1, 4096,
+                  "problems sampled together (memory and speed; the numbers do not depend on it)"),
+      float_key("eval", "keep_language", DSLAB_FIELD(eval.keep_language), closed(0, 1),
+                "rejection sampling: a kept response needs language consistency >= this"),
+      integer_key("eval", "keep_per_problem", DSLAB_FIELD(eval.keep_per_problem), 0, 4096,
+                  "rejection sampling: at most this many distinct correct responses per problem; 0: all"),
   };
   return keys;
 }
@@ -369,7 +385,9 @@ const std::vector<std::string>& table_names(RunKind kind) {
   static const std::vector<std::string> train = {"model", "balance", "mtp", "train", "data", "fp8", "task"};
   static const std::vector<std::string> rl = {"model", "balance", "mtp", "data", "fp8",
                                               "rl", "grpo", "ppo", "rollout", "task", "reward"};
-  return kind == RunKind::Rl ? rl : train;
+  static const std::vector<std::string> eval = {"model", "balance", "mtp", "data", "fp8", "rl",
+                                                "grpo", "ppo", "rollout", "task", "reward", "eval"};
+  return kind == RunKind::Train ? train : kind == RunKind::Rl ? rl : eval;
 }
 
 const KeySpec* find_key(const std::string& path, RunKind kind) {

@@ -121,7 +121,7 @@ void validate_run(ExperimentRun& run, const std::vector<Override>& overrides, st
     // An error in the config file itself (a train config run as rl, ...) says which run read it as what.
     const std::string message = e.what();
     if (message.find("run '" + run.name + "'") != std::string::npos) throw;
-    throw ConfigError(message + " (reading " + run.config_path + " as " + (run.command == RunKind::Rl ? "an " : "a ") +
+    throw ConfigError(message + " (reading " + run.config_path + " as " + (run.command == RunKind::Train ? "a " : "an ") +
                       std::string(name_of(run.command)) + " config for run '" + run.name + "')");
   }
   std::vector<Override> with_smoke = overrides;

@@ -5,12 +5,15 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "experiments/io.hpp"
 
@@ -517,6 +520,101 @@ void read_rl_checkpoint(const std::string& path, const std::string& config_text,
     for (const auto& s : stores) s();
     trainer.samples = std::move(samples);
   });
+}
+
+// ---- eval runs ----------------------------------------------------------------
+
+void write_eval_result(const std::string& path, const RunInfo& info, const EvalResult& r, int64_t num_parameters) {
+  const auto doubles = [](const auto& xs) { return std::vector<double>(xs.begin(), xs.end()); };
+  write_whole(path, [&](H5::Group& root) {
+    write_text(root, "config", info.config_text);
+    set_attr(root, "dslab_version", provenance().dslab_version);
+    set_attr(root, "git_commit", provenance().git_commit);
+    set_attr(root, "seed", info.seed);
+    set_attr(root, "threads", int64_t(info.threads));
+    set_attr(root, "wall_seconds", info.wall_seconds);
+    set_attr(root, "steps", int64_t(0));
+    set_attr(root, "num_parameters", num_parameters);
+    set_attr(root, "complete", int64_t(1));
+    H5::Group m = root.createGroup("metrics");
+    write_doubles(m, "k", doubles(r.k));
+    write_doubles(m, "pass_at_k", r.pass_at_k);
+    write_doubles(m, "maj_at_k", r.maj_at_k);
+    const double n_samples = double(r.correct.size()) * double(r.k.empty() ? 0 : r.k.back());
+    const std::vector<std::pair<const char*, double>> scalars = {
+        {"accuracy", r.accuracy},
+        {"format_rate", r.format_rate},
+        {"language_consistency", r.language},
+        {"response_length", r.response_length},
+        {"reflection_words", r.reflection_words},
+        {"stopped", r.stopped},
+        {"yield", n_samples > 0 ? double(r.pairs.size()) / n_samples : 0.0},
+        {"tokens_per_second", r.sample_seconds > 0 ? double(r.tokens) / r.sample_seconds : 0.0},
+        {"sample_seconds", r.sample_seconds},
+        {"peak_rss_mib", peak_rss_mib()},
+    };
+    for (const auto& [name, value] : scalars) write_doubles(m, name, {value});
+    H5::Group problems = root.createGroup("problems");
+    write_strings(problems, "prompt", r.prompts);
+    write_doubles(problems, "correct", doubles(r.correct));
+    H5::Group pairs = root.createGroup("pairs");
+    std::vector<std::string> prompts, responses;
+    for (const SftPair& p : r.pairs) prompts.push_back(escape_bytes(p.prompt)), responses.push_back(escape_bytes(p.response));
+    write_strings(pairs, "prompt", prompts);
+    write_strings(pairs, "response", responses);
+    write_doubles(pairs, "problem", doubles(r.pair_problem));
+  });
+}
+
+namespace {
+
+std::vector<SftPair> read_jsonl_pairs(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot be read");
+  std::vector<SftPair> pairs;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const auto fail = [&](const std::string& why) {
+      throw std::runtime_error(path + ":" + std::to_string(n) + ": " + why +
+                               " (each line of a pairs file is {\"prompt\": \"...\", \"response\": \"...\"})");
+    };
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      fail(std::string("not JSON: ") + e.what());
+    }
+    if (!j.is_object()) fail("not a JSON object");
+    for (const char* key : {"prompt", "response"})
+      if (!j.contains(key) || !j[key].is_string()) fail(std::string("no string \"") + key + "\"");
+    pairs.push_back({j["prompt"].get<std::string>(), j["response"].get<std::string>()});
+  }
+  return pairs;
+}
+
+}  // namespace
+
+std::vector<SftPair> read_pairs(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw std::runtime_error(path + ": no such file");
+  std::vector<SftPair> pairs;
+  if (H5::H5File::isHdf5(path)) {
+    pairs = with_hdf5(path, [&] {
+      const H5::H5File file = open_for_reading(path);
+      if (!file.exists("pairs")) throw std::runtime_error(path + ": has no /pairs (not a dslab eval result)");
+      const H5::Group g = file.openGroup("pairs");
+      const std::vector<std::string> prompts = read_strings(g, "prompt"), responses = read_strings(g, "response");
+      if (prompts.size() != responses.size()) throw std::runtime_error(path + ": /pairs/prompt and /pairs/response differ in length");
+      std::vector<SftPair> out;
+      for (size_t i = 0; i < prompts.size(); ++i) out.push_back({unescape_bytes(prompts[i]), unescape_bytes(responses[i])});
+      return out;
+    });
+  } else {
+    pairs = read_jsonl_pairs(path);
+  }
+  if (pairs.empty()) throw std::runtime_error(path + ": holds no prompt -> response pair");
+  return pairs;
 }
 
 }  // namespace dslab

@@ -80,4 +80,23 @@ void write_rl_result(const std::string& path, const RunInfo& info, RlTrainer& tr
 void write_rl_checkpoint(const std::string& path, const RunInfo& info, RlTrainer& trainer);
 void read_rl_checkpoint(const std::string& path, const std::string& config_text, RlTrainer& trainer);
 
+// Eval runs (dslab eval): /config, the attributes of / (steps 0, num_parameters
+// of the model evaluated, complete = 1), no /model, and
+//   /metrics/k, /metrics/pass_at_k, /metrics/maj_at_k [K]
+//   /metrics/<name> [1] for accuracy, format_rate, language_consistency,
+//     response_length, reflection_words, stopped, yield (pairs / samples),
+//     tokens_per_second, sample_seconds, peak_rss_mib
+//   /problems/prompt [M], /problems/correct [M] (correct samples of each)
+//   /pairs/prompt, /pairs/response [kept], /pairs/problem [kept]: the pairs
+//     rejection sampling kept, texts escaped as /samples' are
+void write_eval_result(const std::string& path, const RunInfo& info, const EvalResult& result,
+                       int64_t num_parameters);
+
+// The prompt -> response pairs of an SFT run ([data] pairs): an eval result's
+// /pairs, or a JSON Lines file, one {"prompt": ..., "response": ...} object
+// per line (other members ignored, blank lines skipped). Throws
+// std::runtime_error naming the file (and the line) when it cannot be read,
+// is not one of the two, or holds no pair.
+std::vector<SftPair> read_pairs(const std::string& path);
+
 }  // namespace dslab

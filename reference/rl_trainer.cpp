@@ -32,12 +32,6 @@ double std_of(const std::vector<double>& x) {  // population std, for the log
   return std::sqrt(s / double(x.size()));
 }
 
-std::vector<int> byte_tokens(const std::string& text) {
-  std::vector<int> t(text.size());
-  for (size_t i = 0; i < text.size(); ++i) t[i] = static_cast<unsigned char>(text[i]);
-  return t;
-}
-
 // The groups one optimizer step trains on: prompts and completions, each
 // completion's `prompt` indexing `prompts`, and every response token's
 // constants for the GRPO loss.

@@ -38,6 +38,12 @@ std::string Completion::text() const {
   return s;
 }
 
+std::vector<int> byte_tokens(std::string_view text) {
+  std::vector<int> t(text.size());
+  for (size_t i = 0; i < text.size(); ++i) t[i] = static_cast<unsigned char>(text[i]);
+  return t;
+}
+
 double tempered_logprob(const float* logits, int V, int token, double temperature) {
   const double T = temperature > 0 ? temperature : 1.0;
   const double top = *std::max_element(logits, logits + V);

@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "reference/sampler.hpp"
@@ -65,6 +66,9 @@ std::vector<Completion> sample_completions(Transformer<float>& model, const std:
 std::vector<Completion> sample_sequences(Transformer<float>& model, const std::vector<std::vector<int>>& prompts,
                                          const std::vector<uint64_t>& streams, const RolloutArgs& args,
                                          uint64_t seed, uint64_t step);
+
+// The tokens of a text: its bytes (the byte-level model's vocabulary).
+std::vector<int> byte_tokens(std::string_view text);
 
 // log softmax(logits / T)[token] over the whole row [V] (T = 1 when temperature is 0).
 double tempered_logprob(const float* logits, int V, int token, double temperature);

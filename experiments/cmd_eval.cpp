@@ -1,0 +1,55 @@
+// dslab eval CONFIG.toml --out FILE.h5 [--set key.path=value ...] [--threads N]
+//
+// pass@k and maj@k of a model on M problems of its task, n samples each, and
+// the pairs rejection sampling keeps (reference/eval.hpp). CONFIG is an RL
+// config with an [eval] section (eval.init: the result evaluated). The same
+// guarantees as dslab train and rl: config errors name file, line and key
+// (exit 2, nothing written); FILE.h5 is written whole when the run is done,
+// never partly (an interrupted eval leaves nothing and starts over).
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "experiments/commands.hpp"
+#include "experiments/config.hpp"
+#include "experiments/io.hpp"
+#include "experiments/results.hpp"
+#include "experiments/run_loop.hpp"
+#include "reference/eval.hpp"
+
+namespace dslab {
+
+namespace {
+
+void eval(const RunCommandOptions& o) {
+  const RunConfig cfg = load_eval_config(o.config, o.sets);
+  if (already_complete(o.out, o.resume, o.label)) return;
+  const EvalArgs& a = cfg.eval;
+  const Vocabulary vocab = load_vocabulary(cfg.data);
+  RunInfo info{cfg.text, a.seed, use_threads(o.threads), 0.0};
+  Transformer<float> model(cfg.model);
+  model.init_weights(a.seed);
+  if (!a.init.empty()) read_init("eval.init", a.init, model);
+  std::cerr << o.label << "eval on " << name_of(cfg.rl.task.kind) << ": "
+            << (a.init.empty() ? std::string("fresh weights") : a.init) << ", " << a.problems << " problems x "
+            << a.samples << " samples, " << info.threads << " threads\n";
+  const auto t0 = std::chrono::steady_clock::now();
+  const EvalResult r = evaluate(model, cfg.rl.task, cfg.rl.rollout, a, &vocab);
+  info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  write_eval_result(o.out, info, r, int64_t(model.num_parameters()));
+  std::fprintf(stderr, "%spass@1 %.3f | pass@%d %.3f | maj@%d %.3f | format %.3f | kept %zu pairs | %.0f tok/s\n",
+               o.label.c_str(), r.pass_at_k.front(), r.k.back(), r.pass_at_k.back(), r.k.back(), r.maj_at_k.back(),
+               r.format_rate, r.pairs.size(), r.sample_seconds > 0 ? double(r.tokens) / r.sample_seconds : 0.0);
+  std::fprintf(stderr, "%swrote %s\n", o.label.c_str(), o.out.c_str());
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  add_run_command_options(
+      app.add_subcommand("eval", "pass@k, maj@k and rejection sampling of a model on its task (RL config + [eval])"),
+      RunKind::Eval, "eval config (TOML): an RL config with [eval]",
+      "List every eval config key with its type, range and default", eval);
+}
+
+}  // namespace dslab
