@@ -9,12 +9,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 
 #include "experiments/commands.hpp"
 #include "experiments/config.hpp"
 #include "experiments/io.hpp"
 #include "experiments/results.hpp"
 #include "experiments/run_loop.hpp"
+#include "reference/args_error.hpp"
 #include "reference/trainer.hpp"
 
 namespace dslab {
@@ -78,7 +80,25 @@ void train(const RunCommandOptions& o) {
   const ByteCorpus corpus = load_corpus(cfg.data);
   RunInfo info{cfg.text, cfg.train.seed, use_threads(o.threads), 0.0};
 
-  Trainer trainer(cfg.model, cfg.train, corpus);
+  std::vector<TaskExample> pairs;
+  if (!cfg.train.pair_text.path.empty()) {
+    try {
+      for (const SftPair& p : read_pairs(cfg.train.pair_text.path)) pairs.push_back(pair_example(p.prompt, p.response));
+    } catch (const std::runtime_error& e) {
+      throw BadInput(std::string("data.pairs: ") + e.what());
+    }
+  }
+  const auto make_trainer = [&] {
+    try {
+      return std::make_unique<Trainer>(cfg.model, cfg.train, corpus, pairs);
+    } catch (const ArgsError& e) {
+      throw BadInput(e.what());
+    } catch (const std::invalid_argument& e) {
+      throw BadInput(std::string("data.pairs: ") + e.what());
+    }
+  };
+  const std::unique_ptr<Trainer> owned = make_trainer();
+  Trainer& trainer = *owned;
   if (!cfg.train.init.empty()) read_init("train.init", cfg.train.init, trainer.model);
   const std::string ckpt = checkpoint_path(o.out);
   if (resume_from(ckpt, o.resume)) {
@@ -86,11 +106,14 @@ void train(const RunCommandOptions& o) {
     std::cerr << o.label << "resuming from " << ckpt << " at step " << trainer.step << "\n";
   }
   std::cerr << o.label << "training " << trainer.model.num_parameters() << " parameters"
-            << (cfg.train.init.empty() ? "" : " from " + cfg.train.init) << " for " << cfg.train.steps
+            << (cfg.train.init.empty() ? "" : " from " + cfg.train.init) << " for " << trainer.args.steps
             << " steps on " << corpus.train.size() << " bytes";
   if (const int n_task = task_rows(cfg.train.task_text, cfg.train.batch_size); n_task > 0)
     std::cerr << " with " << n_task << " of " << cfg.train.batch_size << " rows " << name_of(cfg.train.task_text.task.kind)
               << " text";
+  if (!pairs.empty())
+    std::cerr << " and " << std::lround(cfg.train.pair_text.share * cfg.train.batch_size) << " rows of " << pairs.size()
+              << " SFT pairs";
   std::cerr << ", " << info.threads << " threads\n";
 
   Progress progress(o.label);

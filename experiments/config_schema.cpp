@@ -223,6 +223,15 @@ const std::vector<KeySpec>& schema() {
                                     "response of a task row: answer (answer only) or trace (the solver's reasoning)")),
       only(RunKind::Train, enum_key("data", "loss", DSLAB_FIELD(train.task_text.loss),
                                     "task rows' loss on all bytes (mid-training) or on the responses only (SFT)")),
+      only(RunKind::Train,
+           optional_string_key("data", "pairs", DSLAB_FIELD(train.pair_text.path),
+                               "SFT pairs: a dslab eval result (its /pairs) or a JSON Lines file of "
+                               "{\"prompt\", \"response\"}; \"\": none")),
+      only(RunKind::Train, float_key("data", "pairs_share", DSLAB_FIELD(train.pair_text.share), closed(0, 1),
+                                     "share of each batch's rows that are SFT pairs (loss on the responses)")),
+      only(RunKind::Train,
+           float_key("data", "pairs_epochs", DSLAB_FIELD(train.pair_text.epochs), closed(0, 1e6),
+                     "> 0: train.steps becomes the steps that pass over the pairs this many times")),
 
       enum_key("fp8", "recipe", DSLAB_FIELD(model.fp8.recipe),
                "FP8 inputs for the blocks' linear layers: none (fp32) or v3 (DeepSeek-V3's recipe)"),

@@ -1,5 +1,6 @@
 #include "reference/data.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <iterator>
@@ -107,12 +108,88 @@ void append_task_row(Batch& b, const TaskTextArgs& a, int seq_len, uint64_t seed
 int task_rows(const TaskTextArgs& a, int batch) { return int(std::lround(a.share * batch)); }
 
 Batch mixed_train_batch(const std::vector<uint8_t>& data, const TaskTextArgs& a, int batch, int seq_len,
-                        uint64_t seed, int64_t step) {
-  const int n_task = task_rows(a, batch);
-  Batch b = n_task < batch ? train_batch(data, batch - n_task, seq_len, seed, step) : Batch{};
+                        uint64_t seed, int64_t step, const PairRows* pairs) {
+  const int n_task = task_rows(a, batch), n_pair = pairs ? pairs->rows : 0;
+  if (n_task + n_pair > batch)
+    throw std::invalid_argument("mixed_train_batch: " + std::to_string(n_task) + " task rows and " +
+                                std::to_string(n_pair) + " pair rows do not fit a batch of " + std::to_string(batch));
+  const int n_text = batch - n_task - n_pair;
+  Batch b = n_text > 0 ? train_batch(data, n_text, seq_len, seed, step) : Batch{};
   Rng rng(seed ^ kTaskStream, uint64_t(step));
   for (int i = 0; i < n_task; ++i) append_task_row(b, a, seq_len, seed ^ kTaskStream, rng);
+  if (n_pair > 0) append_pair_rows(b, *pairs, seq_len, seed, step);
   return b;
+}
+
+TaskExample pair_example(const std::string& prompt, const std::string& response) {
+  return {prompt + response + "\n", prompt.size()};
+}
+
+void PairTextArgs::validate() const {
+  require(share >= 0 && share <= 1, {"data.pairs_share"},
+          "data.pairs_share = " + value_text(share) + " must be in [0, 1]");
+  require(path.empty() == (share == 0), {"data.pairs_share", "data.pairs"},
+          path.empty() ? "data.pairs_share = " + value_text(share) + " needs data.pairs (the file of pairs)"
+                       : "data.pairs = \"" + path + "\" needs data.pairs_share > 0 (the share of each batch's rows)");
+  require(epochs >= 0 && std::isfinite(epochs), {"data.pairs_epochs"},
+          "data.pairs_epochs = " + value_text(epochs) + " must be >= 0 (0: train.steps decides)");
+  require(epochs == 0 || !path.empty(), {"data.pairs_epochs", "data.pairs"},
+          "data.pairs_epochs = " + value_text(epochs) + " needs data.pairs");
+}
+
+PairRows PairRows::make(std::vector<TaskExample> examples, double share, int batch, int seq_len) {
+  PairRows p;
+  p.rows = int(std::lround(share * batch));
+  size_t longest = 0;
+  for (size_t i = 0; i < examples.size(); ++i) {
+    if (examples[i].text.size() > size_t(seq_len) + 1)
+      throw std::invalid_argument("pair " + std::to_string(i) + " is " + std::to_string(examples[i].text.size()) +
+                                  " bytes (prompt, response and newline); a row holds train.seq_len + 1 = " +
+                                  std::to_string(seq_len + 1));
+    longest = std::max(longest, examples[i].text.size());
+  }
+  if (examples.empty()) throw std::invalid_argument("no pairs");
+  p.per_row = int((size_t(seq_len) + 1) / longest);
+  p.examples = std::move(examples);
+  return p;
+}
+
+int64_t PairRows::steps_for(double epochs) const {
+  const double slots = double(rows) * double(per_row);
+  return slots > 0 ? int64_t(std::ceil(epochs * double(examples.size()) / slots)) : 0;
+}
+
+double PairRows::epoch_of(int64_t step) const {
+  return double(step) * rows * per_row / double(examples.size());
+}
+
+void append_pair_rows(Batch& b, const PairRows& pairs, int seq_len, uint64_t seed, int64_t step) {
+  const uint64_t N = pairs.examples.size();
+  uint64_t epoch = UINT64_MAX;
+  std::vector<uint64_t> perm(N);
+  for (int r = 0; r < pairs.rows; ++r) {
+    std::string row;
+    std::vector<bool> response;
+    for (int e = 0; e < pairs.per_row; ++e) {
+      const uint64_t q = (uint64_t(step) * pairs.rows + r) * pairs.per_row + e;
+      if (q / N != epoch) {  // Fisher-Yates from the epoch's own stream
+        epoch = q / N;
+        Rng rng(seed ^ kPairStream, epoch);
+        for (uint64_t i = 0; i < N; ++i) perm[i] = i;
+        for (uint64_t i = N; i > 1; --i) std::swap(perm[i - 1], perm[rng.below(i)]);
+      }
+      const TaskExample& x = pairs.examples[perm[q % N]];
+      const size_t response_end = x.text.size() - 1;  // the final "\n" separates
+      for (size_t i = 0; i < x.text.size(); ++i) response.push_back(i >= x.response_begin && i < response_end);
+      row += x.text;
+    }
+    response.resize(size_t(seq_len) + 1, false);
+    row.resize(size_t(seq_len) + 1, '\n');
+    for (int t = 0; t < seq_len; ++t) {
+      b.inputs.push_back(uint8_t(row[t]));
+      b.targets.push_back(response[t + 1] ? int(uint8_t(row[t + 1])) : kIgnoreTarget);
+    }
+  }
 }
 
 Batch validation_task_batch(const TaskTextArgs& a, int batch, int seq_len, uint64_t seed, int index) {

@@ -83,14 +83,51 @@ TaskExample task_example(const Problem& p, TaskResponse response);
 void append_task_row(Batch& b, const TaskTextArgs& a, int seq_len, uint64_t seed, Rng& rng);
 
 // The training batch of step `step` with task rows: the first
-// batch - n_task rows are train_batch(data, batch - n_task, ...)'s windows, then
-// n_task = round(share * batch) task rows drawn from Rng(seed ^ kTaskStream, step).
-// With share 0 it is train_batch(data, batch, seq_len, seed, step).
+// batch - n_task - pairs.rows rows are train_batch(data, batch - n_task - pairs.rows, ...)'s
+// windows, then n_task = round(share * batch) task rows drawn from
+// Rng(seed ^ kTaskStream, step), then the pair rows (append_pair_rows, below).
+// With share 0 and no pairs it is train_batch(data, batch, seq_len, seed, step).
 constexpr uint64_t kTaskStream = 0x7461736B;          // "task"
 constexpr uint64_t kValidationTaskStream = 0x76616C;  // "val": held-out problems
+struct PairRows;
 Batch mixed_train_batch(const std::vector<uint8_t>& data, const TaskTextArgs& a, int batch, int seq_len,
-                        uint64_t seed, int64_t step);
+                        uint64_t seed, int64_t step, const PairRows* pairs = nullptr);
 int task_rows(const TaskTextArgs& a, int batch);
+
+// ---------------------------------------------------------------------------
+// SFT pairs (R1 stage 3: rejection-sampled responses fine-tuned on, mixed with
+// general text). A pair's example is prompt + response + "\n" (as a task
+// example, the response as sampled after the prompt); only the response bytes
+// carry a loss.
+TaskExample pair_example(const std::string& prompt, const std::string& response);
+
+struct PairTextArgs {
+  std::string path;     // data.pairs: an eval result or JSON Lines file (read by the caller); "": none
+  double share = 0;     // data.pairs_share: round(share * batch_size) rows of each batch are pair rows
+  double epochs = 0;    // data.pairs_epochs: > 0 sets the run's steps so the pairs are seen this often
+  // ArgsError "data.pairs_share" / "data.pairs_epochs": a path needs a share > 0 and the reverse.
+  void validate() const;
+};
+
+// Pair rows: each holds `per_row` whole examples, the most that always fit
+// (floor((seq_len + 1) / longest example)), padded with '\n' inputs and
+// kIgnoreTarget targets. Example slot q of the run (slot e of row r of step s
+// is q = (s * rows + r) * per_row + e) is examples[perm_j[q mod N]] with j =
+// q / N its epoch and perm_j a permutation of 0..N-1 drawn from
+// Rng(seed ^ kPairStream, j): each epoch sees every pair once, in an order of
+// its own, and a batch depends only on (seed, step).
+constexpr uint64_t kPairStream = 0x70616972;  // "pair"
+struct PairRows {
+  std::vector<TaskExample> examples;
+  int rows = 0, per_row = 1;
+  // Throws std::invalid_argument naming the example when one is longer than seq_len + 1 bytes.
+  static PairRows make(std::vector<TaskExample> examples, double share, int batch, int seq_len);
+  // Steps for `epochs` passes over the examples: ceil(epochs * N / (rows * per_row)).
+  int64_t steps_for(double epochs) const;
+  // Epochs completed before step `step`: the slots used so far over N.
+  double epoch_of(int64_t step) const;
+};
+void append_pair_rows(Batch& b, const PairRows& pairs, int seq_len, uint64_t seed, int64_t step);
 
 // Validation task batch `index`: `batch` task rows of problems from the seed
 // seed ^ kValidationTaskStream, stream `index` (fixed for the run).

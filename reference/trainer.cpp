@@ -2,7 +2,9 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <numeric>
 #include <string>
 
@@ -63,10 +65,30 @@ void TrainArgs::validate(const ModelArgs& model) const {
   require(warmup_steps <= steps, {"train.warmup_steps", "train.steps"},
           "train.warmup_steps = " + v(warmup_steps) + " must be <= train.steps = " + v(steps));
   task_text.validate();
+  pair_text.validate();
+  const int n_task = task_rows(task_text, batch_size), n_pair = int(std::lround(pair_text.share * batch_size));
+  require(n_task + n_pair <= batch_size, {"data.task_share", "data.pairs_share"},
+          "data.task_share = " + v(task_text.share) + " and data.pairs_share = " + v(pair_text.share) + " are " +
+              v(n_task) + " + " + v(n_pair) + " rows, more than train.batch_size = " + v(batch_size));
+  require(pair_text.share == 0 || n_pair > 0, {"data.pairs_share", "train.batch_size"},
+          "data.pairs_share = " + v(pair_text.share) + " is 0 rows of train.batch_size = " + v(batch_size));
 }
 
-Trainer::Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus)
+Trainer::Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus,
+                 std::vector<TaskExample> pairs)
     : args(train_args), model(model_args), corpus_(corpus) {
+  if ((args.pair_text.share > 0) != !pairs.empty())
+    throw std::invalid_argument("Trainer: pairs are given exactly when data.pairs_share > 0");
+  if (!pairs.empty()) {
+    pairs_ = PairRows::make(std::move(pairs), args.pair_text.share, args.batch_size, args.seq_len);
+    if (args.pair_text.epochs > 0) {
+      args.steps = std::max<int64_t>(1, pairs_->steps_for(args.pair_text.epochs));
+      require(args.warmup_steps <= args.steps, {"data.pairs_epochs", "train.warmup_steps"},
+              "data.pairs_epochs = " + value_text(args.pair_text.epochs) + " over " +
+                  std::to_string(pairs_->examples.size()) + " pairs is " + std::to_string(args.steps) +
+                  " steps, fewer than train.warmup_steps = " + std::to_string(args.warmup_steps));
+    }
+  }
   model.init_weights(args.seed);
   param_segments_ = segments(model.params.arena());
   grad_segments_ = segments(model.grads.arena());
@@ -127,7 +149,8 @@ SpeculativeStats Trainer::measure_acceptance() {
 
 StepReport Trainer::train_step() {
   const auto t0 = std::chrono::steady_clock::now();
-  Batch b = mixed_train_batch(corpus_.train, args.task_text, args.batch_size, args.seq_len, args.seed, step);
+  Batch b = mixed_train_batch(corpus_.train, args.task_text, args.batch_size, args.seq_len, args.seed, step,
+                              pairs_ ? &*pairs_ : nullptr);
   model.mtp_lambda = model.args.mtp.lambda_at(step, args.steps);
   model.zero_grad();
   model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
@@ -160,6 +183,7 @@ StepReport Trainer::train_step() {
     metrics["loss_mtp_" + std::to_string(k)].push_back(model.mtp_losses()[k - 1]);
   if (model.args.mtp.depth > 0) metrics["mtp_lambda"].push_back(model.mtp_lambda);
   metrics["lr"].push_back(lr);
+  if (pairs_) metrics["pairs_epoch"].push_back(pairs_->epoch_of(step));
   metrics["grad_norm"].push_back(norm);
   metrics["tokens_per_second"].push_back(r.tokens_per_second);
   metrics["step_seconds"].push_back(seconds);

@@ -7,7 +7,9 @@
 // on fixed windows. With task text (TrainArgs::task_text, data.hpp) part of each
 // batch is task rows, and each evaluation also measures val_task_loss on fixed
 // held-out task rows (with LossOn::Response: on their responses only). Metrics are kept as named columns, one value per step
-// (val_* columns one per evaluation). train_loss and val_loss are the main
+// (val_* columns one per evaluation). With SFT pairs (TrainArgs::pair_text)
+// some rows are pair rows and each step records pairs_epoch, the epochs of the
+// pairs completed after it. train_loss and val_loss are the main
 // next-token loss; the other terms of the objective are kept as loss_<name>.
 // With MTP (model mtp.depth = D > 0) lambda follows MtpArgs::lambda_at, each
 // step keeps loss_mtp_<k> (L^k_MTP, Eq. (25)) and mtp_lambda, and the last
@@ -46,6 +48,7 @@ struct TrainArgs {
   bool capture = false;          // the run keeps tensors for the simulators (experiments/capture.hpp)
   std::string init;              // a result file whose weights start the run (read by the caller); "": fresh
   TaskTextArgs task_text;        // task rows mixed into the batches (data.hpp); share 0: none
+  PairTextArgs pair_text;        // SFT pair rows (data.hpp); share 0: none
   // How this run fits `model` and its own schedule: seq_len <= model.max_seq_len,
   // seq_len > model.mtp.depth (with MTP), min_lr <= lr, warmup_steps <= steps.
   // Throws ArgsError (train.* and model keys). The config loader calls it after
@@ -70,7 +73,13 @@ struct StepReport {
 
 class Trainer {
  public:
-  Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus);
+  // `pairs` (the examples of train_args.pair_text's file, read by the caller)
+  // must be non-empty exactly when pair_text.share > 0. With pair_text.epochs > 0
+  // args.steps becomes PairRows::steps_for(epochs); throws ArgsError
+  // ("data.pairs_epochs") when warmup_steps exceeds it, std::invalid_argument
+  // when a pair does not fit a row.
+  Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus,
+          std::vector<TaskExample> pairs = {});
   Trainer(const Trainer&) = delete;  // it keeps views of its model's arenas
   Trainer& operator=(const Trainer&) = delete;
 
@@ -95,6 +104,7 @@ class Trainer {
 
  private:
   const ByteCorpus& corpus_;
+  std::optional<PairRows> pairs_;
   LrSchedule schedule_;
   std::vector<Segment<float>> param_segments_, grad_segments_;  // the arenas, tensor by tensor
 };

@@ -9,12 +9,14 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "reference/args_error.hpp"
 #include "reference/data.hpp"
 #include "reference/rewards.hpp"
 #include "reference/tasks.hpp"
@@ -378,6 +380,167 @@ TEST(TaskRows, TrainerRecordsTheTaskValidationLoss) {
   }
   trainer.evaluate();
   EXPECT_EQ(trainer.metrics.at("val_task_loss").back(), expected / t.eval_batches);
+}
+
+// ---------------------------------------------------------------------------
+// SFT pair rows. Oracle: pairs whose text names them ("Q<i>?" then "A<i>!"), of
+// different lengths, read back from the rows: which pair fills each slot, and
+// whether each byte carries a loss, are seen in the bytes themselves.
+
+std::vector<TaskExample> named_pairs(int n) {
+  std::vector<TaskExample> v;
+  for (int i = 0; i < n; ++i) v.push_back(pair_example("Q" + std::to_string(i) + "?", "A" + std::string(i % 3, 'x') + std::to_string(i) + "!"));
+  return v;
+}
+
+// The pairs of a row in order (the number after each "Q"), checking each
+// example's bytes and that exactly the response bytes ("A...!") are counted.
+std::vector<int> pairs_in_row(const Batch& b, size_t row, int T) {
+  std::string s;
+  for (int t = 0; t < T; ++t) s += char(b.inputs[row * T + t]);
+  std::vector<int> ids;
+  bool in_response = false;
+  for (int t = 0; t + 1 < T; ++t) {
+    const char next = s[t + 1];
+    if (next == 'A') in_response = true;
+    EXPECT_EQ(b.targets[row * T + t] >= 0, in_response) << "row " << row << " t " << t << ": " << s;
+    if (b.targets[row * T + t] >= 0) {
+      EXPECT_EQ(b.targets[row * T + t], uint8_t(next));
+    }
+    if (next == '!') in_response = false;
+  }
+  for (size_t pos = 0; (pos = s.find('Q', pos)) != std::string::npos; ++pos) {
+    const int id = std::stoi(s.substr(pos + 1));
+    const std::string expected = "Q" + std::to_string(id) + "?A" + std::string(id % 3, 'x') + std::to_string(id) + "!\n";
+    EXPECT_EQ(s.compare(pos, expected.size(), expected), 0) << s;
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+TEST(PairRows, WholeExamplesPerRowAndLossOnlyOnResponses) {
+  const std::vector<TaskExample> ex = named_pairs(7);
+  EXPECT_EQ(ex[4].text, "Q4?Ax4!\n");
+  EXPECT_EQ(ex[4].response_begin, 3u);
+  // The longest is 9 bytes ("Q5?Axx5!\n"): rows of 28 + 1 bytes hold 3.
+  const PairRows p = PairRows::make(ex, 0.5, 4, 28);
+  EXPECT_EQ(p.rows, 2);
+  EXPECT_EQ(p.per_row, 3);
+  const ByteCorpus c = ByteCorpus::from_text(positional_text(5000), 0.1);
+  const Batch b = mixed_train_batch(c.train, TaskTextArgs{}, 4, 28, 11, 0, &p);
+  ASSERT_EQ(b.inputs.size(), 4u * 28);
+  for (size_t row = 0; row < 2; ++row)  // text windows first
+    for (int t = 1; t < 28; ++t) EXPECT_EQ(b.inputs[row * 28 + t], (b.inputs[row * 28 + t - 1] + 1) % 256);
+  for (size_t row = 2; row < 4; ++row) EXPECT_EQ(pairs_in_row(b, row, 28).size(), 3u);
+  EXPECT_THROW(PairRows::make(ex, 0.5, 4, 7), std::invalid_argument);  // 9 bytes do not fit 7 + 1
+  EXPECT_THROW(PairRows::make({}, 0.5, 4, 28), std::invalid_argument);
+  // With task rows too: text | task | pairs, and more than the batch is an error.
+  TaskTextArgs task = countdown_text(TaskResponse::Answer, LossOn::Response);
+  task.share = 0.25;
+  const Batch m = mixed_train_batch(c.train, task, 4, 28, 11, 0, &p);
+  EXPECT_EQ(char(m.inputs[1 * 28]), 'U');
+  EXPECT_EQ(pairs_in_row(m, 2, 28), pairs_in_row(b, 2, 28));
+  task.share = 0.75;
+  EXPECT_THROW(mixed_train_batch(c.train, task, 4, 28, 11, 0, &p), std::invalid_argument);
+}
+
+TEST(PairRows, EachEpochSeesEveryPairOnceInItsOwnOrder) {
+  const int N = 7, T = 28;
+  const PairRows p = PairRows::make(named_pairs(N), 0.5, 4, T);
+  const ByteCorpus c = ByteCorpus::from_text(positional_text(5000), 0.1);
+  const int64_t steps = p.steps_for(4);
+  EXPECT_EQ(steps, 5);  // ceil(4 * 7 / (2 rows * 3)) = ceil(4.67)
+  std::vector<int> slots;
+  for (int64_t s = 0; s < steps; ++s) {
+    const Batch b = mixed_train_batch(c.train, TaskTextArgs{}, 4, T, 11, s, &p);
+    for (size_t row = 2; row < 4; ++row)
+      for (int id : pairs_in_row(b, row, T)) slots.push_back(id);
+    EXPECT_DOUBLE_EQ(p.epoch_of(s + 1), double(slots.size()) / N);
+  }
+  ASSERT_GE(slots.size(), size_t(4 * N));
+  std::set<std::vector<int>> orders;
+  for (int e = 0; e < 4; ++e) {
+    std::vector<int> epoch(slots.begin() + e * N, slots.begin() + (e + 1) * N);
+    orders.insert(epoch);
+    std::sort(epoch.begin(), epoch.end());
+    for (int i = 0; i < N; ++i) EXPECT_EQ(epoch[i], i) << "epoch " << e;
+  }
+  EXPECT_GT(orders.size(), 1u);
+  // A batch depends only on (seed, step); another seed orders the pairs differently.
+  const Batch again = mixed_train_batch(c.train, TaskTextArgs{}, 4, T, 11, 3, &p);
+  const Batch fresh = [&] {
+    const PairRows q = PairRows::make(named_pairs(N), 0.5, 4, T);
+    return mixed_train_batch(c.train, TaskTextArgs{}, 4, T, 11, 3, &q);
+  }();
+  EXPECT_EQ(again.inputs, fresh.inputs);
+  EXPECT_EQ(again.targets, fresh.targets);
+  std::vector<int> other;
+  for (int64_t s = 0; s < 3; ++s) {
+    const Batch b = mixed_train_batch(c.train, TaskTextArgs{}, 4, T, 12, s, &p);
+    for (size_t row = 2; row < 4; ++row)
+      for (int id : pairs_in_row(b, row, T)) other.push_back(id);
+  }
+  EXPECT_NE(std::vector<int>(slots.begin(), slots.begin() + other.size()), other);
+}
+
+TEST(PairRows, ArgumentsNameWhatIsWrong) {
+  const auto message = [](const PairTextArgs& a) {
+    try {
+      a.validate();
+    } catch (const ArgsError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  PairTextArgs a;
+  EXPECT_EQ(message(a), "");
+  a.share = 0.5;
+  EXPECT_NE(message(a).find("needs data.pairs"), std::string::npos);
+  a.share = 0, a.path = "p.jsonl";
+  EXPECT_NE(message(a).find("needs data.pairs_share > 0"), std::string::npos);
+  a.share = 1.5;
+  EXPECT_NE(message(a).find("[0, 1]"), std::string::npos);
+  a.share = 0.5, a.epochs = -1;
+  EXPECT_NE(message(a).find("data.pairs_epochs"), std::string::npos);
+  TrainArgs t;
+  t.batch_size = 4;
+  t.task_text = countdown_text(TaskResponse::Answer, LossOn::Response);
+  t.pair_text.path = "p.jsonl", t.pair_text.share = 0.75;
+  try {
+    t.validate(small_model(256));
+    FAIL() << "no error";
+  } catch (const ArgsError& e) {
+    EXPECT_NE(std::string(e.what()).find("more than train.batch_size = 4"), std::string::npos) << e.what();
+  }
+}
+
+// With data.pairs_epochs the trainer runs the steps that pass over the pairs that
+// often, records pairs_epoch, and its first step's loss is a fresh model's on the batch.
+TEST(PairRows, TrainerRunsTheEpochsAndTrainsOnTheRows) {
+  omp_set_num_threads(1);
+  const ModelArgs m = small_model(28);
+  TrainArgs t;
+  t.steps = 100;
+  t.batch_size = 4;
+  t.seq_len = 28;
+  t.eval_every = 0;
+  t.warmup_steps = 0;
+  t.pair_text.path = "named", t.pair_text.share = 0.5, t.pair_text.epochs = 2;
+  const ByteCorpus corpus = ByteCorpus::from_text(positional_text(3000), 0.3);
+  Trainer trainer(m, t, corpus, named_pairs(7));
+  EXPECT_EQ(trainer.args.steps, 3);  // ceil(2 * 7 / 6)
+  const PairRows p = PairRows::make(named_pairs(7), 0.5, 4, 28);
+  const Batch b = mixed_train_batch(corpus.train, t.task_text, 4, 28, t.seed, 0, &p);
+  Transformer<float> fresh(m);
+  fresh.init_weights(t.seed);
+  fresh.forward(b.inputs, b.targets, 4, 28);
+  EXPECT_EQ(trainer.train_step().train_loss, fresh.loss_parts().at("main"));
+  while (trainer.step < trainer.args.steps) trainer.train_step();
+  EXPECT_EQ(trainer.metrics.at("pairs_epoch"), (std::vector<double>{6.0 / 7, 12.0 / 7, 18.0 / 7}));
+  t.warmup_steps = 5;
+  EXPECT_THROW(Trainer(m, t, corpus, named_pairs(7)), ArgsError);
+  t.warmup_steps = 0;
+  EXPECT_THROW(Trainer(m, t, corpus, {}), std::invalid_argument);
 }
 
 }  // namespace

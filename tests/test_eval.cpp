@@ -243,6 +243,46 @@ TEST(EvalCli, BadInputExitsTwoAndWritesNothing) {
   EXPECT_THAT(msg, HasSubstr("rollout.temperature"));
 }
 
+// SFT on an eval result's kept pairs (R1 stage 3): data.pairs_epochs sets the
+// steps, the run records pairs_epoch, and bad combinations exit 2 naming the key.
+TEST(EvalCli, TrainOnTheKeptPairs) {
+  const std::string d = test::temp_dir("eval_sft");
+  const std::string pairs = d + "/pairs.h5";
+  ASSERT_EQ(test::run_dslab("eval " + kGrpoTiny + " --set data.path=" + base_corpus() + " --set eval.init=" +
+                            trained_base() + " --set eval.problems=8 --set eval.samples=8 --out " + pairs),
+            0);
+  const size_t n = read_pairs(pairs).size();
+  ASSERT_GT(n, 0u);
+  const std::string train = "train " + std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml --set data.path=" +
+                            base_corpus() + " --set train.init=" + trained_base() +
+                            " --set model.dim=64 --set model.n_layers=2 --set model.n_heads=4 --set model.n_kv_heads=2"
+                            " --set model.inter_dim=192 --set model.max_seq_len=96 --set train.seq_len=64"
+                            " --set train.warmup_steps=0 --set train.eval_every=0 --set data.pairs=" + pairs;
+  std::string msg;
+  ASSERT_EQ(test::run_dslab(train + " --set data.pairs_share=0.5 --set data.pairs_epochs=1 --out " + d + "/sft.h5", &msg), 0)
+      << msg;
+  EXPECT_THAT(msg, HasSubstr(std::to_string(n) + " SFT pairs"));
+  const Metrics m = read_metrics(d + "/sft.h5");
+  ASSERT_FALSE(m.at("pairs_epoch").empty());
+  EXPECT_GE(m.at("pairs_epoch").back(), 1.0);
+  if (m.at("pairs_epoch").size() > 1) {
+    EXPECT_LT(m.at("pairs_epoch")[m.at("pairs_epoch").size() - 2], 1.0);
+  }
+  EXPECT_EQ(test::run_dslab(train + " --out " + d + "/bad.h5", &msg), 2);
+  EXPECT_THAT(msg, HasSubstr("data.pairs_share"));
+  EXPECT_EQ(test::run_dslab(train + " --set data.pairs_share=0.5 --set data.task_share=0.75 --out " + d + "/bad.h5", &msg),
+            2);
+  EXPECT_THAT(msg, HasSubstr("train.batch_size"));
+  EXPECT_EQ(test::run_dslab(train + " --set data.pairs_share=0.5 --set data.pairs=" + d + "/none.jsonl --out " + d +
+                                "/bad.h5",
+                            &msg),
+            2);
+  EXPECT_THAT(msg, HasSubstr("data.pairs"));
+  EXPECT_EQ(test::run_dslab(train + " --set data.pairs_share=0.5 --set train.seq_len=16 --out " + d + "/bad.h5", &msg), 2);
+  EXPECT_THAT(msg, HasSubstr("train.seq_len + 1"));
+  EXPECT_FALSE(std::filesystem::exists(d + "/bad.h5"));
+}
+
 TEST(ReadPairs, JsonLinesKeepBytesAndNameTheBadLine) {
   const std::string d = test::temp_dir("read_pairs");
   {
