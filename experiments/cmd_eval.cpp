@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "experiments/commands.hpp"
 #include "experiments/config.hpp"
@@ -16,6 +17,7 @@
 #include "experiments/results.hpp"
 #include "experiments/run_loop.hpp"
 #include "reference/eval.hpp"
+#include "reference/trainer.hpp"
 
 namespace dslab {
 
@@ -35,11 +37,18 @@ void eval(const RunCommandOptions& o) {
             << a.samples << " samples, " << info.threads << " threads\n";
   const auto t0 = std::chrono::steady_clock::now();
   const EvalResult r = evaluate(model, cfg.rl.task, cfg.rl.rollout, a, &vocab);
+  // The validation loss dslab train reports, so that every stage of a recipe
+  // (RL ones too) says what it did to the model's language.
+  std::optional<double> val_loss;
+  if (a.val_batches > 0)
+    val_loss = validation_loss(model, load_corpus(cfg.data).val, kValBatchSize, cfg.model.max_seq_len,
+                               a.val_batches);
   info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  write_eval_result(o.out, info, r, int64_t(model.num_parameters()));
-  std::fprintf(stderr, "%spass@1 %.3f | pass@%d %.3f | maj@%d %.3f | format %.3f | kept %zu pairs | %.0f tok/s\n",
+  write_eval_result(o.out, info, r, int64_t(model.num_parameters()), val_loss);
+  std::fprintf(stderr, "%spass@1 %.3f | pass@%d %.3f | maj@%d %.3f | format %.3f | kept %zu pairs | %.0f tok/s%s\n",
                o.label.c_str(), r.pass_at_k.front(), r.k.back(), r.pass_at_k.back(), r.k.back(), r.maj_at_k.back(),
-               r.format_rate, r.pairs.size(), r.sample_seconds > 0 ? double(r.tokens) / r.sample_seconds : 0.0);
+               r.format_rate, r.pairs.size(), r.sample_seconds > 0 ? double(r.tokens) / r.sample_seconds : 0.0,
+               val_loss ? (" | val " + std::to_string(*val_loss).substr(0, 6)).c_str() : "");
   std::fprintf(stderr, "%swrote %s\n", o.label.c_str(), o.out.c_str());
 }
 

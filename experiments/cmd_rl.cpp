@@ -45,9 +45,11 @@ void rl(const RunCommandOptions& o) {
   const RunConfig cfg = load_rl_config(o.config, o.sets);
   if (already_complete(o.out, o.resume, o.label)) return;
   const RlSetup& setup = cfg.rl;
-  const Vocabulary vocab = setup.reward.language > 0 ? load_vocabulary(cfg.data) : Vocabulary{};
+  // The [data] text's vocabulary: the language-consistency reward's target
+  // language, and its metric whatever reward.language's weight (0 included).
+  const Vocabulary vocab = load_vocabulary(cfg.data);
   RunInfo info{cfg.text, setup.rl.seed, use_threads(o.threads), 0.0};
-  RlTrainer trainer(cfg.model, setup, setup.reward.language > 0 ? &vocab : nullptr);
+  RlTrainer trainer(cfg.model, setup, &vocab);
   if (!setup.rl.init.empty()) {
     read_init("rl.init", setup.rl.init, trainer.policy);
     trainer.reset_reference();

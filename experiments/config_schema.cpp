@@ -386,6 +386,8 @@ const std::vector<KeySpec>& schema() {
                 "rejection sampling: a kept response needs language consistency >= this"),
       integer_key("eval", "keep_per_problem", DSLAB_FIELD(eval.keep_per_problem), 0, 4096,
                   "rejection sampling: at most this many distinct correct responses per problem; 0: all"),
+      integer_key("eval", "val_batches", DSLAB_FIELD(eval.val_batches), 0, 65536,
+                  "val_loss on the [data] text: dslab train's, batches of 16 windows of max_seq_len; 0: none"),
   };
   return keys;
 }

@@ -524,7 +524,8 @@ void read_rl_checkpoint(const std::string& path, const std::string& config_text,
 
 // ---- eval runs ----------------------------------------------------------------
 
-void write_eval_result(const std::string& path, const RunInfo& info, const EvalResult& r, int64_t num_parameters) {
+void write_eval_result(const std::string& path, const RunInfo& info, const EvalResult& r, int64_t num_parameters,
+                       std::optional<double> val_loss) {
   const auto doubles = [](const auto& xs) { return std::vector<double>(xs.begin(), xs.end()); };
   write_whole(path, [&](H5::Group& root) {
     write_text(root, "config", info.config_text);
@@ -554,6 +555,7 @@ void write_eval_result(const std::string& path, const RunInfo& info, const EvalR
         {"peak_rss_mib", peak_rss_mib()},
     };
     for (const auto& [name, value] : scalars) write_doubles(m, name, {value});
+    if (val_loss) write_doubles(m, "val_loss", {*val_loss});
     H5::Group problems = root.createGroup("problems");
     write_strings(problems, "prompt", r.prompts);
     write_doubles(problems, "correct", doubles(r.correct));

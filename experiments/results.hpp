@@ -22,6 +22,7 @@
 // is a std::runtime_error naming the file.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "experiments/capture.hpp"
@@ -85,12 +86,13 @@ void read_rl_checkpoint(const std::string& path, const std::string& config_text,
 //   /metrics/k, /metrics/pass_at_k, /metrics/maj_at_k [K]
 //   /metrics/<name> [1] for accuracy, format_rate, language_consistency,
 //     response_length, reflection_words, stopped, yield (pairs / samples),
-//     tokens_per_second, sample_seconds, peak_rss_mib
+//     tokens_per_second, sample_seconds, peak_rss_mib, and val_loss when given
+//     (eval.val_batches > 0: dslab train's validation loss of the model)
 //   /problems/prompt [M], /problems/correct [M] (correct samples of each)
 //   /pairs/prompt, /pairs/response [kept], /pairs/problem [kept]: the pairs
 //     rejection sampling kept, texts escaped as /samples' are
 void write_eval_result(const std::string& path, const RunInfo& info, const EvalResult& result,
-                       int64_t num_parameters);
+                       int64_t num_parameters, std::optional<double> val_loss = std::nullopt);
 
 // The prompt -> response pairs of an SFT run ([data] pairs): an eval result's
 // /pairs, or a JSON Lines file, one {"prompt": ..., "response": ...} object

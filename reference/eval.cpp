@@ -85,6 +85,8 @@ void EvalArgs::validate() const {
   require(batch >= 1, {"eval.batch"}, "eval.batch = " + v(batch) + " must be >= 1");
   require(keep_language >= 0 && keep_language <= 1, {"eval.keep_language"},
           "eval.keep_language = " + v(keep_language) + " must be in [0, 1]");
+  require(val_batches >= 0, {"eval.val_batches"},
+          "eval.val_batches = " + v(val_batches) + " must be >= 0 (0: no validation loss)");
   require(keep_per_problem >= 0, {"eval.keep_per_problem"},
           "eval.keep_per_problem = " + v(keep_per_problem) + " must be >= 0 (0: every distinct one)");
 }

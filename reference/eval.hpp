@@ -55,6 +55,8 @@ double maj_at_k(const std::vector<Vote>& votes, int k);
 std::vector<int> k_values(int n);
 
 // Config section [eval].
+inline constexpr int kValBatchSize = 16;  // eval.val_batches' windows per batch (kjv_small.toml's batch_size)
+
 struct EvalArgs {
   std::string init;            // the result whose weights are evaluated; "": fresh weights of seed
   int problems = 64;           // M problems, make_problem(task, task_seed, 0 .. M-1)
@@ -64,6 +66,8 @@ struct EvalArgs {
   int batch = 8;               // problems sampled together (memory and speed only)
   double keep_language = 0;    // a kept pair needs language consistency >= this (0: any)
   int keep_per_problem = 0;    // at most this many kept pairs per problem (0: every distinct one)
+  int val_batches = 8;         // validation loss on the text of [data] (dslab train's val_loss
+                               // with batch_size kValBatchSize, seq_len max_seq_len); 0: none
   // Throws ArgsError naming "eval.<field>".
   void validate() const;
 };

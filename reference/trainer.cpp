@@ -96,16 +96,25 @@ Trainer::Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const
   schedule_ = {args.lr, args.min_lr, args.warmup_steps, args.steps};
 }
 
-double Trainer::evaluate() {
+double validation_loss(Transformer<float>& model, const std::vector<uint8_t>& data, int batch, int seq_len,
+                       int count, const std::function<void(const Transformer<float>&)>& after_each) {
   double total = 0;
-  std::map<size_t, std::vector<double>> load;  // MoE layer -> load over all windows
-  for (int i = 0; i < args.eval_batches; ++i) {
-    Batch b = eval_batch(corpus_.val, args.batch_size, args.seq_len, i, args.eval_batches);
-    model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
+  for (int i = 0; i < count; ++i) {
+    const Batch b = eval_batch(data, batch, seq_len, i, count);
+    model.forward(b.inputs, b.targets, batch, seq_len);
     total += model.loss_parts().at("main");
-    for (size_t l = 0; l < size_t(model.args.n_layers); ++l)
-      if (const Routing<float>* r = model.routing(l)) add_into(load[l], expert_load(*r));
+    if (after_each) after_each(model);
   }
+  return total / count;
+}
+
+double Trainer::evaluate() {
+  std::map<size_t, std::vector<double>> load;  // MoE layer -> load over all windows
+  const double val_loss =
+      validation_loss(model, corpus_.val, args.batch_size, args.seq_len, args.eval_batches, [&](const auto& m) {
+        for (size_t l = 0; l < size_t(m.args.n_layers); ++l)
+          if (const Routing<float>* r = m.routing(l)) add_into(load[l], expert_load(*r));
+      });
   // MaxVio_global: the imbalance of the whole validation set, per layer and mean.
   double maxvio_sum = 0;
   for (const auto& [l, layer_load] : load) {
@@ -123,7 +132,7 @@ double Trainer::evaluate() {
     }
     metrics["val_task_loss"].push_back(task_total / args.eval_batches);
   }
-  return total / args.eval_batches;
+  return val_loss;
 }
 
 double peak_rss_mib() {

@@ -58,6 +58,12 @@ struct TrainArgs {
 
 using Metrics = std::map<std::string, std::vector<double>>;
 
+// dslab train's val_loss: the mean main loss of `model` over `count` batches
+// of validation windows of `data` (eval_batch(data, batch, seq_len, i, count)).
+// `after_each`, when given, sees the model after each batch's forward.
+double validation_loss(Transformer<float>& model, const std::vector<uint8_t>& data, int batch, int seq_len,
+                       int count, const std::function<void(const Transformer<float>&)>& after_each = {});
+
 // The largest resident set of this process so far, in MiB (the peak_rss_mib metric).
 double peak_rss_mib();
 

@@ -283,6 +283,34 @@ TEST(EvalCli, TrainOnTheKeptPairs) {
   EXPECT_FALSE(std::filesystem::exists(d + "/bad.h5"));
 }
 
+// eval.val_batches measures dslab train's val_loss: a model trained two steps
+// (its last step evaluated on 3 batches of 16 windows of max_seq_len bytes)
+// gets the same number, bit for bit, from dslab eval on the same text.
+TEST(EvalCli, ValLossIsTrainsValidationLoss) {
+  const std::string d = test::temp_dir("eval_val_loss");
+  const std::string model = " --set model.dim=64 --set model.n_layers=2 --set model.n_heads=4 --set model.n_kv_heads=2"
+                            " --set model.inter_dim=192 --set model.max_seq_len=96 --set data.val_fraction=0.2"
+                            " --set data.path=" + base_corpus();
+  ASSERT_EQ(test::run_dslab("train " + std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/tiny.toml" + model +
+                            " --set train.steps=2 --set train.warmup_steps=0 --set train.batch_size=16"
+                            " --set train.seq_len=96 --set train.eval_every=2 --set train.eval_batches=3 --out " + d +
+                            "/m.h5"),
+            0);
+  const std::string eval = "eval " + kGrpoTiny + model + " --set eval.init=" + d +
+                           "/m.h5 --set eval.problems=2 --set eval.samples=2 --set eval.val_batches=";
+  std::string msg;
+  ASSERT_EQ(test::run_dslab(eval + "3 --out " + d + "/e.h5", &msg), 0) << msg;
+  EXPECT_THAT(msg, HasSubstr("| val "));
+  const std::vector<double> trained = read_metrics(d + "/m.h5").at("val_loss");
+  ASSERT_EQ(trained.size(), 1u);
+  EXPECT_EQ(read_metrics(d + "/e.h5").at("val_loss"), trained);
+  // Other windows give another number; 0 batches, none.
+  ASSERT_EQ(test::run_dslab(eval + "4 --out " + d + "/e4.h5"), 0);
+  EXPECT_NE(read_metrics(d + "/e4.h5").at("val_loss"), trained);
+  ASSERT_EQ(test::run_dslab(eval + "0 --out " + d + "/e0.h5"), 0);
+  EXPECT_EQ(read_metrics(d + "/e0.h5").count("val_loss"), 0u);
+}
+
 TEST(ReadPairs, JsonLinesKeepBytesAndNameTheBadLine) {
   const std::string d = test::temp_dir("read_pairs");
   {
