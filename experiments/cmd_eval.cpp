@@ -28,6 +28,12 @@ void eval(const RunCommandOptions& o) {
   if (already_complete(o.out, o.resume, o.label)) return;
   const EvalArgs& a = cfg.eval;
   const Vocabulary vocab = load_vocabulary(cfg.data);
+  // Read before sampling, so that a missing or short text fails at once.
+  const ByteCorpus corpus = a.val_batches > 0 ? load_corpus(cfg.data) : ByteCorpus{};
+  if (a.val_batches > 0 && corpus.val.size() < size_t(cfg.model.max_seq_len) + 1)
+    throw BadInput("eval.val_batches = " + std::to_string(a.val_batches) + ": the validation split of data file '" +
+                   resolve_data_path(cfg.data.path) + "' has " + std::to_string(corpus.val.size()) + " bytes, fewer than max_seq_len + 1 = " +
+                   std::to_string(cfg.model.max_seq_len + 1) + " (a longer file, a larger data.val_fraction, or 0)");
   RunInfo info{cfg.text, a.seed, use_threads(o.threads), 0.0};
   Transformer<float> model(cfg.model);
   model.init_weights(a.seed);
@@ -41,8 +47,7 @@ void eval(const RunCommandOptions& o) {
   // (RL ones too) says what it did to the model's language.
   std::optional<double> val_loss;
   if (a.val_batches > 0)
-    val_loss = validation_loss(model, load_corpus(cfg.data).val, kValBatchSize, cfg.model.max_seq_len,
-                               a.val_batches);
+    val_loss = validation_loss(model, corpus.val, kValBatchSize, cfg.model.max_seq_len, a.val_batches);
   info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_eval_result(o.out, info, r, int64_t(model.num_parameters()), val_loss);
   std::fprintf(stderr, "%spass@1 %.3f | pass@%d %.3f | maj@%d %.3f | format %.3f | kept %zu pairs | %.0f tok/s%s\n",

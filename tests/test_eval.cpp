@@ -237,6 +237,16 @@ TEST(EvalCli, BadInputExitsTwoAndWritesNothing) {
   EXPECT_THAT(msg, HasSubstr("eval.samples"));
   EXPECT_EQ(test::run_dslab("eval " + kGrpoTiny + " --out " + out + " --set eval.init=" + d + "/missing.h5", &msg), 2);
   EXPECT_THAT(msg, HasSubstr("eval.init"));
+  // A validation split shorter than one window, before any sampling.
+  const std::string text = d + "/short.txt";
+  std::ofstream(text) << std::string(1200, 'a');  // 60 validation bytes: max_seq_len 96 needs 97
+  const std::string short_text = " --set data.val_fraction=0.05 --set data.path=" + text;
+  EXPECT_EQ(test::run_dslab("eval " + kGrpoTiny + " --out " + out + short_text, &msg), 2);
+  EXPECT_THAT(msg, HasSubstr("eval.val_batches"));
+  EXPECT_THAT(msg, ::testing::Not(HasSubstr("pass@1")));
+  EXPECT_EQ(test::run_dslab("eval " + kGrpoTiny + " --out " + out + short_text +
+                            " --set eval.val_batches=0 --set eval.problems=1 --set eval.samples=1", &msg), 0) << msg;
+  std::filesystem::remove(out);
   EXPECT_FALSE(std::filesystem::exists(out));
   EXPECT_EQ(test::run_dslab("eval --keys", &msg), 0);
   EXPECT_THAT(msg, HasSubstr("eval.keep_language"));
