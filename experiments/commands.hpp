@@ -31,6 +31,7 @@ class BadInput : public std::runtime_error {
 void add_train_command(CLI::App& app);
 void add_rl_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_reward_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_list_command(CLI::App& app);
 void add_sample_command(CLI::App& app);

@@ -26,6 +26,10 @@
 // so that the RL run's config evaluates its result; it reads [model], [task],
 // [rollout] (not group_size), [data] (the language's vocabulary) and [eval],
 // and checks but does not use [rl], [grpo], [ppo] and [reward].
+// A reward-model config (`dslab reward`) has [model], [balance], [mtp], [fp8],
+// [data] (the text its preference pairs come from) and
+//   [rm]      RmArgs       (steps, pairs_per_step, prefix_bytes, response_bytes,
+//                           corruption, lr, init, ...: reference/reward_model.hpp)
 // plus an optional top-level `extends = "base.toml"` (resolved relative to the
 // file) whose values the file overrides, table by table, key by key.
 //
@@ -48,6 +52,7 @@
 
 #include "reference/enum_names.hpp"
 #include "reference/eval.hpp"
+#include "reference/reward_model.hpp"
 #include "reference/rl_trainer.hpp"
 #include "reference/trainer.hpp"
 #include "reference/transformer.hpp"
@@ -60,9 +65,10 @@ struct DataArgs {
 };
 
 // Which command a config is for: the tables it may hold and its rules.
-enum class RunKind { Train, Rl, Eval };
+enum class RunKind { Train, Rl, Eval, Reward };
 template <> struct EnumNames<RunKind> {
-  static constexpr std::array<std::string_view, 3> names = {"train", "rl", "eval"};  // dslab train, rl, eval
+  // dslab train, rl, eval, reward
+  static constexpr std::array<std::string_view, 4> names = {"train", "rl", "eval", "reward"};
 };
 
 struct RunConfig {
@@ -71,6 +77,7 @@ struct RunConfig {
   TrainArgs train;     // Train only
   RlSetup rl;          // Rl and Eval (which reads its rollout, task and reward)
   EvalArgs eval;       // Eval only
+  RmArgs rm;           // Reward only
   DataArgs data;
   TaskArgs task;       // [task]; the loader copies it to rl.task (Rl) or train.task_text.task (Train)
   std::string text;    // the effective config (extends and overrides applied), as TOML
@@ -98,6 +105,10 @@ RunConfig parse_rl_config_text(const std::string& text);
 // The same for eval configs (kind Eval).
 RunConfig load_eval_config(const std::string& path, const std::vector<std::string>& overrides = {});
 RunConfig parse_eval_config_text(const std::string& text);
+
+// The same for reward-model configs (kind Reward).
+RunConfig load_reward_config(const std::string& path, const std::vector<std::string>& overrides = {});
+RunConfig parse_reward_config_text(const std::string& text);
 
 // One line per key of the schema, in aligned columns:
 //   "model.dim  integer  1 .. 65536  default 128  model width D"

@@ -189,6 +189,7 @@ std::string unknown_top_level_key(const std::string& key, RunKind kind) {
   if (!hint) hint = nearest_key(key, kind);
   const std::string tables = kind == RunKind::Train  ? "[model], [mtp], [train], [data], [task]"
                              : kind == RunKind::Rl ? "[model], [rl], [grpo], [rollout], [task], [reward], [data]"
+                             : kind == RunKind::Reward ? "[model], [rm], [data]"
                                                    : "[model], [eval], [rollout], [task], [data] (and an RL config's)";
   return "unknown top-level key '" + key + "' (" + (hint ? "did you mean '" + *hint + "'? " : "") +
          "the top level holds extends and the tables " + tables + ")";
@@ -350,6 +351,8 @@ void check_rules(const Loader& L) {
     L.cfg.model.validate();
     if (L.cfg.kind == RunKind::Train) {
       L.cfg.train.validate(L.cfg.model);
+    } else if (L.cfg.kind == RunKind::Reward) {
+      L.cfg.rm.validate(L.cfg.model);
     } else {
       L.cfg.rl.validate(L.cfg.model);
       if (L.cfg.kind == RunKind::Eval) L.cfg.eval.validate();
@@ -422,6 +425,12 @@ RunConfig load_eval_config(const std::string& path, const std::vector<std::strin
 }
 
 RunConfig parse_eval_config_text(const std::string& text) { return parse_config_text(text, RunKind::Eval); }
+
+RunConfig load_reward_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return load_config(path, overrides, RunKind::Reward);
+}
+
+RunConfig parse_reward_config_text(const std::string& text) { return parse_config_text(text, RunKind::Reward); }
 
 std::string resolve_data_path(const std::string& path) {
   if (path != "kjv") return path;

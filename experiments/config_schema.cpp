@@ -292,6 +292,11 @@ const std::vector<KeySpec>& schema() {
                   "steps between kept samples (prompt, completions, rewards); 0: first and last only"),
       integer_key("rl", "checkpoint_every", DSLAB_FIELD(rl.rl.checkpoint_every), 0, kMaxSteps,
                   "steps between checkpoints; 0 disables them"),
+      integer_key("rl", "general_prompts", DSLAB_FIELD(rl.rl.general_prompts), 0, 65536,
+                  "R1 stage 4: the last this many of each step's prompts are general ([data] text, scored by "
+                  "reward.model); 0: tasks only"),
+      integer_key("rl", "general_prefix", DSLAB_FIELD(rl.rl.general_prefix), 1, kMaxWidth,
+                  "bytes of [data] text in a general prompt"),
 
       enum_key("grpo", "supervision", DSLAB_FIELD(rl.grpo.supervision),
                "advantages from one reward per completion (outcome) or per reasoning step (process, DeepSeekMath 4.1.3)"),
@@ -370,6 +375,11 @@ const std::vector<KeySpec>& schema() {
                   "DAPO's L_max, bytes"),
       integer_key("reward", "cache_length", DSLAB_FIELD(rl.reward.cache_length), 0, kMaxWidth,
                   "DAPO's L_cache, bytes; at most max_length"),
+      optional_string_key("reward", "model", DSLAB_FIELD(rl.reward.model),
+                          "R1 stage 4: a dslab reward result scoring the general prompts (rl.general_prompts); "
+                          "\"\": none"),
+      float_key("reward", "preference", DSLAB_FIELD(rl.reward.preference), closed(0, 1e6),
+                "weight of the reward model's score on a general prompt"),
 
       optional_string_key("eval", "init", DSLAB_FIELD(eval.init),
                           "the result (FILE.h5) whose weights are evaluated; \"\": fresh weights of eval.seed"),
@@ -388,6 +398,36 @@ const std::vector<KeySpec>& schema() {
                   "rejection sampling: at most this many distinct correct responses per problem; 0: all"),
       integer_key("eval", "val_batches", DSLAB_FIELD(eval.val_batches), 0, 65536,
                   "val_loss on the [data] text: dslab train's, batches of 16 windows of max_seq_len; 0: none"),
+
+      integer_key("rm", "steps", DSLAB_FIELD(rm.steps), 1, kMaxSteps, "reward-model training steps"),
+      integer_key("rm", "pairs_per_step", DSLAB_FIELD(rm.pairs_per_step), 1, 65536,
+                  "P preference pairs per step (2P sequences in one batch)"),
+      integer_key("rm", "prefix_bytes", DSLAB_FIELD(rm.prefix_bytes), 1, kMaxWidth,
+                  "the prompt of each pair: bytes of [data] text"),
+      integer_key("rm", "response_bytes", DSLAB_FIELD(rm.response_bytes), 2, kMaxWidth,
+                  "the continuation scored after the prompt: the text's own (chosen) or corrupted (rejected)"),
+      enum_key("rm", "corruption", DSLAB_FIELD(rm.corruption),
+               "how a rejected continuation is made: shuffle_words, noise (bytes replaced), splice (another "
+               "window's), mixed (one of the three per pair)"),
+      float_key("rm", "noise_rate", DSLAB_FIELD(rm.noise_rate), open_closed(0, 1),
+                "corruption noise: the share of the continuation's bytes replaced"),
+      float_key("rm", "lr", DSLAB_FIELD(rm.lr), open_closed(0, 10), "learning rate, constant after warm-up"),
+      integer_key("rm", "warmup_steps", DSLAB_FIELD(rm.warmup_steps), 0, kMaxSteps,
+                  "linear learning-rate warm-up steps; at most rm.steps"),
+      float_key("rm", "weight_decay", DSLAB_FIELD(rm.adamw.weight_decay), closed(0, 10),
+                "AdamW decoupled weight decay of the matrices"),
+      float_key("rm", "grad_clip", DSLAB_FIELD(rm.grad_clip), closed(0, 1e6),
+                "max global gradient norm (trunk and head together); 0 disables"),
+      integer_key("rm", "seed", DSLAB_FIELD(rm.seed), 0, INT64_MAX,
+                  "the training pairs; the trunk's weights when rm.init is empty"),
+      optional_string_key("rm", "init", DSLAB_FIELD(rm.init),
+                          "a result (FILE.h5) whose model weights start the trunk; \"\": fresh weights of rm.seed"),
+      integer_key("rm", "eval_every", DSLAB_FIELD(rm.eval_every), 0, kMaxSteps,
+                  "steps between evaluations on held-out pairs (and at the last step); 0: the last only"),
+      integer_key("rm", "eval_pairs", DSLAB_FIELD(rm.eval_pairs), 1, 1 << 20,
+                  "held-out pairs from the [data] validation split"),
+      integer_key("rm", "checkpoint_every", DSLAB_FIELD(rm.checkpoint_every), 0, kMaxSteps,
+                  "steps between checkpoints; 0: only on Ctrl-C"),
   };
   return keys;
 }
@@ -398,7 +438,8 @@ const std::vector<std::string>& table_names(RunKind kind) {
                                               "rl", "grpo", "ppo", "rollout", "task", "reward"};
   static const std::vector<std::string> eval = {"model", "balance", "mtp", "data", "fp8", "rl",
                                                 "grpo", "ppo", "rollout", "task", "reward", "eval"};
-  return kind == RunKind::Train ? train : kind == RunKind::Rl ? rl : eval;
+  static const std::vector<std::string> reward = {"model", "balance", "mtp", "data", "fp8", "rm"};
+  return kind == RunKind::Train ? train : kind == RunKind::Rl ? rl : kind == RunKind::Reward ? reward : eval;
 }
 
 const KeySpec* find_key(const std::string& path, RunKind kind) {

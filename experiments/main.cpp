@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   dslab::add_train_command(app);
   dslab::add_rl_command(app);
   dslab::add_eval_command(app);
+  dslab::add_reward_command(app);
   dslab::add_run_command(app);
   dslab::add_list_command(app);
   dslab::add_sample_command(app);

@@ -116,8 +116,12 @@ std::vector<double> kimi_length_rewards(const std::vector<size_t>& lengths, cons
 
 void RewardArgs::validate() const {
   const auto v = [](auto x) { return value_text(x); };
-  const std::array<std::pair<const char*, double>, 5> weights = {
-      {{"accuracy", accuracy}, {"format", format}, {"language", language}, {"overlong", overlong}, {"length", length}}};
+  const std::array<std::pair<const char*, double>, 6> weights = {{{"accuracy", accuracy},
+                                                                  {"format", format},
+                                                                  {"language", language},
+                                                                  {"overlong", overlong},
+                                                                  {"length", length},
+                                                                  {"preference", preference}}};
   for (const auto& [name, w] : weights)
     require(std::isfinite(w) && w >= 0, {std::string("reward.") + name},
             std::string("reward.") + name + " = " + v(w) + " must be a finite weight >= 0");

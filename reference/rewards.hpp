@@ -73,7 +73,11 @@ struct RewardArgs {
   double length = 0.0;     // Kimi k1.5's group length reward (score_group only)
   int max_length = 256;    // L_max, bytes
   int cache_length = 64;   // L_cache, bytes; 0 <= cache_length <= max_length
-  // Throws ArgsError naming "reward.<field>": weights finite and >= 0,
+  // R1 stage 4: the general prompts (rl.general_prompts) are scored by a learned
+  // reward model (reference/reward_model.hpp), weight `preference`.
+  std::string model;       // a dslab reward result (read by the caller); "": none
+  double preference = 1.0;
+  // Throws ArgsError naming "reward.<field>": weights (preference too) finite and >= 0,
   // max_length >= 1, 0 <= cache_length <= max_length.
   void validate() const;
 };

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <set>
 
 #include "reference/args_error.hpp"
 #include "reference/logprobs.hpp"
@@ -112,6 +113,21 @@ void RlArgs::validate(const ModelArgs& model, const RolloutArgs& rollout) const 
   require(rollout.max_new_tokens < model.max_seq_len, {"rollout.max_new_tokens", "model.max_seq_len"},
           "rollout.max_new_tokens = " + v(rollout.max_new_tokens) + " must be < model.max_seq_len = " +
               v(model.max_seq_len) + " (the prompt needs room too)");
+  require(general_prompts <= prompts_per_step, {"rl.general_prompts", "rl.prompts_per_step"},
+          "rl.general_prompts = " + v(general_prompts) + " must be <= rl.prompts_per_step = " + v(prompts_per_step));
+  require(general_prompts == 0 || general_prefix + rollout.max_new_tokens <= model.max_seq_len,
+          {"rl.general_prefix", "rollout.max_new_tokens", "model.max_seq_len"},
+          "rl.general_prefix + rollout.max_new_tokens = " + v(general_prefix + rollout.max_new_tokens) +
+              " must be <= model.max_seq_len = " + v(model.max_seq_len));
+}
+
+std::vector<int> general_prompt(const std::vector<uint8_t>& text, int prefix, uint64_t seed, uint64_t index) {
+  if (prefix < 1 || text.size() < size_t(prefix))
+    throw std::invalid_argument("general_prompt: " + std::to_string(prefix) + " bytes from a text of " +
+                                std::to_string(text.size()));
+  Rng rng(seed ^ kGeneralStream, index);
+  const size_t start = rng.below(text.size() - size_t(prefix) + 1);
+  return std::vector<int>(text.begin() + start, text.begin() + start + prefix);
 }
 
 StepRewards completion_step_rewards(const std::vector<Problem>& problems, const std::vector<Completion>& completions,
@@ -156,6 +172,15 @@ void RlSetup::validate(const ModelArgs& model) const {
           {"grpo.max_response_length", "rollout.max_new_tokens"},
           "grpo.max_response_length = " + value_text(grpo.max_response_length) +
               " must be 0 or >= rollout.max_new_tokens = " + value_text(rollout.max_new_tokens));
+  require((rl.general_prompts > 0) == !reward.model.empty(), {"rl.general_prompts", "reward.model"},
+          rl.general_prompts > 0 ? "rl.general_prompts = " + value_text(rl.general_prompts) +
+                                       " needs reward.model, the dslab reward result that scores them"
+                                 : "reward.model = \"" + reward.model +
+                                       "\" scores general prompts, but rl.general_prompts = 0: set it > 0 or "
+                                       "leave reward.model out");
+  require(!process || rl.general_prompts == 0, {"grpo.supervision", "rl.general_prompts"},
+          "grpo.supervision = \"process\" needs a verifier's steps; general prompts (rl.general_prompts > 0) "
+          "have none");
   require(rl.algorithm != RlAlgorithm::Ppo || grpo.supervision == Supervision::Outcome,
           {"grpo.supervision", "rl.algorithm"},
           "grpo.supervision = \"process\" is GRPO's (Sec. 4.1.3); rl.algorithm = \"ppo\" takes the outcome reward");
@@ -166,10 +191,21 @@ std::vector<ParamRef<float>> RlTrainer::value_head_refs(std::vector<float>& buff
   return {{"weight", buffer.data(), {1, D}}, {"bias", buffer.data() + D, {1}}};
 }
 
-RlTrainer::RlTrainer(const ModelArgs& model_args, const RlSetup& s, const Vocabulary* vocab)
-    : setup(s), policy(model_args), reference(model_args), vocab_(vocab) {
+RlTrainer::RlTrainer(const ModelArgs& model_args, const RlSetup& s, const Vocabulary* vocab,
+                     LearnedRewardModel<float>* reward_model, const std::vector<uint8_t>* general_text)
+    : setup(s), policy(model_args), reference(model_args), vocab_(vocab), reward_model_(reward_model),
+      general_text_(general_text) {
   if (setup.reward.language != 0 && !vocab_)
     throw std::invalid_argument("RL: reward.language > 0 needs the target language's vocabulary");
+  if (setup.rl.general_prompts > 0) {
+    if (!reward_model_ || !general_text_)
+      throw std::invalid_argument("RL: rl.general_prompts > 0 needs a reward model and the general prompts' text");
+    const int need = setup.rl.general_prefix + setup.rollout.max_new_tokens;
+    require(need <= reward_model_->trunk.args.max_seq_len, {"reward.model", "rl.general_prefix"},
+            "reward.model's model.max_seq_len = " + value_text(reward_model_->trunk.args.max_seq_len) +
+                " cannot score a general prompt and its completion: rl.general_prefix + rollout.max_new_tokens = " +
+                value_text(need));
+  }
   policy.init_weights(setup.rl.seed);
   if (setup.rl.algorithm == RlAlgorithm::Ppo && setup.rl.value_model == ValueModel::Policy) {
     critic = std::make_unique<Transformer<float>>(model_args);
@@ -225,7 +261,11 @@ RlStepReport RlTrainer::rl_step() {
   std::vector<double> kept_rewards;                 // [groups * G]
   std::vector<double> all_rewards, accuracy, format, language, length, stopped, reflections;
   std::vector<double> length_correct, length_incorrect;
-  int sampled_groups = 0, zero_std_groups = 0, solved_groups = 0;
+  std::vector<double> rm_scores, vocab_words, distinct_words;  // general completions
+  std::vector<bool> kept_general;                               // [groups]
+  int sampled_groups = 0, zero_std_groups = 0, solved_groups = 0, task_groups = 0;
+  const int P_task = P - a.general_prompts;
+  double sampled_bytes = 0;
   double rollout_seconds = 0, scoring_seconds = 0;
   RlSample sample;
   for (int round = 0; round < rounds && int(kept_prompts.size()) < P; ++round) {
@@ -234,23 +274,58 @@ RlStepReport RlTrainer::rl_step() {
     std::vector<std::vector<int>> prompts(P);
     for (int i = 0; i < P; ++i) {
       const uint64_t index = (uint64_t(step) * rounds + round) * P + i;
-      problems[i] = make_problem(setup.task, a.task_seed, index);
-      prompts[i] = byte_tokens(r1_prompt(problems[i]));
+      if (i < P_task) {
+        problems[i] = make_problem(setup.task, a.task_seed, index);
+        prompts[i] = byte_tokens(r1_prompt(problems[i]));
+      } else {
+        prompts[i] = general_prompt(*general_text_, a.general_prefix, a.task_seed, index);
+      }
     }
     const std::vector<Completion> comps =
         sample_completions(policy, prompts, setup.rollout, a.seed, uint64_t(step) * rounds + round);
     rollout_seconds += seconds_since(t0);
     t0 = Clock::now();
+    // The reward model's score of every general prompt + completion, in one batch.
+    std::vector<double> general_scores;
+    if (P_task < P) {
+      std::vector<std::vector<int>> seqs;
+      for (int i = P_task; i < P; ++i)
+        for (int g = 0; g < G; ++g) {
+          seqs.push_back(prompts[i]);
+          const std::vector<int>& t = comps[size_t(i) * G + g].tokens;
+          seqs.back().insert(seqs.back().end(), t.begin(), t.end());
+        }
+      Activations<float> acts;
+      general_scores = reward_model_->score(seqs, acts);
+    }
     for (int i = 0; i < P; ++i) {
+      const bool general = i >= P_task;
       std::vector<std::string> texts(G);
       for (int g = 0; g < G; ++g) texts[g] = comps[size_t(i) * G + g].text();
-      const std::vector<RewardParts> parts = score_group(problems[i], texts, setup.reward, vocab_);
+      std::vector<RewardParts> parts(G);
+      if (!general) {
+        parts = score_group(problems[i], texts, setup.reward, vocab_);
+      } else {
+        for (int g = 0; g < G; ++g) {
+          const double r = general_scores[size_t(i - P_task) * G + g];
+          parts[g].total = setup.reward.preference * r;
+          rm_scores.push_back(r);
+          const std::vector<std::string> words = words_of(texts[g]);
+          size_t known = 0;
+          for (const std::string& w : words) known += vocab_ && vocab_->contains(w) ? 1 : 0;
+          vocab_words.push_back(words.empty() ? 0.0 : double(known) / double(words.size()));
+          distinct_words.push_back(
+              words.empty() ? 0.0 : double(std::set<std::string>(words.begin(), words.end()).size()) / words.size());
+        }
+      }
       bool all_equal = true, solved = false;
       for (int g = 0; g < G; ++g) {
         const RewardParts& r = parts[g];
         all_equal = all_equal && r.total == parts[0].total;
         solved = solved || r.accuracy > 0;
         all_rewards.push_back(r.total);
+        sampled_bytes += double(texts[g].size());
+        if (general) continue;
         accuracy.push_back(r.accuracy);
         (r.accuracy > 0 ? length_correct : length_incorrect).push_back(double(texts[g].size()));
         format.push_back(format_reward(texts[g]));
@@ -260,10 +335,11 @@ RlStepReport RlTrainer::rl_step() {
         reflections.push_back(double(reflection_counts(texts[g]).total()));
       }
       ++sampled_groups;
+      if (!general) ++task_groups;
       if (all_equal) ++zero_std_groups;
       if (solved) ++solved_groups;
       if (sample.completions.empty()) {
-        sample.prompt = r1_prompt(problems[i]);
+        sample.prompt = std::string(prompts[i].begin(), prompts[i].end());
         sample.completions = texts;
         for (const RewardParts& r : parts) sample.rewards.push_back(r.total);
       }
@@ -271,6 +347,7 @@ RlStepReport RlTrainer::rl_step() {
       const int group = int(kept_prompts.size());
       kept_prompts.push_back(prompts[i]);
       kept_problems.push_back(problems[i]);
+      kept_general.push_back(general);
       for (int g = 0; g < G; ++g) {
         Completion c = comps[size_t(i) * G + g];
         c.prompt = group;
@@ -287,6 +364,8 @@ RlStepReport RlTrainer::rl_step() {
   const int n_parts = std::min(a.mini_batches, std::max(groups, 1));
   std::vector<Part> parts(groups > 0 ? n_parts : 0);
   double logprob_gap = 0, entropy_sum = 0, kl_reward_sum = 0;
+  double general_nll = 0, general_kl = 0;  // over the general completions' tokens
+  size_t general_tokens = 0;
   KlDiagnostics kl_diagnostics;
   size_t response_tokens = 0;
   std::vector<double> seq_rewards = kept_rewards;
@@ -320,8 +399,18 @@ RlStepReport RlTrainer::rl_step() {
     token_logprobs(reference, lp, part.batch, T);
     part.ref_logp.assign(lp.logp.begin(), lp.logp.end());
     std::vector<double> ref_z = tempered_logits(lp, V, T);
-    for (size_t r = 0; r < lp.rows.size(); ++r)
-      kl_diagnostics.add(part.old_logp[r], part.ref_logp[r], kl_exact(&old_z[r * V], &ref_z[r * V], V));
+    std::vector<double> exact(lp.rows.size());
+    for (size_t r = 0; r < lp.rows.size(); ++r) {
+      exact[r] = kl_exact(&old_z[r * V], &ref_z[r * V], V);
+      kl_diagnostics.add(part.old_logp[r], part.ref_logp[r], exact[r]);
+    }
+    for (size_t j = 0; j + 1 < part.offsets.size(); ++j)
+      if (kept_general[size_t(g0) + j / size_t(G)])
+        for (size_t t = part.offsets[j]; t < part.offsets[j + 1]; ++t) {
+          general_nll += -part.ref_logp[t];
+          general_kl += exact[t];
+          ++general_tokens;
+        }
     if (exact_kl) part.ref_z = std::move(ref_z);
     if (!ppo && grpo.kl_placement == KlPlacement::Reward) {  // r_i - beta sum_t k_t, at pi_theta = pi_old
       for (size_t i = 0; i + 1 < part.offsets.size(); ++i) {
@@ -473,16 +562,19 @@ RlStepReport RlTrainer::rl_step() {
   r.step = step;
   r.steps = a.steps;
   r.seconds = seconds_since(t_step);
+  // Means over no completion are NaN: a step with no task prompt, no correct (or no incorrect) answer.
+  const auto mean_or_nan = [](const std::vector<double>& x) {
+    return x.empty() ? std::numeric_limits<double>::quiet_NaN() : mean_of(x);
+  };
   r.reward_mean = mean_of(all_rewards);
-  r.accuracy = mean_of(accuracy);
-  r.format_rate = mean_of(format);
-  r.response_length = mean_of(length);
+  r.accuracy = mean_or_nan(accuracy);
+  r.format_rate = mean_or_nan(format);
+  r.response_length = mean_or_nan(length);
+  r.rm_score = mean_of(rm_scores);
   r.kl = mean_of(kls);
   r.clip_fraction = mean_of(clip_fractions);
   r.entropy = response_tokens ? entropy_sum / double(response_tokens) : 0.0;
-  double generated = 0;
-  for (double l : length) generated += l;
-  r.tokens_per_second = generated / r.seconds;
+  r.tokens_per_second = sampled_bytes / r.seconds;
   const std::map<std::string, double> row = {
       {"step", double(step)},
       {"reward_mean", r.reward_mean},
@@ -490,9 +582,9 @@ RlStepReport RlTrainer::rl_step() {
       {"accuracy", r.accuracy},
       {"format_rate", r.format_rate},
       {"response_length", r.response_length},
-      {"pass_at_group", sampled_groups ? double(solved_groups) / sampled_groups : 0.0},
-      {"stop_rate", mean_of(stopped)},
-      {"reflection_words", mean_of(reflections)},
+      {"pass_at_group", task_groups ? double(solved_groups) / task_groups : std::numeric_limits<double>::quiet_NaN()},
+      {"stop_rate", mean_or_nan(stopped)},
+      {"reflection_words", mean_or_nan(reflections)},
       {"kl", r.kl},
       {"kl_in_reward", response_tokens ? kl_reward_sum / double(response_tokens) : 0.0},
       {"clip_fraction", r.clip_fraction},
@@ -511,11 +603,14 @@ RlStepReport RlTrainer::rl_step() {
       {"tokens_per_second", r.tokens_per_second},
   };
   for (const auto& [name, value] : row) metrics[name].push_back(value);
-  if (vocab_) metrics["language_consistency"].push_back(mean_of(language));
-  // Means over no completion are NaN: a step with no correct (or no incorrect) answer.
-  const auto mean_or_nan = [](const std::vector<double>& x) {
-    return x.empty() ? std::numeric_limits<double>::quiet_NaN() : mean_of(x);
-  };
+  if (vocab_) metrics["language_consistency"].push_back(mean_or_nan(language));
+  if (a.general_prompts > 0) {
+    metrics["rm_score"].push_back(mean_of(rm_scores));
+    metrics["general_ref_nll"].push_back(general_tokens ? general_nll / double(general_tokens) : 0.0);
+    metrics["general_kl_exact"].push_back(general_tokens ? general_kl / double(general_tokens) : 0.0);
+    metrics["general_vocab_words"].push_back(mean_of(vocab_words));
+    metrics["general_distinct_words"].push_back(mean_of(distinct_words));
+  }
   kl_diagnostics.record(metrics);
   metrics["response_length_correct"].push_back(mean_or_nan(length_correct));
   metrics["response_length_incorrect"].push_back(mean_or_nan(length_incorrect));

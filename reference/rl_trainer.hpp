@@ -27,6 +27,16 @@
 // Dynamic sampling (DAPO): groups whose rewards are all equal carry no signal;
 // with rl.dynamic_sampling they are dropped and more prompts are sampled, up to
 // rl.max_sampling_rounds rounds, so a step trains on at most P groups.
+// R1 stage 4, "all scenarios": the last rl.general_prompts of each step's P
+// prompts are general prompts — rl.general_prefix bytes of the [data] text
+// from a uniform position (general_prompt), no template — whose completions
+// are scored by a learned reward model on prompt + completion
+// (reference/reward_model.hpp), weight reward.preference; the rule rewards
+// score the task prompts as before. Task metrics (accuracy, format, ...) are
+// over the task completions (NaN in a step with none); the general ones are
+// rm_score, general_ref_nll (-log pi_ref per token: how the reference model
+// reads the text), general_kl_exact (per token), general_vocab_words (share of
+// [data] vocabulary words) and general_distinct_words (distinct words / words).
 // MoE models: the expert biases of auxiliary-loss-free balancing (Eq. (24))
 // keep their starting values during RL (no bias update runs here).
 // Everything a step draws comes from (seed, step, round): a resumed run and a
@@ -44,6 +54,7 @@
 #include "reference/adamw.hpp"
 #include "reference/grpo.hpp"
 #include "reference/ppo.hpp"
+#include "reference/reward_model.hpp"
 #include "reference/rewards.hpp"
 #include "reference/rollout.hpp"
 #include "reference/tasks.hpp"
@@ -72,6 +83,8 @@ struct RlArgs {
   int max_sampling_rounds = 3;   // rounds of P prompts a dynamic-sampling step may draw
   int64_t sample_every = 10;     // keep the prompt and completions of the first group every k steps (0: last only)
   int64_t checkpoint_every = 10;
+  int general_prompts = 0;       // of the P prompts, general ones scored by reward.model (R1 stage 4)
+  int general_prefix = 32;       // bytes of [data] text in a general prompt
   // Rules across keys: prompts_per_step divisible by mini_batches; the prompt
   // and rollout.max_new_tokens fit model.max_seq_len (checked per problem too).
   void validate(const ModelArgs& model, const RolloutArgs& rollout) const;
@@ -90,10 +103,17 @@ struct RlSetup {
   void validate(const ModelArgs& model) const;
 };
 
+// General prompt `index` of the stream `seed`: `prefix` bytes of `text` from a
+// position drawn from Rng(seed ^ kGeneralStream, index). Throws
+// std::invalid_argument when the text is shorter than the prefix.
+constexpr uint64_t kGeneralStream = 0x67656E;  // "gen"
+std::vector<int> general_prompt(const std::vector<uint8_t>& text, int prefix, uint64_t seed, uint64_t index);
+
 // What one step did, for progress lines and the metrics.
 struct RlStepReport {
   int64_t step = 0, steps = 0;
   double reward_mean = 0, accuracy = 0, format_rate = 0, response_length = 0;
+  double rm_score = 0;  // mean reward-model score of the general completions (0 without)
   double kl = 0, clip_fraction = 0, entropy = 0, tokens_per_second = 0, seconds = 0;
 };
 
@@ -114,9 +134,14 @@ StepRewards completion_step_rewards(const std::vector<Problem>& problems, const 
 class RlTrainer {
  public:
   // `vocab` (the language-consistency reward's target language) may be null
-  // when reward.language is 0. The policy starts from init_weights(rl.seed);
-  // a caller loading rl.init overwrites policy's weights and calls reset_reference().
-  RlTrainer(const ModelArgs& model_args, const RlSetup& setup, const Vocabulary* vocab);
+  // when reward.language is 0. With rl.general_prompts > 0, `reward_model`
+  // (reward.model's, read by the caller; it must hold general_prefix +
+  // max_new_tokens tokens) and `general_text` (the general prompts' source)
+  // are needed; none of the three is copied. The policy starts from
+  // init_weights(rl.seed); a caller loading rl.init overwrites policy's
+  // weights and calls reset_reference().
+  RlTrainer(const ModelArgs& model_args, const RlSetup& setup, const Vocabulary* vocab,
+            LearnedRewardModel<float>* reward_model = nullptr, const std::vector<uint8_t>* general_text = nullptr);
   RlTrainer(const RlTrainer&) = delete;  // it keeps views of its models' arenas
   RlTrainer& operator=(const RlTrainer&) = delete;
 
@@ -142,6 +167,8 @@ class RlTrainer {
 
  private:
   const Vocabulary* vocab_;
+  LearnedRewardModel<float>* reward_model_;
+  const std::vector<uint8_t>* general_text_;
   std::vector<Segment<float>> param_segments_, grad_segments_, value_segments_, value_grad_segments_;
   std::vector<Segment<float>> critic_segments_, critic_grad_segments_;
 };

@@ -594,7 +594,7 @@ name = "rl"
     return config_error([&] { load_experiment(p); });
   };
   EXPECT_THAT(error_of("description = \"d\"\ncommand = \"sft\"\n"),
-              HasSubstr("bad.toml:2: command must be one of \"train\", \"rl\", \"eval\" (the dslab command of the runs), "
+              HasSubstr("bad.toml:2: command must be one of \"train\", \"rl\", \"eval\", \"reward\" (the dslab command of the runs), "
                         "got string \"sft\""));
   EXPECT_THAT(error_of("description = \"d\"\nconfig = \"configs/base.toml\"\n[[runs]]\nname = \"a\"\ncommand = 1\n"),
               HasSubstr("bad.toml:5: command must be one of \"train\", \"rl\""));
