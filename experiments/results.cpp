@@ -522,6 +522,68 @@ void read_rl_checkpoint(const std::string& path, const std::string& config_text,
   });
 }
 
+// ---- reward-model runs ----------------------------------------------------------
+
+void write_reward_head(H5::Group& root, LearnedRewardModel<float>& model) {
+  H5::Group g = root.createGroup("reward_head");
+  for (const auto& p : model.head_refs(model.head)) write_floats(g, p.name, p.shape, p.data);
+}
+
+void write_reward_result(const std::string& path, const RunInfo& info, RewardModelTrainer& trainer) {
+  write_whole(path, [&](H5::Group& root) {
+    write_run(root, info, trainer.step, trainer.metrics, trainer.model.trunk, true);
+    write_reward_head(root, trainer.model);
+  });
+}
+
+void write_reward_checkpoint(const std::string& path, const RunInfo& info, RewardModelTrainer& trainer) {
+  write_whole(path, [&](H5::Group& root) {
+    write_run(root, info, trainer.step, trainer.metrics, trainer.model.trunk, false);
+    write_optimizer(root, trainer.model.trunk.params.refs(), trainer.optimizer);
+    write_reward_head(root, trainer.model);
+    H5::Group head_optimizer = root.createGroup("head_optimizer");
+    write_optimizer(head_optimizer, trainer.model.head_refs(trainer.model.head), trainer.head_optimizer);
+  });
+}
+
+void read_reward_checkpoint(const std::string& path, const std::string& config_text, RewardModelTrainer& trainer) {
+  with_hdf5(path, [&] {
+    const H5::H5File file = open_for_reading(path);
+    const std::string difference = first_difference(read_text(file, "config"), config_text);
+    if (!difference.empty())
+      throw std::runtime_error("checkpoint " + path +
+                               " was written for a different config than the one given: " + difference);
+    if (!file.attrExists("adamw_t") || !file.nameExists("head_optimizer"))
+      throw std::runtime_error(path + ": has no optimizer state or reward head (not a dslab reward checkpoint)");
+    const auto head_refs = trainer.model.head_refs(trainer.model.head);
+    const std::vector<std::function<void()>> stores = {
+        read_training_state(path, file, trainer.model.trunk, trainer.optimizer, trainer.step, trainer.metrics),
+        read_into(path, file, "/reward_head", head_refs),
+        read_optimizer(path, file, "/head_optimizer", head_refs, trainer.head_optimizer)};
+    for (const auto& s : stores) s();
+  });
+}
+
+LearnedRewardModel<float> read_reward_model(const std::string& path) {
+  if (!result_complete(path))
+    throw std::runtime_error(path + ": not a complete dslab result (missing, unreadable or still a checkpoint)");
+  return with_hdf5(path, [&] {
+    const H5::H5File file = open_for_reading(path);
+    if (!file.nameExists("reward_head"))
+      throw std::runtime_error(path + ": has no /reward_head (not a dslab reward result)");
+    RunConfig cfg;
+    try {
+      cfg = parse_reward_config_text(read_text(file, "config"));
+    } catch (const ConfigError& e) {
+      throw std::runtime_error(path + ": its config is not a reward-model config: " + e.what());
+    }
+    LearnedRewardModel<float> model(cfg.model);
+    read_into(path, file, "/model", model_state(model.trunk))();
+    read_into(path, file, "/reward_head", model.head_refs(model.head))();
+    return model;
+  });
+}
+
 // ---- eval runs ----------------------------------------------------------------
 
 void write_eval_result(const std::string& path, const RunInfo& info, const EvalResult& r, int64_t num_parameters,

@@ -27,6 +27,7 @@
 
 #include "experiments/capture.hpp"
 #include "experiments/config.hpp"
+#include "reference/reward_model.hpp"
 #include "reference/rl_trainer.hpp"
 #include "reference/trainer.hpp"
 
@@ -93,6 +94,18 @@ void read_rl_checkpoint(const std::string& path, const std::string& config_text,
 //     rejection sampling kept, texts escaped as /samples' are
 void write_eval_result(const std::string& path, const RunInfo& info, const EvalResult& result,
                        int64_t num_parameters, std::optional<double> val_loss = std::nullopt);
+
+// Reward-model runs (dslab reward): the layout of a training run, /model the
+// trunk, plus /reward_head/weight [1, D] and /reward_head/bias [1]; a checkpoint
+// adds /optimizer (the trunk's, at the root as dslab train's) and
+// /head_optimizer (the head's, in the same layout).
+void write_reward_result(const std::string& path, const RunInfo& info, RewardModelTrainer& trainer);
+void write_reward_checkpoint(const std::string& path, const RunInfo& info, RewardModelTrainer& trainer);
+void read_reward_checkpoint(const std::string& path, const std::string& config_text, RewardModelTrainer& trainer);
+// The reward model of a dslab reward result, built from the config it keeps.
+// Throws std::runtime_error naming the file when it is missing, incomplete or
+// not a reward-model result.
+LearnedRewardModel<float> read_reward_model(const std::string& path);
 
 // The prompt -> response pairs of an SFT run ([data] pairs): an eval result's
 // /pairs, or a JSON Lines file, one {"prompt": ..., "response": ...} object
