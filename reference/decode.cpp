@@ -1,6 +1,7 @@
 #include "reference/decode.hpp"
 
 #include <algorithm>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -97,42 +98,67 @@ const Tensor2<T>& Decoder<T>::decode_step(const std::vector<DecodeState<T>*>& se
       throw std::invalid_argument("decode_step: sequence " + std::to_string(b) + " is full (" +
                                   std::to_string(seqs[b]->max_len()) + " tokens)");
   }
+  ensure_shape(logits_, {size_t(B), size_t(model_.args.vocab_size)});
+  const int n_chunks = (B + kDecodeChunk - 1) / kDecodeChunk;
+  if (int(chunks_.size()) < n_chunks) chunks_.resize(n_chunks);
+  if (n_chunks == 1) {
+    decode_rows(seqs, tokens, 0, B, chunks_[0]);
+  } else {
+    std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int c = 0; c < n_chunks; ++c) {
+      try {
+        decode_rows(seqs, tokens, c * kDecodeChunk, std::min(B, (c + 1) * kDecodeChunk), chunks_[c]);
+      } catch (...) {
+#pragma omp critical(dslab_decode_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+  }
+  for (DecodeState<T>* s : seqs) ++s->pos;
+  return logits_;
+}
+
+template <class T>
+void Decoder<T>::decode_rows(const std::vector<DecodeState<T>*>& seqs, const std::vector<int>& tokens, int b0,
+                             int b1, Scratch& s) {
+  const int B = b1 - b0;
   const LinearPolicy<T> linears{.fp8 = ctx_.fp8};
   const RopeTable& rope = *ctx_.rope;
   const auto& layers = model_.params.layers;
-  embedding_forward(x_, tokens, model_.params.embed);  // [B, D]
+  embedding_forward(s.x, std::vector<int>(tokens.begin() + b0, tokens.begin() + b1), model_.params.embed);  // [B, D]
   for (size_t l = 0; l < layers.size(); ++l) {
     const BlockParams<T>& w = layers[l];
     // x_mid = x + attn(attn_norm(x))
-    rmsnorm_forward(h_, rstd_, x_, w.attn_norm, ctx_.norm_eps);
+    rmsnorm_forward(s.h, s.rstd, s.x, w.attn_norm, ctx_.norm_eps);
     if (const auto* mha = std::get_if<MhaWeights<T>>(&w.attn)) {
       std::vector<KvCache<T>*> caches(B);
-      for (int b = 0; b < B; ++b) caches[b] = &std::get<KvCache<T>>(seqs[b]->layers[l]);
-      mha_decode(u_, h_, caches, *mha, ctx_.mha.shape(1, 1), rope, linears);
+      for (int b = 0; b < B; ++b) caches[b] = &std::get<KvCache<T>>(seqs[b0 + b]->layers[l]);
+      mha_decode(s.u, s.h, caches, *mha, ctx_.mha.shape(1, 1), rope, linears);
     } else {
       const MlaWeights<T>& mla = std::get<MlaWeights<T>>(w.attn);
-      ensure_shape(u_, {size_t(B), size_t(model_.args.dim)});
-      for (int b = 0; b < B; ++b) {  // serial: the decoders' GEMMs are parallel themselves
-        LayerDecodeCache<T>& c = seqs[b]->layers[l];
+      ensure_shape(s.u, {size_t(B), size_t(model_.args.dim)});
+      for (int b = 0; b < B; ++b) {
+        LayerDecodeCache<T>& c = seqs[b0 + b]->layers[l];
         if (auto* lat = std::get_if<MlaLatentCache<T>>(&c))
-          mla_decode_absorbed(&u_(b, 0), &h_(b, 0), *lat, mla, ctx_.mla, rope);
+          mla_decode_absorbed(&s.u(b, 0), &s.h(b, 0), *lat, mla, ctx_.mla, rope);
         else
-          mla_decode_naive(&u_(b, 0), &h_(b, 0), std::get<MlaNaiveCache<T>>(c), mla, ctx_.mla, rope);
+          mla_decode_naive(&s.u(b, 0), &s.h(b, 0), std::get<MlaNaiveCache<T>>(c), mla, ctx_.mla, rope);
       }
     }
-    x_ += u_;
+    s.x += s.u;
     // y = x_mid + ffn(ffn_norm(x_mid))
-    rmsnorm_forward(h_, rstd_, x_, w.ffn_norm, ctx_.norm_eps);
+    rmsnorm_forward(s.h, s.rstd, s.x, w.ffn_norm, ctx_.norm_eps);
     if (const MoeParams<T>* moe = w.moe())
-      moe_forward(u_, moe_cache_, h_, *moe, moe->bias, ctx_.moe, linears);  // Eq. (18)-(20)
+      moe_forward(s.u, s.moe_cache, s.h, *moe, moe->bias, ctx_.moe, linears);  // Eq. (18)-(20)
     else
-      ffn_forward(u_, ffn_cache_, h_, std::get<FfnWeights<T>>(w.ffn), linears);
-    x_ += u_;
+      ffn_forward(s.u, s.ffn_cache, s.h, std::get<FfnWeights<T>>(w.ffn), linears);
+    s.x += s.u;
   }
-  rmsnorm_forward(h_, rstd_, x_, model_.params.norm, model_.args.norm_eps);
-  linear_forward(logits_, h_, model_.params.head);
-  for (DecodeState<T>* s : seqs) ++s->pos;
-  return logits_;
+  rmsnorm_forward(s.h, s.rstd, s.x, model_.params.norm, model_.args.norm_eps);
+  linear_forward(s.logits, s.h, model_.params.head);
+  std::copy(s.logits.begin(), s.logits.end(), &logits_(b0, 0));
 }
 
 template struct DecodeState<float>;

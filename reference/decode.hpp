@@ -14,7 +14,11 @@
 // embedding, the norms, the FFN / MoE and the head run on [B, D] rows, and so
 // do MHA's projections; the attention runs per sequence against its own cache
 // (MLA: its projections too, through mla_decode_absorbed / mla_decode_naive).
-// The MTP modules are not used.
+// The MTP modules are not used. Threads: the B sequences are cut into chunks
+// of kDecodeChunk (a constant, so every row's numbers are the same on any
+// thread count) and the chunks run the whole step in parallel, one OpenMP
+// region per step: the step's GEMMs ([B, D] rows) are too small to split
+// well, and a region per GEMM costs more in wake-ups than it gains.
 //
 // MoE with capacity_factor > 0 drops tokens by their rank among all the
 // tokens of a forward, so a token's output depends on the batch it is in; the
@@ -44,6 +48,8 @@ template <class T> struct DecodeState {
   int max_len() const;                         // tokens the caches hold
 };
 
+constexpr int kDecodeChunk = 16;  // sequences per chunk of a decode step
+
 template <class T> class Decoder {
  public:
   // Throws std::invalid_argument for an MoE model with capacity_factor > 0.
@@ -62,13 +68,22 @@ template <class T> class Decoder {
   Transformer<T>& model() { return model_; }
 
  private:
+  // What one chunk of a step works in (kept from step to step; holds nothing between calls).
+  struct Scratch {
+    Tensor2<T> x, h, u, logits;
+    Tensor1<T> rstd;
+    MoeCache<T> moe_cache;
+    FfnCache<T> ffn_cache;
+  };
+  // The step for sequences [b0, b1) of seqs: their logits into rows b0 .. b1-1 of logits_.
+  void decode_rows(const std::vector<DecodeState<T>*>& seqs, const std::vector<int>& tokens, int b0, int b1,
+                   Scratch& s);
+
   Transformer<T>& model_;
   BlockContext<T> ctx_;
   Activations<T> acts_;          // prefill's forward
-  Tensor2<T> x_, h_, u_, logits_;
-  Tensor1<T> rstd_;
-  MoeCache<T> moe_cache_;
-  FfnCache<T> ffn_cache_;
+  std::vector<Scratch> chunks_;  // one per chunk of the largest step so far
+  Tensor2<T> logits_;            // [B, V]
 };
 
 }  // namespace dslab

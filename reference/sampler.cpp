@@ -35,12 +35,18 @@ std::vector<double> sampling_distribution(const float* logits, int V, const Samp
     p[std::max_element(logits, logits + V) - logits] = 1.0;
     return p;
   }
+  const int k = a.top_k > 0 ? std::min(a.top_k, V) : V;
+  if (k == V && a.top_p >= 1) {  // every token: softmax of (logit - top) / T in token order, no sort
+    const double top = *std::max_element(logits, logits + V);
+    for (int v = 0; v < V; ++v) p[v] = (logits[v] - top) / a.temperature;
+    simd::softmax_row(p.data(), p.data(), V, simd::SoftmaxArith::Scalar);
+    return p;
+  }
   std::vector<int> order(V);
   std::iota(order.begin(), order.end(), 0);
   // Largest first, ties by token id (the order a stable sort of 0..V-1 gives, without its buffer).
   std::sort(order.begin(), order.end(),
             [&](int x, int y) { return logits[x] > logits[y] || (logits[x] == logits[y] && x < y); });
-  const int k = a.top_k > 0 ? std::min(a.top_k, V) : V;
   // softmax over the k best of (logit - top) / T, in their sorted order (the max is 0)
   const double top = logits[order[0]];
   std::vector<double> z(k);

@@ -9,6 +9,8 @@
 // reassociation: in double they agree to ~1e-15 relative (bound 1e-12), in
 // float to ~1e-6 (bound 2e-5). A cache off by one position, a wrong RoPE
 // position or a sequence reading another's cache gives O(1) differences.
+#include <omp.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -51,14 +53,16 @@ template <class T> double max_rel(const T* ours, const T* ref, int n) {
   return err / scale;
 }
 
-// Three sequences (prompt length, total length) decoded together.
-template <class T> void check_decoding(const ModelArgs& args, double tol) {
+// Three sequences (prompt length, total length) decoded together, or n of
+// them (n > kDecodeChunk: a step in several chunks).
+template <class T> void check_decoding(const ModelArgs& args, double tol, int n = 3) {
   Transformer<T> model(args);
   model.init_weights(3);
   Rng rng(11);
   test::randomize_gains(model, rng);
   const int V = args.vocab_size;
-  const std::vector<std::pair<int, int>> shapes = {{1, 9}, {4, 16}, {7, 12}};
+  std::vector<std::pair<int, int>> shapes = {{1, 9}, {4, 16}, {7, 12}};
+  for (int i = 3; i < n; ++i) shapes.push_back({1 + i % 7, 9 + i % 8});
   std::vector<std::vector<int>> seqs;
   std::vector<Tensor2<T>> full;
   for (auto [p, len] : shapes) {
@@ -120,6 +124,41 @@ TEST(Decode, MlaMoeEqualsForwardFloat) { check_decoding<float>(tiny(AttnKind::Ml
 
 // Capacity dropping ranks a token among all tokens of a forward: the decoder
 // cannot reproduce it and says so.
+TEST(Decode, StepsInSeveralChunksEqualForward) {
+  check_decoding<double>(tiny(AttnKind::Mha, 2, false), 1e-12, 2 * kDecodeChunk + 3);
+  check_decoding<double>(tiny(AttnKind::Mla, 4, true), 1e-12, kDecodeChunk + 1);
+  check_decoding<float>(tiny(AttnKind::Mha, 4, true), 2e-5, 2 * kDecodeChunk + 3);
+}
+
+// The chunks of a step depend on the batch alone: 1 and 2 threads give the same bits.
+TEST(Decode, ChunkedStepIsTheSameOnAnyThreadCount) {
+  const ModelArgs args = tiny(AttnKind::Mha, 2, true);
+  Transformer<float> model(args);
+  model.init_weights(5);
+  const int n = 2 * kDecodeChunk + 5;
+  std::vector<std::vector<float>> out;
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    Decoder<float> dec(model);
+    std::vector<DecodeState<float>> states;
+    for (int i = 0; i < n; ++i) {
+      states.push_back(dec.new_state(12));
+      dec.prefill(states.back(), {1 + i % 5, 2, 3});
+    }
+    std::vector<DecodeState<float>*> batch;
+    std::vector<int> tokens;
+    for (int i = 0; i < n; ++i) batch.push_back(&states[i]), tokens.push_back(i % args.vocab_size);
+    std::vector<float> all;
+    for (int step = 0; step < 4; ++step) {
+      const Tensor2<float>& logits = dec.decode_step(batch, tokens);
+      all.insert(all.end(), logits.begin(), logits.end());
+    }
+    out.push_back(all);
+  }
+  omp_set_num_threads(2);
+  EXPECT_EQ(out[0], out[1]);
+}
+
 TEST(Decode, RefusesMoeCapacityDropping) {
   ModelArgs a = tiny(AttnKind::Mha, 4, true);
   a.moe.capacity_factor = 1.0;
