@@ -35,12 +35,23 @@ std::string describe_node(const toml::node& n) {
   return "a date or time";
 }
 
-// The TOML text of a scalar node; nullopt for arrays, tables and dates.
+// The TOML text of a scalar node, or of an array of strings (a list key's
+// value); nullopt for other arrays, tables and dates.
 std::optional<std::string> scalar_text(const toml::node& n) {
   if (const auto* v = n.as_integer()) return std::to_string(v->get());
   if (const auto* v = n.as_floating_point()) return toml_float(v->get());
   if (const auto* v = n.as_string()) return toml_string(v->get());
   if (const auto* v = n.as_boolean()) return v->get() ? "true" : "false";
+  if (const auto* a = n.as_array()) {
+    std::string text = "[";
+    for (const toml::node& e : *a) {
+      const auto* v = e.as_string();
+      if (!v) return std::nullopt;
+      if (text.size() > 1) text += ", ";  // appended, not "a" + b: g++ 12's -Wrestrict
+      text += toml_string(v->get());
+    }
+    return text + "]";
+  }
   return std::nullopt;
 }
 
@@ -228,6 +239,18 @@ std::optional<Value> value_as(KeyType type, const toml::node& n) {
     case KeyType::Bool:
       if (const auto* v = n.as_boolean()) return Value(v->get());
       break;
+    case KeyType::StringList: {
+      if (const auto* v = n.as_string()) return Value(std::vector<std::string>{v->get()});
+      const auto* a = n.as_array();
+      if (!a) break;
+      std::vector<std::string> items;
+      for (const toml::node& e : *a) {
+        const auto* v = e.as_string();
+        if (!v) return std::nullopt;
+        items.push_back(v->get());
+      }
+      return Value(std::move(items));
+    }
   }
   return std::nullopt;
 }
@@ -312,11 +335,12 @@ void apply_override(Loader& L, const std::string& text, const std::string& origi
   if (!key) fail(origin, unknown_key(path, L.cfg.kind));
   const auto parsed = try_parse_toml("v = " + raw);
   const toml::node* node = parsed && parsed->size() == 1 ? parsed->get("v") : nullptr;
-  if (key->type == KeyType::String && !(node && node->is_string())) {
+  const bool list = key->type == KeyType::StringList;
+  if ((key->type == KeyType::String || list) && !(node && (node->is_string() || (list && node->is_array())))) {
     // Keep only text the config can hold: it must read back as a TOML string.
     if (!try_parse_toml("v = " + toml_string(raw)))
       fail(origin, key->path() + " must be UTF-8 text");
-    set_checked(L, *key, Value(raw), origin);
+    set_checked(L, *key, list ? Value(std::vector<std::string>{raw}) : Value(raw), origin);
     return;
   }
   if (!node)

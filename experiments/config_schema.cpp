@@ -66,6 +66,12 @@ KeySpec optional_string_key(const char* table, const char* name, Field field, co
   return k;
 }
 
+// A list of non-empty strings; a config may give one string for a list of one.
+KeySpec string_list_key(const char* table, const char* name, Field field, const char* description) {
+  return {.table = table, .name = name, .type = KeyType::StringList, .field = field,
+          .description = description};
+}
+
 KeySpec bool_key(const char* table, const char* name, Field field, const char* description) {
   return {.table = table, .name = name, .type = KeyType::Bool, .field = field,
           .description = description};
@@ -343,12 +349,8 @@ const std::vector<KeySpec>& schema() {
                   "draw among the k most likely tokens; 0: all"),
       float_key("rollout", "top_p", DSLAB_FIELD(rl.rollout.top_p), open_closed(0, 1),
                 "nucleus: the smallest set of tokens with probability >= top_p; 1: all"),
-      optional_string_key("rollout", "stop",
-                          EnumField{[](RunConfig& c) { return c.rl.rollout.stop.empty() ? std::string() : c.rl.rollout.stop[0]; },
-                                    [](RunConfig& c, const std::string& s) {
-                                      c.rl.rollout.stop = s.empty() ? std::vector<std::string>{} : std::vector<std::string>{s};
-                                    }},
-                          "a completion ends with this text, included; \"\": only max_new_tokens ends it"),
+      string_list_key("rollout", "stop", DSLAB_FIELD(rl.rollout.stop),
+                      "a completion ends with any of these texts, included; []: only max_new_tokens ends it"),
 
       enum_key("task", "kind", DSLAB_FIELD(task.kind), "countdown (reach a target with + - * /) or addition"),
       integer_key("task", "n_numbers", DSLAB_FIELD(task.n_numbers), 2, 6, "countdown: numbers given"),
@@ -543,6 +545,11 @@ std::string format_value(const Value& v) {
     std::string operator()(double x) const { return toml_float(x); }
     std::string operator()(const std::string& x) const { return toml_string(x); }
     std::string operator()(bool x) const { return x ? "true" : "false"; }
+    std::string operator()(const std::vector<std::string>& x) const {
+      std::vector<std::string> items;
+      for (const std::string& s : x) items.push_back(toml_string(s));
+      return "[" + join(items, ", ") + "]";
+    }
   } format;
   return std::visit(format, v);
 }
@@ -553,6 +560,7 @@ const char* type_name(KeyType t) {
     case KeyType::Float: return "float";
     case KeyType::String: return "string";
     case KeyType::Bool: return "bool";
+    case KeyType::StringList: return "strings";
   }
   return "";
 }
@@ -563,6 +571,7 @@ const char* type_with_article(KeyType t) {
     case KeyType::Float: return "a float";
     case KeyType::String: return "a string";
     case KeyType::Bool: return "a boolean";
+    case KeyType::StringList: return "a list of strings (or one string)";
   }
   return "";
 }
@@ -581,6 +590,7 @@ std::string allowed(const KeySpec& k) {
       if (!k.choices.empty()) return "one of " + join(k.choices, ", ");
       return k.allow_empty ? "any string" : "any non-empty string";
     case KeyType::Bool: return "true or false";
+    case KeyType::StringList: return "a list of non-empty strings, e.g. [\"</answer>\", \"\\n\\n\"]";
   }
   return "";
 }
@@ -610,6 +620,10 @@ std::optional<std::string> range_violation(const KeySpec& key, const Value& v) {
       break;
     }
     case KeyType::Bool: break;
+    case KeyType::StringList:
+      for (const std::string& s : std::get<std::vector<std::string>>(v))
+        if (s.empty()) return shown + " is not allowed: expected " + allowed(key);
+      break;
   }
   return std::nullopt;
 }

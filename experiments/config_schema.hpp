@@ -15,9 +15,9 @@
 
 namespace dslab::config {
 
-enum class KeyType { Integer, Float, String, Bool };
+enum class KeyType { Integer, Float, String, Bool, StringList };
 
-using Value = std::variant<int64_t, double, std::string, bool>;
+using Value = std::variant<int64_t, double, std::string, bool, std::vector<std::string>>;
 
 // A field that is an enum, read and written by its name (reference/enum_names.hpp).
 struct EnumField {
@@ -28,7 +28,7 @@ struct EnumField {
 // Where a key's value lives in RunConfig.
 using Field = std::variant<int& (*)(RunConfig&), int64_t& (*)(RunConfig&), uint64_t& (*)(RunConfig&),
                            double& (*)(RunConfig&), std::string& (*)(RunConfig&), bool& (*)(RunConfig&),
-                           EnumField>;
+                           std::vector<std::string>& (*)(RunConfig&), EnumField>;
 
 // Allowed floats: lo .. hi, each end open or closed.
 struct Interval {

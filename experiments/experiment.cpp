@@ -63,11 +63,19 @@ struct Axis {
   std::string at;
 };
 
-std::vector<Axis> run_axes(const toml::table& set, const std::string& file, const std::string& run) {
+// A list of strings for a key that takes one (rollout.stop) is its value;
+// a list of such lists sweeps it.
+std::vector<Axis> run_axes(const toml::table& set, const std::string& file, const std::string& run, RunKind kind) {
   std::vector<Axis> axes;
   for (const auto& [key, node] : flatten(set)) {
-    Axis axis{key, {}, node->is_array(), where(*node, file)};
-    if (const toml::array* list = node->as_array()) {
+    const config::KeySpec* spec = config::find_key(key, kind);
+    const toml::array* array = node->as_array();
+    const bool value_list = spec && spec->type == config::KeyType::StringList && array &&
+                            (array->empty() || !array->front().is_array());
+    Axis axis{key, {}, node->is_array() && !value_list, where(*node, file)};
+    if (value_list) {
+      axis.values.push_back(node);
+    } else if (const toml::array* list = node->as_array()) {
       if (list->empty()) fail(axis.at, "run '" + run + "': " + key + " = [] sweeps no value");
       for (const toml::node& v : *list) axis.values.push_back(&v);
     } else {
@@ -163,7 +171,7 @@ void expand_run(Experiment& e, const toml::table& entry, const std::string& file
     fail(at, "run '" + *name + "' has no config: give its [[runs]] entry config = \"...\" or the experiment "
              "a top-level config = \"...\" (relative to this file)" +
              (e.notebook.empty() ? "" : "; a sweep (notebook without config) has no [[runs]]"));
-  const std::vector<Axis> axes = set ? run_axes(*set, file, *name) : std::vector<Axis>{};
+  const std::vector<Axis> axes = set ? run_axes(*set, file, *name, command) : std::vector<Axis>{};
   std::vector<size_t> index(axes.size(), 0);
   for (;;) {
     ExperimentRun run{*name, command, config, {}, {}, {}, {}};

@@ -10,7 +10,8 @@
 //   name = "gqa"
 //   command = "rl"                           # optional: this entry's command and config instead of
 //   config = "configs/grpo_tiny.toml"        #   the experiment's
-//   [runs.set]                               # overrides; a list value is swept
+//   [runs.set]                               # overrides; a list value is swept (for a key that
+//                                            #   takes a list, rollout.stop, a list of lists is)
 //   "model.n_kv_heads" = [1, 2, 4]
 //   "train.seed" = [1, 2, 3]
 //   "rl.init" = "@base"                      # a run reference

@@ -624,6 +624,49 @@ name = "rl"
               HasSubstr("bad.toml:5: run 'b' has no config"));
 }
 
+// rollout.stop is a list of strings: one string is a list of one, the
+// effective text writes the list and reads back the same, --set takes either
+// form; in an experiment a list of strings is one value and a list of lists
+// sweeps it.
+TEST(Config, StringListKeys) {
+  const std::string dir = stages_dir("config_string_list");
+  const std::string grpo = dir + "/configs/grpo.toml";
+  const RunConfig one = load_rl_config(grpo);
+  EXPECT_EQ(one.rl.rollout.stop, std::vector<std::string>{"</answer>"});  // grpo_tiny.toml: stop = "</answer>"
+  const RunConfig two = load_rl_config(grpo, {R"(rollout.stop=["</answer>", "\n\n"])"});
+  EXPECT_EQ(two.rl.rollout.stop, (std::vector<std::string>{"</answer>", "\n\n"}));
+  EXPECT_THAT(two.text, HasSubstr(R"(stop = ["</answer>", "\n\n"])"));
+  EXPECT_EQ(parse_rl_config_text(two.text).text, two.text);
+  EXPECT_EQ(parse_rl_config_text(two.text).rl.rollout.stop, two.rl.rollout.stop);
+  EXPECT_EQ(load_rl_config(grpo, {"rollout.stop=END"}).rl.rollout.stop, std::vector<std::string>{"END"});
+  EXPECT_TRUE(load_rl_config(grpo, {"rollout.stop=[]"}).rl.rollout.stop.empty());
+  EXPECT_THAT(config_error([&] { load_rl_config(grpo, {R"(rollout.stop=["a", ""])"}); }),
+              HasSubstr("a list of non-empty strings"));
+  EXPECT_THAT(config_error([&] { load_rl_config(grpo, {"rollout.stop=[1, 2]"}); }),
+              HasSubstr("rollout.stop must be a list of strings (or one string), got an array"));
+
+  const std::string path = write(dir, "e.toml", R"(description = "d"
+command = "rl"
+config = "configs/grpo.toml"
+[[runs]]
+name = "one"
+[runs.set]
+"rollout.stop" = ["</answer>", "\n\n"]
+[[runs]]
+name = "swept"
+[runs.set]
+"rollout.stop" = [["</answer>"], ["x", "y"]]
+)");
+  const Experiment e = load_experiment(path);
+  ASSERT_EQ(e.runs.size(), 3u);
+  EXPECT_EQ(e.runs[0].name, "one");
+  EXPECT_EQ(load_rl_config(e.runs[0].config_path, e.runs[0].overrides).rl.rollout.stop,
+            (std::vector<std::string>{"</answer>", "\n\n"}));
+  EXPECT_EQ(load_rl_config(e.runs[2].config_path, e.runs[2].overrides).rl.rollout.stop,
+            (std::vector<std::string>{"x", "y"}));
+  EXPECT_NE(e.runs[1].name, e.runs[2].name);
+}
+
 TEST(Experiment, ReferencesNameRunsAndResolveToTheirResults) {
   const std::string dir = stages_dir("experiment_references");
   // The RL entry comes first: a reference may name a run defined later.
