@@ -40,6 +40,8 @@ ModelArgs model_args_from_deepseek_json(const std::string& path) {
     j = Json::parse(in);
   } catch (const Json::parse_error& e) {
     throw BadInput(path + ": not valid JSON: " + e.what());
+  } catch (const Json::out_of_range& e) {  // a number beyond double's range, e.g. 1e400
+    throw BadInput(path + ": a number out of range: " + e.what());
   }
   if (!j.is_object()) throw BadInput(path + ": expected a JSON object of model.py ModelArgs keys");
   std::string allowed;

@@ -116,6 +116,8 @@ TEST(DeepSeekConfig, BadValuesNameTheirKey) {
               HasSubstr("n_limited_groups"));
   EXPECT_THAT(error_of("rope.json", "{\"qk_rope_head_dim\": 3}"), HasSubstr("qk_rope_head_dim"));
   EXPECT_THAT(error_of("mscale.json", "{\"mscale\": 0}"), HasSubstr("mscale"));
+  // Found by tests/fuzz/fuzz_deepseek_json: a number past double's range escaped as JSON's out_of_range.
+  EXPECT_THAT(error_of("overflow.json", "{\"vocab_size\": 12e9280}"), HasSubstr("a number out of range"));
 }
 
 }  // namespace
