@@ -25,6 +25,7 @@ namespace {
 
 void eval(const RunCommandOptions& o) {
   const RunConfig cfg = load_eval_config(o.config, o.sets);
+  const RunLock lock(o.out);
   if (already_complete(o.out, o.resume, o.label)) return;
   const EvalArgs& a = cfg.eval;
   const Vocabulary vocab = load_vocabulary(cfg.data);

@@ -44,6 +44,7 @@ void report(const std::string& label, const RmStepReport& r, double& seconds, in
 
 void reward(const RunCommandOptions& o) {
   const RunConfig cfg = load_reward_config(o.config, o.sets);
+  const RunLock lock(o.out);
   if (already_complete(o.out, o.resume, o.label)) return;
   const ByteCorpus corpus = load_corpus(cfg.data);
   RunInfo info{cfg.text, cfg.rm.seed, use_threads(o.threads), 0.0};

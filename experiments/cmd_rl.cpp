@@ -47,6 +47,7 @@ void report(const std::string& label, const RlStepReport& r, bool general, doubl
 
 void rl(const RunCommandOptions& o) {
   const RunConfig cfg = load_rl_config(o.config, o.sets);
+  const RunLock lock(o.out);
   if (already_complete(o.out, o.resume, o.label)) return;
   const RlSetup& setup = cfg.rl;
   // The [data] text's vocabulary: the language-consistency reward's target

@@ -60,6 +60,7 @@ class Progress {
 
 void train(const RunCommandOptions& o) {
   const RunConfig cfg = load_run_config(o.config, o.sets);
+  const RunLock lock(o.out);
   if (already_complete(o.out, o.resume, o.label)) return;
   const ByteCorpus corpus = load_corpus(cfg.data);
   RunInfo info{cfg.text, cfg.train.seed, use_threads(o.threads), 0.0};

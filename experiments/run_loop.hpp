@@ -4,6 +4,10 @@
 // checkpoint, exit status 130.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -107,6 +111,38 @@ inline std::string format_duration(double seconds) {
   else std::snprintf(buf, sizeof buf, "%lds", s);
   return buf;
 }
+
+// One writer per result: an exclusive flock on FILE.h5.lock while the command
+// runs (the kernel drops it when the process ends, kill -9 included). A second
+// dslab writing the same --out, e.g. a second `dslab run` of one experiment,
+// gets BadInput instead of writing the checkpoint or result beside the first.
+// The lock file is removed when the holder ends normally (a stopped or killed
+// run leaves it, unlocked, beside its checkpoint; the next run locks it again).
+class RunLock {
+ public:
+  explicit RunLock(const std::string& out) : path_(out + ".lock") {
+    const std::filesystem::path parent = std::filesystem::path(out).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw BadInput("cannot create the lock file '" + path_ + "' beside --out");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw BadInput("'" + out + "' is being written by another dslab process (it holds '" + path_ +
+                     "'); wait for it to end, or choose another --out");
+    }
+  }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+  ~RunLock() {
+    std::error_code ignored;
+    std::filesystem::remove(path_, ignored);
+    ::close(fd_);
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
 
 // True when --resume finds `out` already complete (nothing to do); throws
 // BadInput when `out` exists otherwise.

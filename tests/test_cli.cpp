@@ -2,7 +2,9 @@
 // a killed run leaves no result, --resume equals an uninterrupted run, the
 // same numbers for 1 and 2 threads, and `dslab run` skipping and resuming,
 // and running stages: an RL run on the result of a train run.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -99,6 +101,32 @@ TEST(Cli, ExistingResultIsNeverOverwritten) {
   EXPECT_EQ(test::run_dslab("train " + d.tiny("--out " + d / "r.h5"), &out), 2);
   EXPECT_THAT(out, HasSubstr("already exists"));
   EXPECT_EQ(test::read_file(d / "r.h5"), "precious");
+}
+
+// One writer per --out: while another process holds FILE.h5.lock (here, this
+// test), train, rl, eval and reward refuse with exit 2 and write nothing; once
+// it is released the run goes ahead and removes the lock file at the end.
+TEST(Cli, ASecondWriterOfOneResultIsRefused) {
+  Dir d("cli_lock");
+  const std::string out = d / "r.h5";
+  const std::string lock = out + ".lock";
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  const std::string rm = std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/rm_tiny.toml";
+  for (const std::string& cmd : {"train " + d.tiny("--set train.steps=2 --set train.warmup_steps=0"), "rl " + kGrpoTiny, "reward " + rm}) {
+    std::string msg;
+    EXPECT_EQ(test::run_dslab(cmd + " --out " + out, &msg), 2) << cmd;
+    EXPECT_THAT(msg, HasSubstr("is being written by another dslab process")) << cmd;
+    EXPECT_FALSE(fs::exists(out));
+    EXPECT_FALSE(fs::exists(checkpoint_path(out)));
+  }
+  ::close(fd);  // released
+  std::string msg;
+  ASSERT_EQ(test::run_dslab("train " + d.tiny("--set train.steps=2 --set train.warmup_steps=0 --set train.eval_every=0 --out " + out), &msg), 0)
+      << msg;
+  EXPECT_TRUE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(lock));
 }
 
 // train.init: the run starts from a result's weights. With a learning rate
