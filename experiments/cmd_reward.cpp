@@ -60,7 +60,7 @@ void reward(const RunCommandOptions& o) {
   if (!cfg.rm.init.empty()) read_init("rm.init", cfg.rm.init, trainer.model.trunk);
   const std::string ckpt = checkpoint_path(o.out);
   if (resume_from(ckpt, o.resume)) {
-    read_reward_checkpoint(ckpt, cfg.text, trainer);
+    reading_input([&] { read_reward_checkpoint(ckpt, cfg.text, trainer); });
     std::cerr << o.label << "resuming from " << ckpt << " at step " << trainer.step << "\n";
   }
   std::cerr << o.label << "reward model: " << trainer.model.trunk.num_parameters() << " parameters"

@@ -80,7 +80,7 @@ void rl(const RunCommandOptions& o) {
   }
   const std::string ckpt = checkpoint_path(o.out);
   if (resume_from(ckpt, o.resume)) {
-    read_rl_checkpoint(ckpt, cfg.text, trainer);
+    reading_input([&] { read_rl_checkpoint(ckpt, cfg.text, trainer); });
     std::cerr << o.label << "resuming from " << ckpt << " at step " << trainer.step << "\n";
   }
   std::cerr << o.label << "GRPO on " << name_of(setup.task.kind) << ": " << trainer.policy.num_parameters()

@@ -10,6 +10,11 @@
 // are complete at the same time, the threads split among the N as without
 // references. A failed run leaves the runs that need it, directly or not, not
 // run; the final error lists the failed runs and the runs not run.
+// Ctrl-C or SIGTERM stops the sweep: no new run starts, the running ones stop
+// after their step with a checkpoint, and dslab run exits 130; the same
+// command resumes it. Killed outright (kill -9), dslab run takes its running
+// children with it the same way (each child asks for SIGTERM on its parent's
+// death).
 // --dry-run lists each run's command, result file, state, overrides (references
 // resolved) and the runs it needs. --smoke shrinks every run to
 // seconds and writes under <results>/smoke/ so it never stands in for a real run.
@@ -22,10 +27,13 @@
 #include <omp.h>
 #include <cstdlib>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -54,7 +62,7 @@ struct RunOptions {
 
 // A run as this invocation sees it: what to spawn, and how far it got.
 struct PlannedRun {
-  enum class State { Done, Pending, Running, Failed, NotRun };
+  enum class State { Done, Pending, Running, Failed, NotRun, Stopped };  // Stopped: by SIGINT/SIGTERM, resumable
   std::string name, out;
   RunKind command;
   std::string config;
@@ -119,6 +127,10 @@ void execute_notebook(const std::string& notebook, const std::filesystem::path& 
                                         std::to_string(rc) + ")");
 }
 
+// Starts run `r` as a child dslab process. The child asks the kernel for
+// SIGTERM when this process dies (PR_SET_PDEATHSIG), so that a `dslab run`
+// killed outright (kill -9) does not leave its runs going on unseen: each
+// stops after its step in progress with a checkpoint, as on Ctrl-C.
 pid_t spawn_run(const PlannedRun& r, int threads) {
   std::vector<std::string> args = {"/proc/self/exe", std::string(name_of(r.command)), r.config, "--out", r.out,
                                    "--resume", "--label", r.name, "--threads", std::to_string(threads)};
@@ -129,11 +141,45 @@ pid_t spawn_run(const PlannedRun& r, int threads) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0)
-    throw std::runtime_error("could not start a child dslab process for run " + r.name);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("could not start a child dslab process for run " + r.name);
+  if (pid == 0) {  // only async-signal-safe calls until execv
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
   return pid;
 }
+
+// SIGINT and SIGTERM while the runs go: the first one stops the sweep (no new
+// runs start, the running ones get SIGTERM and checkpoint); the handler is
+// installed without SA_RESTART so that waitpid returns to look at the flag.
+class SweepSignals {
+ public:
+  SweepSignals() {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { stop_flag() = 1; };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+    stop_flag() = 0;
+  }
+  ~SweepSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  SweepSignals(const SweepSignals&) = delete;
+  SweepSignals& operator=(const SweepSignals&) = delete;
+  bool requested() const { return stop_flag() != 0; }
+
+ private:
+  static volatile std::sig_atomic_t& stop_flag() {
+    static volatile std::sig_atomic_t stop = 0;
+    return stop;
+  }
+  struct sigaction old_int_ {}, old_term_ {};
+};
 
 std::vector<PlannedRun> plan_runs(const Experiment& e, const std::filesystem::path& dir, bool smoke) {
   std::map<std::string, size_t> index;
@@ -141,7 +187,7 @@ std::vector<PlannedRun> plan_runs(const Experiment& e, const std::filesystem::pa
   std::vector<PlannedRun> plan;
   for (const auto& run : e.runs) {
     PlannedRun p{run.name, run_result_path(dir.string(), run.name), run.command, run.config_path,
-                 resolved_overrides(run, dir.string()), {}};
+                 resolved_overrides(run, dir.string()), {}, {}, PlannedRun::State::Pending, {}};
     if (smoke) p.overrides.insert(p.overrides.end(), run.smoke_overrides.begin(), run.smoke_overrides.end());
     for (const auto& n : run.needs) p.needs.push_back(index.at(n));
     for (const RunReference& ref : run.references)
@@ -153,12 +199,22 @@ std::vector<PlannedRun> plan_runs(const Experiment& e, const std::filesystem::pa
 }
 
 // Runs the pending runs of `plan`, at most `jobs` at a time, each once the runs
-// it needs are done; a run whose need failed or was not run is not run.
-void schedule(std::vector<PlannedRun>& plan, int jobs, int threads) {
+// it needs are done; a run whose need failed or was not run is not run. On
+// SIGINT or SIGTERM no run starts any more, the running ones are sent SIGTERM
+// and waited for (each writes its checkpoint and exits 130: Stopped), and
+// schedule returns false.
+bool schedule(std::vector<PlannedRun>& plan, int jobs, int threads) {
   using State = PlannedRun::State;
+  const SweepSignals signals;
   std::map<pid_t, size_t> running;
+  bool forwarded = false;
   for (;;) {
-    for (bool changed = true; changed;) {
+    if (signals.requested() && !forwarded) {
+      std::cerr << "dslab run: stopping; " << running.size() << " running run(s) write their checkpoints\n";
+      for (const auto& [pid, i] : running) kill(pid, SIGTERM);
+      forwarded = true;
+    }
+    for (bool changed = true; changed && !forwarded;) {
       changed = false;
       for (PlannedRun& p : plan) {
         if (p.state != State::Pending) continue;
@@ -173,7 +229,7 @@ void schedule(std::vector<PlannedRun>& plan, int jobs, int threads) {
         }
       }
     }
-    for (size_t i = 0; i < plan.size() && int(running.size()) < jobs; ++i) {
+    for (size_t i = 0; i < plan.size() && int(running.size()) < jobs && !forwarded; ++i) {
       PlannedRun& p = plan[i];
       const bool ready = p.state == State::Pending &&
                          std::all_of(p.needs.begin(), p.needs.end(), [&](size_t n) { return plan[n].state == State::Done; });
@@ -184,12 +240,19 @@ void schedule(std::vector<PlannedRun>& plan, int jobs, int threads) {
     if (running.empty()) break;  // without cycles (load_experiment), nothing is left pending
     int status = 0;
     const pid_t pid = waitpid(-1, &status, 0);
-    if (pid < 0) throw std::runtime_error("waiting for the runs failed");
+    if (pid < 0) {
+      if (errno == EINTR) continue;  // a signal: look at the flag
+      throw std::runtime_error("waiting for the runs failed");
+    }
     auto it = running.find(pid);
     if (it == running.end()) continue;
-    plan[it->second].state = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? State::Done : State::Failed;
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    const bool stopped = forwarded && ((WIFEXITED(status) && WEXITSTATUS(status) == kStopped) ||
+                                       (WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGINT)));
+    plan[it->second].state = ok ? State::Done : stopped ? State::Stopped : State::Failed;
     running.erase(it);
   }
+  return !forwarded;
 }
 
 void run_runs(const Experiment& e, const std::filesystem::path& dir, const RunOptions& o) {
@@ -225,7 +288,13 @@ void run_runs(const Experiment& e, const std::filesystem::path& dir, const RunOp
   std::filesystem::create_directories(dir);
   const int jobs = std::min<int>(o.jobs, todo);
   const int threads = std::max(1, (o.threads > 0 ? o.threads : omp_get_max_threads()) / jobs);
-  schedule(plan, jobs, threads);
+  if (!schedule(plan, jobs, threads)) {
+    size_t stopped = 0, done = 0;
+    for (const PlannedRun& p : plan) stopped += p.state == State::Stopped, done += p.state == State::Done;
+    throw Stopped("dslab run: stopped (" + std::to_string(done) + " of " + std::to_string(plan.size()) +
+                  " runs complete, " + std::to_string(stopped) +
+                  " stopped with a checkpoint); the same command resumes the sweep");
+  }
   std::string failed, not_run;
   size_t n_failed = 0, n_not_run = 0;
   for (const PlannedRun& p : plan) {

@@ -13,6 +13,7 @@
 #include "experiments/config.hpp"
 #include "experiments/io.hpp"
 #include "experiments/results.hpp"
+#include "experiments/run_loop.hpp"
 #include "reference/sampler.hpp"
 
 namespace dslab {
@@ -51,12 +52,12 @@ void sample(const SampleOptions& o) {
   if (!std::filesystem::exists(o.path))
     throw BadInput("'" + o.path + "' does not exist; give a result file written by dslab train");
   if (!o.json.empty() && !o.speculative) throw BadInput("--json reports --speculative: add it");
-  const RunConfig cfg = parse_run_config_text(read_config_text(o.path));
+  const RunConfig cfg = parse_run_config_text(reading_input([&] { return read_config_text(o.path); }));
   if (o.speculative && cfg.model.mtp.depth == 0)
     throw BadInput("--speculative needs a model trained with mtp.depth > 0; '" + o.path +
                    "' has no MTP modules");
   Transformer<float> model(cfg.model);
-  read_model(o.path, model);
+  reading_input([&] { read_model(o.path, model); });
   use_threads(o.threads);
   if (!o.speculative) {
     std::cout << o.prompt << generate(model, o.prompt, o.args) << std::endl;

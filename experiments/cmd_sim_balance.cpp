@@ -189,8 +189,18 @@ void add_dynamics(CLI::App& balance) {
 
 
 // Captured router logits [B, N, E] (float32) from a result file: `dataset` is
-// a name under /captured, or a full path when it starts with '/'.
+// a name under /captured, or a full path when it starts with '/'. Every way
+// the file can be wrong is BadInput naming it.
+Tensor3<float> read_router_logits_of(const std::string& file, const std::string& dataset);
 Tensor3<float> read_router_logits(const std::string& file, const std::string& dataset) {
+  try {
+    return read_router_logits_of(file, dataset);
+  } catch (const H5::Exception& e) {  // a damaged file: HDF5 fails past the checks below
+    throw BadInput("sim balance replay: --logits file '" + file + "' cannot be read: " + e.getFuncName() + ": " +
+                   e.getDetailMsg());
+  }
+}
+Tensor3<float> read_router_logits_of(const std::string& file, const std::string& dataset) {
   namespace fs = std::filesystem;
   const std::string where = "sim balance replay: ";
   if (!fs::is_regular_file(file)) throw BadInput(where + "--logits file '" + file + "' does not exist");

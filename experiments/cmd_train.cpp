@@ -87,7 +87,7 @@ void train(const RunCommandOptions& o) {
   if (!cfg.train.init.empty()) read_init("train.init", cfg.train.init, trainer.model);
   const std::string ckpt = checkpoint_path(o.out);
   if (resume_from(ckpt, o.resume)) {
-    read_checkpoint(ckpt, cfg.text, trainer);
+    reading_input([&] { read_checkpoint(ckpt, cfg.text, trainer); });
     std::cerr << o.label << "resuming from " << ckpt << " at step " << trainer.step << "\n";
   }
   std::cerr << o.label << "training " << trainer.model.num_parameters() << " parameters"

@@ -44,8 +44,11 @@ void write_file_atomically(const std::string& path, const std::function<void(std
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw std::runtime_error("cannot create " + tmp + ": " + std::strerror(errno));
     write(out);
+    out.flush();
+    const int flush_errno = errno;  // ENOSPC (disk full), EFBIG (ulimit -f), EIO, ...
+    if (!out) throw std::runtime_error("writing " + tmp + " failed: " + std::strerror(flush_errno));
     out.close();
-    if (!out) throw std::runtime_error("writing " + tmp + " failed");
+    if (!out) throw std::runtime_error("closing " + tmp + " failed: " + std::strerror(errno));
   });
 }
 

@@ -4,6 +4,7 @@
 #include <H5Cpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -149,21 +150,41 @@ void write_optimizer(H5::Group& root, const std::vector<ParamRef<float>>& refs, 
 // Writes through `fill` a new HDF5 file that appears under PATH only when it
 // is complete (write_atomically). The parent folder is created when missing.
 // On any failure nothing is left behind and a runtime_error names PATH.
+//
+// The file is built in memory (HDF5's core driver, no backing store) and its
+// image is then written with plain file writes. A disk that fills up, or a
+// file-size limit, then fails one write call with a clear errno; HDF5 1.10
+// writing to the disk itself crashes in H5Fclose after such a failure.
 void write_whole(const std::string& path, const std::function<void(H5::Group&)>& fill) {
   H5::Exception::dontPrint();
-  write_atomically(path, [&](const std::string& tmp) {
-    const fs::path parent = fs::path(path).parent_path();
-    if (!parent.empty()) fs::create_directories(parent);
-    try {
-      H5::H5File file(tmp, H5F_ACC_TRUNC);
+  std::vector<char> image;
+  try {
+    H5::FileAccPropList in_memory;
+    in_memory.setCore(size_t(1) << 20, false);
+    static std::atomic<uint64_t> serial{0};  // distinct in-memory file names within the process
+    H5::H5File file(path + ".in-memory-" + std::to_string(serial++), H5F_ACC_TRUNC,
+                    H5::FileCreatPropList::DEFAULT, in_memory);
+    {
       H5::Group root = file.openGroup("/");
       fill(root);
-      root.close();
-      file.close();
-    } catch (const H5::Exception& e) {  // not a std::exception: say what HDF5 said
-      throw std::runtime_error(e.getFuncName() + ": " + e.getDetailMsg());
     }
-  });
+    file.flush(H5F_SCOPE_GLOBAL);
+    const ssize_t size = H5Fget_file_image(file.getId(), nullptr, 0);
+    if (size < 0) throw std::runtime_error("HDF5 could not size the file image");
+    image.resize(size_t(size));
+    if (H5Fget_file_image(file.getId(), image.data(), image.size()) != size)
+      throw std::runtime_error("HDF5 could not copy the file image");
+    file.close();
+  } catch (const H5::Exception& e) {  // not a std::exception: say what HDF5 said
+    throw std::runtime_error("cannot write " + path + ": " + e.getFuncName() + ": " + e.getDetailMsg());
+  }
+  try {
+    const fs::path parent = fs::path(path).parent_path();
+    if (!parent.empty()) fs::create_directories(parent);
+  } catch (const fs::filesystem_error& e) {
+    throw std::runtime_error("cannot write " + path + ": " + e.what());
+  }
+  write_file_atomically(path, [&](std::ostream& out) { out.write(image.data(), std::streamsize(image.size())); });
 }
 
 // ---- reading ---------------------------------------------------------------
@@ -260,6 +281,7 @@ std::function<void()> read_optimizer(const std::string& path, const H5::H5File& 
   auto m = read_tensors(path, file, group + "/optimizer/m", refs);
   auto v = read_tensors(path, file, group + "/optimizer/v", refs);
   const int64_t t = get_int_attr(group.empty() ? file.openGroup("/") : file.openGroup(group), "adamw_t");
+  if (t < 0) throw std::runtime_error(path + ": adamw_t = " + std::to_string(t) + " (AdamW's step count) is negative");
   return [&opt, t, m = std::move(m), v = std::move(v)] {
     for (size_t i = 0; i < m.size(); ++i) {
       std::copy(m[i].begin(), m[i].end(), opt.m_of(i));
@@ -273,11 +295,14 @@ std::function<void()> read_optimizer(const std::string& path, const H5::H5File& 
 // returned function stores them (so a failure to read leaves everything unchanged).
 std::function<void()> read_training_state(const std::string& path, const H5::H5File& file,
                                           Transformer<float>& model, AdamW<float>& opt, int64_t& step,
-                                          Metrics& metrics) {
+                                          Metrics& metrics, int64_t total_steps) {
   auto store_weights = read_into(path, file, "/model", model_state(model));
   auto store_optimizer = read_optimizer(path, file, "", model.params.refs(), opt);
   auto stored_metrics = read_metrics_group(path, file);
   const int64_t stored_step = get_int_attr(file, "steps");
+  if (stored_step < 0 || stored_step > total_steps)
+    throw std::runtime_error(path + ": steps = " + std::to_string(stored_step) + " is outside [0, " +
+                             std::to_string(total_steps) + "], the steps of its config");
   return [=, &step, &metrics, stored_metrics = std::move(stored_metrics)] {
     store_weights();
     store_optimizer();
@@ -427,7 +452,8 @@ void read_checkpoint(const std::string& path, const std::string& config_text, Tr
     if (!file.attrExists("adamw_t"))
       throw std::runtime_error(path + ": has no optimizer state (not a checkpoint)");
 
-    read_training_state(path, file, trainer.model, trainer.optimizer, trainer.step, trainer.metrics)();
+    read_training_state(path, file, trainer.model, trainer.optimizer, trainer.step, trainer.metrics,
+                        trainer.args.steps)();
   });
 }
 
@@ -503,7 +529,7 @@ void read_rl_checkpoint(const std::string& path, const std::string& config_text,
     if (!file.attrExists("adamw_t") || !file.nameExists("reference") || !file.nameExists("samples"))
       throw std::runtime_error(path + ": has no optimizer state or reference model (not an RL checkpoint)");
     const auto store = read_training_state(path, file, trainer.policy, trainer.optimizer, trainer.step,
-                                           trainer.metrics);
+                                           trainer.metrics, trainer.setup.rl.steps);
     const auto head_refs = trainer.value_head_refs(trainer.value_head);
     std::vector<std::function<void()>> stores = {
         store, read_into(path, file, "/reference", model_state(trainer.reference)),
@@ -557,7 +583,8 @@ void read_reward_checkpoint(const std::string& path, const std::string& config_t
       throw std::runtime_error(path + ": has no optimizer state or reward head (not a dslab reward checkpoint)");
     const auto head_refs = trainer.model.head_refs(trainer.model.head);
     const std::vector<std::function<void()>> stores = {
-        read_training_state(path, file, trainer.model.trunk, trainer.optimizer, trainer.step, trainer.metrics),
+        read_training_state(path, file, trainer.model.trunk, trainer.optimizer, trainer.step, trainer.metrics,
+                            trainer.args.steps),
         read_into(path, file, "/reward_head", head_refs),
         read_optimizer(path, file, "/head_optimizer", head_refs, trainer.head_optimizer)};
     for (const auto& s : stores) s();

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -61,6 +62,21 @@ inline void add_run_command_options(CLI::App* cmd, RunKind kind, const std::stri
     if (!opts.label.empty()) opts.label = "[" + opts.label + "] ";
     run(opts);
   });
+}
+
+// Runs `read`, a reader of a result or checkpoint file (results.hpp), and
+// turns its std::runtime_error (a missing, truncated or malformed file, or
+// one of another config, named in the message) into BadInput: exit 2.
+template <class F> decltype(auto) reading_input(F&& read) {
+  try {
+    return read();
+  } catch (const BadInput&) {
+    throw;
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const std::runtime_error& e) {
+    throw BadInput(e.what());
+  }
 }
 
 // Reads the weights a run starts from (train.init, rl.init) into `model`;
@@ -119,17 +135,43 @@ inline std::string format_duration(double seconds) {
 // The lock file is removed when the holder ends normally (a stopped or killed
 // run leaves it, unlocked, beside its checkpoint; the next run locks it again).
 class RunLock {
+  // A run killed while writing (kill -9, power loss) leaves FILE.h5.tmp-PID or
+  // FILE.ckpt.h5.tmp-PID (write_atomically); with the lock held no other
+  // process can be writing them, so they go.
+  static void remove_stale_temporaries(const std::string& out) {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::path(out).parent_path().empty() ? fs::path(".") : fs::path(out).parent_path();
+    const std::string prefixes[] = {fs::path(out).filename().string() + ".tmp-",
+                                    fs::path(checkpoint_path(out)).filename().string() + ".tmp-"};
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      for (const auto& p : prefixes)
+        if (name.starts_with(p)) fs::remove(entry.path(), ec);
+    }
+  }
+
  public:
   explicit RunLock(const std::string& out) : path_(out + ".lock") {
     const std::filesystem::path parent = std::filesystem::path(out).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent);
-    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw BadInput("cannot create the lock file '" + path_ + "' beside --out");
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    for (;;) {
+      fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fd_ < 0) throw BadInput("cannot create the lock file '" + path_ + "' beside --out");
+      if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        ::close(fd_);
+        throw BadInput("'" + out + "' is being written by another dslab process (it holds '" + path_ +
+                       "'); wait for it to end, or choose another --out");
+      }
+      // The holder before us removes the file as it ends: a lock taken on the
+      // removed file would guard nothing, so take it again on the new one.
+      struct stat held {}, named {};
+      if (::fstat(fd_, &held) == 0 && ::stat(path_.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
+          held.st_dev == named.st_dev)
+        break;
       ::close(fd_);
-      throw BadInput("'" + out + "' is being written by another dslab process (it holds '" + path_ +
-                     "'); wait for it to end, or choose another --out");
     }
+    remove_stale_temporaries(out);
   }
   RunLock(const RunLock&) = delete;
   RunLock& operator=(const RunLock&) = delete;
@@ -178,8 +220,8 @@ class StopSignals {
   bool requested() const { return flag() != 0; }
   // Says where the run stopped and exits with status 130 (as a shell does after Ctrl-C).
   [[noreturn]] static void exit_stopped(const std::string& label, int64_t step, const std::string& ckpt) {
-    std::cerr << label << "stopped at step " << step << "; checkpoint " << ckpt << " (continue with --resume)\n";
-    throw CLI::RuntimeError(130);
+    throw Stopped(label + "stopped at step " + std::to_string(step) + "; checkpoint " + ckpt +
+                  " (continue with --resume)");
   }
 
  private:

@@ -94,6 +94,29 @@ TEST(Cli, BadConfigExitsTwoAndWritesNothing) {
   EXPECT_FALSE(fs::exists(checkpoint_path(d / "r.h5")));
 }
 
+// A damaged file where dslab reads one (--resume, train.init, sample): exit 2
+// naming it, never exit 1 or a crash (the readers' errors are the input's).
+TEST(Cli, DamagedResultsAndCheckpointsExitTwoNamingTheFile) {
+  Dir d("cli_damaged");
+  const std::string sets = " --set train.steps=4 --set train.warmup_steps=0 --set train.checkpoint_every=0";
+  std::string msg;
+  ASSERT_EQ(test::run_dslab("train " + d.tiny(sets + " --out " + d / "good.h5"), &msg), 0) << msg;
+  const std::string bytes = test::read_file(d / "good.h5");
+  std::ofstream(d / "cut.h5", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  std::ofstream(checkpoint_path(d / "r.h5"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  EXPECT_EQ(test::run_dslab("train " + d.tiny(sets + " --resume --out " + d / "r.h5"), &msg), 2);
+  EXPECT_THAT(msg, HasSubstr(checkpoint_path(d / "r.h5")));
+  EXPECT_EQ(test::run_dslab("train " + d.tiny(sets + " --set train.init=" + d / "cut.h5" + " --out " + d / "i.h5"), &msg), 2);
+  EXPECT_THAT(msg, HasSubstr(d / "cut.h5"));
+  EXPECT_EQ(test::run_dslab("sample " + d / "cut.h5" + " --tokens 4", &msg), 2);
+  EXPECT_THAT(msg, HasSubstr(d / "cut.h5"));
+  // A complete result is no checkpoint: --resume from it is refused, naming it.
+  fs::copy_file(d / "good.h5", checkpoint_path(d / "g.h5"));
+  EXPECT_EQ(test::run_dslab("train " + d.tiny(sets + " --resume --out " + d / "g.h5"), &msg), 2);
+  EXPECT_THAT(msg, HasSubstr("not a checkpoint"));
+  EXPECT_FALSE(fs::exists(d / "r.h5") || fs::exists(d / "i.h5") || fs::exists(d / "g.h5"));
+}
+
 TEST(Cli, ExistingResultIsNeverOverwritten) {
   Dir d("cli_existing");
   std::ofstream(d / "r.h5") << "precious";
@@ -293,6 +316,217 @@ TEST(Cli, RunStartsAStageOnceTheRunItReferencesIsComplete) {
   EXPECT_FALSE(fs::exists(results + "/after"));
   ASSERT_EQ(test::run_dslab("run " + d / "after.toml" + " --smoke --results " + results, &out), 0) << out;
   EXPECT_EQ(parse_rl_config_text(read_config_text(results + "/smoke/after/rl.h5")).rl.rl.init, base);
+}
+
+// ---- faults: kill -9 at random moments, a full disk, signals to a sweep ----
+
+std::vector<std::string> with_sets(std::vector<std::string> args, const std::vector<std::string>& sets) {
+  for (const auto& s : sets) args.insert(args.end(), {"--set", s});
+  return args;
+}
+
+std::string as_set_args(const std::vector<std::string>& sets) {
+  std::string text;
+  for (const auto& s : sets) text += " --set " + s;
+  return text;
+}
+
+// Under the final names only whole files: the result complete or absent, the
+// checkpoint (when there is one) readable with its metrics.
+void expect_only_whole_files(const std::string& out) {
+  if (fs::exists(out)) {
+    EXPECT_TRUE(result_complete(out)) << out << " exists but is not a complete result";
+  }
+  const std::string ckpt = checkpoint_path(out);
+  if (fs::exists(ckpt)) {
+    EXPECT_NO_THROW(read_metrics(ckpt)) << ckpt << " is not a readable checkpoint";
+  }
+}
+
+// Every *.lock in `dir` free (its holder gone), waiting at most a minute.
+bool wait_until_unlocked(const std::string& dir) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    bool all_free = true;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      if (e.path().extension() != ".lock") continue;
+      const int fd = ::open(e.path().c_str(), O_RDONLY);
+      if (fd < 0) continue;  // removed meanwhile: its holder ended
+      if (::flock(fd, LOCK_EX | LOCK_NB) != 0) all_free = false;
+      ::close(fd);
+    }
+    if (all_free) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// Seconds since `start`.
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The kills fall within the first sixth of an unbroken run's time after each
+// start, so that twenty of them spread over the run (each start resumes from
+// the last checkpoint) and most land before it ends.
+TEST(Cli, TrainKilledAtTwentyRandomMomentsResumesToTheUninterruptedNumbers) {
+  Dir d("cli_kill_loop");
+  const std::vector<std::string> sets = {"train.steps=150", "train.checkpoint_every=3", "train.eval_every=10"};
+  std::string msg;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(test::run_dslab("train " + d.tiny(as_set_args(sets) + " --threads 1 --out " + d / "straight.h5"), &msg),
+            0) << msg;
+  const double window = seconds_since(start) / 6;
+  const std::string out = d / "k.h5";
+  const auto args = with_sets({"train", kTiny, "--out", out, "--resume", "--threads", "1", "--set",
+                               "data.path=" + d.corpus}, sets);
+  const int killed = test::kill_dslab_at_random_moments(
+      args, 20, window, 20261207, [&] { expect_only_whole_files(out); }, [&] { return fs::exists(out); });
+  EXPECT_GE(killed, 15) << "too few kills landed while the run was going";
+  if (!fs::exists(out)) {
+    ASSERT_EQ(test::spawn_and_wait(args), 0);
+  }
+  EXPECT_FALSE(fs::exists(checkpoint_path(out)));
+  for (const auto& e : fs::directory_iterator(d.path))
+    EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos) << "left behind: " << e.path();
+  expect_same_run(d / "straight.h5", out);
+}
+
+// dslab run killed outright: its children stop too (PR_SET_PDEATHSIG), and the
+// same command, again and again, ends with the numbers of an unbroken sweep.
+TEST(Cli, RunKilledAtTwentyRandomMomentsResumesEveryRun) {
+  Dir d("cli_run_kill_loop");
+  fs::create_directories(d / "configs");
+  fs::copy_file(kTiny, d / "configs/tiny.toml");
+  std::ofstream(d / "sweep.toml") << "description = \"two seeds\"\nconfig = \"configs/tiny.toml\"\n"
+                                  << "[[runs]]\nname = \"s\"\n[runs.set]\n\"data.path\" = \"" << d.corpus << "\"\n"
+                                  << "\"train.steps\" = 150\n\"train.checkpoint_every\" = 3\n"
+                                  << "\"train.seed\" = [1, 2]\n";
+  std::string msg;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(test::run_dslab("run " + d / "sweep.toml" + " --jobs 2 --threads 2 --results " + d / "straight", &msg), 0)
+      << msg;
+  const double window = seconds_since(start) / 6;
+  const std::string dir = d / "killed/sweep";
+  const std::vector<std::string> args = {"run", d / "sweep.toml", "--jobs", "2", "--threads", "2", "--results",
+                                         d / "killed"};
+  const auto complete = [&] { return result_complete(dir + "/s-seed=1.h5") && result_complete(dir + "/s-seed=2.h5"); };
+  const int killed = test::kill_dslab_at_random_moments(
+      args, 20, window, 7,
+      [&] {
+        ASSERT_TRUE(fs::exists(dir) ? wait_until_unlocked(dir) : true) << "a child outlived its dslab run";
+        for (const char* run : {"/s-seed=1.h5", "/s-seed=2.h5"}) expect_only_whole_files(dir + run);
+      },
+      complete);
+  EXPECT_GE(killed, 15) << "too few kills landed while the sweep was going";
+  if (!complete()) {
+    ASSERT_EQ(test::spawn_and_wait(args), 0);
+  }
+  for (const char* run : {"/s-seed=1.h5", "/s-seed=2.h5"}) expect_same_run(d / "straight/sweep" + run, dir + run);
+}
+
+// A full disk (here RLIMIT_FSIZE, which fails writes with EFBIG as a full disk
+// does with ENOSPC): exit 1 naming the file and the cause, no result, no
+// temporary file, the checkpoint from before intact and resumable, and other
+// results untouched.
+TEST(Cli, AFullDiskFailsCleanlyAndKeepsTheCheckpointAndEarlierResults) {
+  Dir d("cli_disk_full");
+  const std::vector<std::string> sets = {"train.steps=300", "train.checkpoint_every=2"};
+  std::string msg;
+  ASSERT_EQ(test::run_dslab("train " + d.tiny(as_set_args(sets) + " --threads 1 --out " + d / "straight.h5"), &msg),
+            0) << msg;
+  const std::string straight_bytes = test::read_file(d / "straight.h5");
+
+  const std::string out = d / "r.h5", ckpt = checkpoint_path(out);
+  train_and_kill(d, out, sets);
+  ASSERT_TRUE(fs::exists(ckpt));
+  const std::string ckpt_bytes = test::read_file(ckpt);
+  const auto args = with_sets({"train", kTiny, "--out", out, "--resume", "--threads", "1", "--set",
+                               "data.path=" + d.corpus}, sets);
+  test::SpawnOptions full;
+  full.file_size_limit = 64 << 10;  // below any checkpoint of the tiny model
+  full.log = d / "full.log";
+  EXPECT_EQ(test::spawn_and_wait(args, full), 1);
+  const std::string log = test::read_file(full.log);
+  EXPECT_THAT(log, HasSubstr("cannot write " + ckpt));
+  EXPECT_THAT(log, HasSubstr("File too large"));
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_EQ(test::read_file(ckpt), ckpt_bytes);
+  EXPECT_EQ(test::read_file(d / "straight.h5"), straight_bytes);
+  for (const auto& e : fs::directory_iterator(d.path)) {
+    EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos) << "left behind: " << e.path();
+    EXPECT_NE(e.path().extension(), ".lock") << "left behind: " << e.path();
+  }
+
+  // The result itself not fitting: no checkpoint is due, the final write fails whole.
+  const std::string one = d / "one.h5";
+  test::SpawnOptions small = full;
+  small.log = d / "one.log";
+  EXPECT_EQ(test::spawn_and_wait(with_sets({"train", kTiny, "--out", one, "--threads", "1", "--set",
+                                            "data.path=" + d.corpus},
+                                           {"train.steps=4", "train.checkpoint_every=100", "train.warmup_steps=0"}),
+                                 small), 1);
+  EXPECT_THAT(test::read_file(small.log), HasSubstr("cannot write " + one));
+  EXPECT_FALSE(fs::exists(one));
+
+  ASSERT_EQ(test::spawn_and_wait(args), 0);  // room again: the kept checkpoint resumes
+  expect_same_run(d / "straight.h5", out);
+}
+
+// Ctrl-C (SIGINT to the process group) and SIGTERM to dslab run alone: each
+// stops the sweep with exit 130, the runs with their checkpoints and no child
+// left, and the same command finishes it with the unbroken sweep's numbers.
+TEST(Cli, SignalsStopASweepWithCheckpointsAndItResumes) {
+  Dir d("cli_sweep_signals");
+  fs::create_directories(d / "configs");
+  fs::copy_file(kTiny, d / "configs/tiny.toml");
+  std::ofstream(d / "sweep.toml") << "description = \"two seeds\"\nconfig = \"configs/tiny.toml\"\n"
+                                  << "[[runs]]\nname = \"s\"\n[runs.set]\n\"data.path\" = \"" << d.corpus << "\"\n"
+                                  << "\"train.steps\" = 150\n\"train.checkpoint_every\" = 5\n"
+                                  << "\"train.seed\" = [1, 2]\n";
+  std::string msg;
+  ASSERT_EQ(test::run_dslab("run " + d / "sweep.toml" + " --jobs 2 --threads 2 --results " + d / "straight", &msg), 0)
+      << msg;
+  const std::string dir = d / "stopped/sweep";
+  const std::vector<std::string> args = {"run", d / "sweep.toml", "--jobs", "2", "--threads", "2", "--results",
+                                         d / "stopped"};
+  const auto checkpoint_times = [&] {
+    std::vector<fs::file_time_type> t;
+    for (const char* run : {"/s-seed=1.h5", "/s-seed=2.h5"})
+      t.push_back(fs::exists(checkpoint_path(dir + run)) ? fs::last_write_time(checkpoint_path(dir + run))
+                                                          : fs::file_time_type::min());
+    return t;
+  };
+  for (const int sig : {SIGINT, SIGTERM}) {
+    // Signalled once both runs have written a checkpoint of their own (the
+    // second time: a new one), so that both are in their training loops.
+    const auto before = checkpoint_times();
+    const auto both_checkpointed = [&] {
+      const auto now = checkpoint_times();
+      return now[0] != before[0] && now[1] != before[1];
+    };
+    test::SpawnOptions o;
+    o.own_process_group = sig == SIGINT;
+    o.log = d / ("signal-" + std::to_string(sig) + ".log");
+    const int pid = test::spawn_dslab(args, o);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!both_checkpointed() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    ::kill(sig == SIGINT ? -pid : pid, sig);
+    EXPECT_EQ(test::wait_dslab(pid, 60), 130) << test::read_file(o.log);
+    const std::string log = test::read_file(o.log);
+    EXPECT_THAT(log, HasSubstr("the same command resumes the sweep")) << log;
+    EXPECT_THAT(log, HasSubstr("[s-seed=1] stopped at step"));
+    EXPECT_THAT(log, HasSubstr("[s-seed=2] stopped at step"));
+    for (const char* run : {"/s-seed=1.h5", "/s-seed=2.h5"}) {
+      EXPECT_FALSE(fs::exists(dir + run)) << "the runs were to be stopped before their end";
+      EXPECT_TRUE(fs::exists(checkpoint_path(dir + run)));
+      EXPECT_FALSE(fs::exists(dir + run + ".lock")) << "a child was still running";
+    }
+  }
+  ASSERT_EQ(test::spawn_and_wait(args), 0);
+  for (const char* run : {"/s-seed=1.h5", "/s-seed=2.h5"}) expect_same_run(d / "straight/sweep" + run, dir + run);
 }
 
 TEST(Cli, ListShowsOneLinePerExperiment) {

@@ -1,5 +1,7 @@
 // Result files and checkpoints: round trips, bitwise-exact resume, refusal of
 // a checkpoint from another config, and files written whole or not at all.
+#include <tuple>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -274,6 +276,33 @@ TEST_F(Results, ResultCompleteIsFalseForMissingGarbageAndCheckpoints) {
   t->train_step();
   write_checkpoint(dir + "/run.ckpt.h5", run_info(), *t);
   EXPECT_FALSE(result_complete(dir + "/run.ckpt.h5"));
+}
+
+// Found by fuzz_results: a checkpoint whose steps attribute had been set to
+// INT64_MIN resumed and trained from there (signed overflow in the ETA, and a
+// run that never ends). A step count outside [0, the config's steps], or a
+// negative AdamW step count, is now refused naming the file.
+TEST_F(Results, CheckpointWithAStepCountOutsideItsConfigIsRefused) {
+  auto t = trainer();
+  t->train_step();
+  const std::string path = dir + "/run.ckpt.h5";
+  for (const auto& [attr, value, message] :
+       {std::tuple<const char*, int64_t, const char*>{"steps", INT64_MIN, "is outside [0, "},
+        {"steps", -1, "steps = -1 is outside [0, "},
+        {"steps", t->args.steps + 1, "the steps of its config"},
+        {"adamw_t", -3, "adamw_t = -3 (AdamW's step count) is negative"}}) {
+    write_checkpoint(path, run_info(), *t);
+    {
+      H5::H5File f(path, H5F_ACC_RDWR);
+      f.removeAttr(attr);
+      f.createAttribute(attr, H5::PredType::STD_I64LE, H5::DataSpace()).write(H5::PredType::NATIVE_INT64, &value);
+    }
+    auto fresh = trainer();
+    const std::string error = error_of([&] { read_checkpoint(path, kConfig, *fresh); });
+    EXPECT_THAT(error, HasSubstr(path)) << attr << " = " << value;
+    EXPECT_THAT(error, HasSubstr(message)) << attr << " = " << value;
+    EXPECT_EQ(fresh->step, 0);  // left unchanged
+  }
 }
 
 TEST_F(Results, ReadErrorsNameTheFile) {

@@ -3,6 +3,7 @@
 // and --resume (on another thread count) ends with exactly the numbers,
 // weights and samples of an uninterrupted run; rl.init starts from a
 // `dslab train` result of the same model and refuses another model.
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -146,6 +147,43 @@ TEST(RlCli, KilledRunResumesToTheUninterruptedNumbers) { kill_resume_and_compare
 TEST(RlCli, KilledPpoRunResumesToTheUninterruptedNumbers) {
   kill_resume_and_compare("rl_cli_resume_ppo", " --set rl.algorithm=ppo");
   kill_resume_and_compare("rl_cli_resume_critic", " --set rl.algorithm=ppo --set rl.value_model=policy");
+}
+
+// kill -9 at 20 moments drawn at random over the run, each time resuming:
+// only whole files under the final names, and in the end the numbers,
+// weights and samples of an unbroken run.
+TEST(RlCli, KilledAtTwentyRandomMomentsResumesToTheUninterruptedNumbers) {
+  const std::string d = test::temp_dir("rl_cli_kill_loop");
+  const std::string sets = kVarying + " --set rl.steps=10 --set rl.checkpoint_every=1 --set rl.sample_every=3";
+  std::string msg;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(test::run_dslab("rl " + kGrpoTiny + sets + " --threads 1 --out " + d + "/straight.h5", &msg), 0) << msg;
+  // Kills within the first sixth of an unbroken run's time after each start:
+  // spread over the run (each start resumes), most of them land.
+  const double window = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 6;
+  const std::string out = d + "/k.h5", ckpt = checkpoint_path(out);
+  std::vector<std::string> args = {"rl", kGrpoTiny, "--out", out, "--resume", "--threads", "1"};
+  {
+    std::istringstream words(sets);
+    for (std::string w; words >> w;) args.push_back(w);
+  }
+  const int killed = test::kill_dslab_at_random_moments(
+      args, 20, window, 20261207,
+      [&] {
+        if (fs::exists(out)) {
+          EXPECT_TRUE(result_complete(out));
+        }
+        if (fs::exists(ckpt)) {
+          EXPECT_NO_THROW(read_metrics(ckpt));
+        }
+      },
+      [&] { return fs::exists(out); });
+  EXPECT_GE(killed, 15) << "too few kills landed while the run was going";
+  if (!fs::exists(out)) {
+    ASSERT_EQ(test::spawn_and_wait(args), 0);
+  }
+  EXPECT_FALSE(fs::exists(ckpt));
+  expect_same_rl_run(d + "/straight.h5", out);
 }
 
 TEST(RlCli, InitStartsFromATrainResultOfTheSameModel) {

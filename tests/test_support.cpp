@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,26 +64,83 @@ int run_dslab(const std::string& args, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-bool kill_dslab_when_file_exists(const std::vector<std::string>& args, const std::string& path) {
+int spawn_dslab(const std::vector<std::string>& args, const SpawnOptions& options) {
   std::vector<std::string> all = {DSLAB_BINARY};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : all) argv.push_back(a.data());
   argv.push_back(nullptr);
-  posix_spawn_file_actions_t quiet;
-  posix_spawn_file_actions_init(&quiet);
-  posix_spawn_file_actions_addopen(&quiet, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, DSLAB_BINARY, &quiet, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&quiet);
-  if (spawned != 0) throw std::runtime_error("cannot start " + std::string(DSLAB_BINARY));
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("cannot fork to start " + std::string(DSLAB_BINARY));
+  if (pid == 0) {  // async-signal-safe calls only, up to execv
+    if (options.own_process_group) setpgid(0, 0);
+    if (options.file_size_limit >= 0) {
+      struct sigaction ignore {};
+      ignore.sa_handler = SIG_IGN;
+      sigaction(SIGXFSZ, &ignore, nullptr);
+      const rlimit limit{rlim_t(options.file_size_limit), rlim_t(options.file_size_limit)};
+      setrlimit(RLIMIT_FSIZE, &limit);
+    }
+    const int fd = open(options.log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_dslab(int pid, double timeout_seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+  int status = 0;
+  for (;;) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r < 0) throw std::runtime_error("waitpid failed");
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+int spawn_and_wait(const std::vector<std::string>& args, const SpawnOptions& options) {
+  return wait_dslab(spawn_dslab(args, options), 600);
+}
+
+bool kill_dslab_when_file_exists(const std::vector<std::string>& args, const std::string& path) {
+  const pid_t pid = spawn_dslab(args);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!std::filesystem::exists(path) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFSIGNALED(status);
+  return wait_dslab(pid, 60) == 128 + SIGKILL;
+}
+
+int kill_dslab_at_random_moments(const std::vector<std::string>& args, int kills, double max_seconds,
+                                 uint64_t seed, const std::function<void()>& after_each,
+                                 const std::function<bool()>& done) {
+  Rng rng(seed);
+  int killed = 0;
+  for (int i = 0; i < kills && !done(); ++i) {
+    const double moment = max_seconds * rng.uniform();
+    const pid_t pid = spawn_dslab(args);
+    const auto at = std::chrono::steady_clock::now() + std::chrono::duration<double>(moment);
+    int status = 0;
+    pid_t r = 0;
+    while ((r = waitpid(pid, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < at)
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    if (r == 0) {
+      kill(pid, SIGKILL);
+      killed += wait_dslab(pid, 60) == 128 + SIGKILL;
+    }
+    after_each();
+  }
+  return killed;
 }
 
 std::string read_file(const std::string& path) {

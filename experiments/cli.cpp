@@ -1,0 +1,55 @@
+// The dslab command line: run_cli (commands.hpp), which main() calls.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "experiments/commands.hpp"
+#include "experiments/config.hpp"
+#include "experiments/io.hpp"
+#include "experiments/omp_wait.hpp"
+
+namespace dslab {
+
+int run_cli(int argc, const char* const* argv) {
+  CLI::App app{"dslab: the techniques of DeepSeek-V3 and R1 as exact CPU references and simulators"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "dslab " + provenance().dslab_version + " (git " +
+                                        provenance().git_commit + ")\nOpenMP wait policy: " +
+                                        omp_wait_policy());
+  add_train_command(app);
+  add_rl_command(app);
+  add_eval_command(app);
+  add_reward_command(app);
+  add_run_command(app);
+  add_list_command(app);
+  add_sample_command(app);
+  add_info_command(app);
+  // Simulators register under `dslab sim <name>`.
+  CLI::App* sim = app.add_subcommand("sim", "Simulators for what one machine cannot run for real");
+  sim->require_subcommand(1);
+  add_sim_commands(*sim);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : kBadInput;
+  } catch (const CLI::Error& e) {
+    return app.exit(e);
+  } catch (const ConfigError& e) {
+    std::cerr << "dslab: config error: " << e.what() << "\n";
+    return kBadInput;
+  } catch (const Stopped& e) {
+    std::cerr << e.what() << "\n";
+    return kStopped;
+  } catch (const BadInput& e) {
+    std::cerr << "dslab: " << e.what() << "\n";
+    return kBadInput;
+  } catch (const std::exception& e) {
+    std::cerr << "dslab: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace dslab
