@@ -407,7 +407,8 @@ TEST(Cli, RunKilledAtTwentyRandomMomentsResumesEveryRun) {
   const auto start = std::chrono::steady_clock::now();
   ASSERT_EQ(test::run_dslab("run " + d / "sweep.toml" + " --jobs 2 --threads 2 --results " + d / "straight", &msg), 0)
       << msg;
-  const double window = seconds_since(start) / 6;
+  // A tenth: each kill lets the children finish their step and checkpoint (SIGTERM), so a sweep gains more per kill.
+  const double window = seconds_since(start) / 10;
   const std::string dir = d / "killed/sweep";
   const std::vector<std::string> args = {"run", d / "sweep.toml", "--jobs", "2", "--threads", "2", "--results",
                                          d / "killed"};
@@ -419,7 +420,7 @@ TEST(Cli, RunKilledAtTwentyRandomMomentsResumesEveryRun) {
         for (const char* run : {"/s-seed=1.h5", "/s-seed=2.h5"}) expect_only_whole_files(dir + run);
       },
       complete);
-  EXPECT_GE(killed, 15) << "too few kills landed while the sweep was going";
+  EXPECT_GE(killed, 12) << "too few kills landed while the sweep was going";
   if (!complete()) {
     ASSERT_EQ(test::spawn_and_wait(args), 0);
   }
