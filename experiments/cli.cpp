@@ -15,7 +15,8 @@ int run_cli(int argc, const char* const* argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "dslab " + provenance().dslab_version + " (git " +
                                         provenance().git_commit + ")\nOpenMP wait policy: " +
-                                        omp_wait_policy());
+                                        omp_wait_policy() + "\nOpenBLAS kernels: " + provenance().blas_core +
+                                        " (OPENBLAS_CORETYPE chooses; README, \"What reproduces where\")");
   add_train_command(app);
   add_rl_command(app);
   add_eval_command(app);

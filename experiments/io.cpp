@@ -1,6 +1,7 @@
 // Atomic writes, JSON output, provenance and --threads; see io.hpp.
 #include "experiments/io.hpp"
 
+#include <cblas.h>
 #include <omp.h>
 #include <unistd.h>
 
@@ -84,12 +85,14 @@ void write_json(const std::string& path, const nlohmann::ordered_json& doc, int 
 }
 
 const Provenance& provenance() {
-  static const Provenance p{DSLAB_VERSION, DSLAB_GIT_COMMIT};
+  static const Provenance p{DSLAB_VERSION, DSLAB_GIT_COMMIT, openblas_get_corename()};
   return p;
 }
 
 nlohmann::json provenance_json(const std::string& command, std::optional<uint64_t> seed) {
-  nlohmann::json j = {{"dslab_version", provenance().dslab_version}, {"git_commit", provenance().git_commit}};
+  nlohmann::json j = {{"dslab_version", provenance().dslab_version},
+                      {"git_commit", provenance().git_commit},
+                      {"blas_core", provenance().blas_core}};
   if (!command.empty()) j["command"] = command;
   if (seed) j["seed"] = *seed;
   return j;

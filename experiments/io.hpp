@@ -57,10 +57,16 @@ void write_json(const std::string& path, const nlohmann::ordered_json& doc, int 
 struct Provenance {
   std::string dslab_version;  // the project version (CMake's PROJECT_VERSION)
   std::string git_commit;     // the commit the program was built from, taken at build time
+  // OpenBLAS's kernel family in this process (openblas_get_corename: "Haswell",
+  // "SkylakeX", "Cooperlake", "Zen", ...), chosen from the CPU at start unless
+  // OPENBLAS_CORETYPE names one. Two runs whose families differ round their
+  // matrix products differently: the first reason results differ across
+  // machines (README, "What reproduces where").
+  std::string blas_core;
 };
 const Provenance& provenance();
 
-// The start of a JSON result: {"dslab_version", "git_commit"}, plus "command"
+// The start of a JSON result: {"dslab_version", "git_commit", "blas_core"}, plus "command"
 // when `command` is not empty and "seed" when given.
 nlohmann::json provenance_json(const std::string& command = "", std::optional<uint64_t> seed = std::nullopt);
 

@@ -109,6 +109,7 @@ void write_run(H5::Group& root, const RunInfo& info, int64_t steps, const Metric
   write_text(root, "config", info.config_text);
   set_attr(root, "dslab_version", provenance().dslab_version);
   set_attr(root, "git_commit", provenance().git_commit);
+  set_attr(root, "blas_core", provenance().blas_core);
   set_attr(root, "seed", info.seed);
   set_attr(root, "threads", int64_t(info.threads));
   set_attr(root, "wall_seconds", info.wall_seconds);
@@ -620,6 +621,7 @@ void write_eval_result(const std::string& path, const RunInfo& info, const EvalR
     write_text(root, "config", info.config_text);
     set_attr(root, "dslab_version", provenance().dslab_version);
     set_attr(root, "git_commit", provenance().git_commit);
+    set_attr(root, "blas_core", provenance().blas_core);
     set_attr(root, "seed", info.seed);
     set_attr(root, "threads", int64_t(info.threads));
     set_attr(root, "wall_seconds", info.wall_seconds);

@@ -10,7 +10,7 @@
 //                           (layers.<l>.ffn.gate.bias, not trained)
 //   /captured/<name>        tensors kept for the simulators (experiments/capture.hpp),
 //                           float32 in their shapes; result files only
-//   attributes on /: dslab_version, git_commit (strings), seed, threads,
+//   attributes on /: dslab_version, git_commit, blas_core (strings), seed, threads,
 //                    steps (steps completed), num_parameters, complete = 1
 //                    (integers), wall_seconds (float64)
 // A checkpoint (FILE.ckpt.h5, kept beside FILE.h5 while a run is incomplete)

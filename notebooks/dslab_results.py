@@ -124,6 +124,9 @@ def compare_with_canonical(experiment: str, runs: list[Run], folder):
         return
     if os.environ.get("DSLAB_SMOKE") == "1":
         print("smoke runs are shortened: they are not expected to agree with the canonical runs")
+    cores = lambda rs: ", ".join(sorted({str(r.attrs.get("blas_core", "not recorded")) for r in rs})) or "none"
+    print(f"OpenBLAS kernels: yours {cores(runs)}; canonical {cores(canonical.values())} "
+          "(the same family and build are needed for bitwise agreement)")
     by_variant = {}
     for r in canonical.values():
         h = headline(r)

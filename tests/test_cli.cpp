@@ -72,6 +72,9 @@ TEST(Cli, VersionNamesTheCommit) {
   EXPECT_EQ(test::run_dslab("--version", &out), 0);
   EXPECT_THAT(out, HasSubstr("dslab "));
   EXPECT_THAT(out, HasSubstr("(git "));
+  // The OpenBLAS kernel family, as OpenBLAS itself is told to choose it.
+  EXPECT_EQ(test::run_dslab_with_env("OPENBLAS_CORETYPE=Haswell", "--version", &out), 0);
+  EXPECT_THAT(out, HasSubstr("OpenBLAS kernels: Haswell"));
 }
 
 TEST(Cli, BadConfigExitsTwoAndWritesNothing) {

@@ -3,6 +3,8 @@
 // --threads mean one thing everywhere.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cblas.h>
 #include <omp.h>
 
 #include <cstdint>
@@ -189,12 +191,15 @@ TEST(Provenance, NamesThisBuild) {
 
 TEST(Provenance, JsonHasCommandAndSeedOnlyWhenGiven) {
   const nlohmann::json bare = provenance_json();
-  EXPECT_EQ(bare, (nlohmann::json{{"dslab_version", DSLAB_VERSION}, {"git_commit", DSLAB_GIT_COMMIT}}));
+  EXPECT_EQ(bare, (nlohmann::json{{"dslab_version", DSLAB_VERSION},
+                                   {"git_commit", DSLAB_GIT_COMMIT},
+                                   {"blas_core", std::string(openblas_get_corename())}}));
+  EXPECT_FALSE(bare["blas_core"].get<std::string>().empty());
   const nlohmann::json full = provenance_json("gemm", uint64_t(7));
   EXPECT_EQ(full["command"], "gemm");
   EXPECT_EQ(full["seed"].get<uint64_t>(), 7u);
   EXPECT_EQ(full["dslab_version"], DSLAB_VERSION);
-  EXPECT_EQ(full.size(), 4u);
+  EXPECT_EQ(full.size(), 5u);
   EXPECT_FALSE(provenance_json("replay").contains("seed"));
 }
 

@@ -2,6 +2,8 @@
 // a checkpoint from another config, and files written whole or not at all.
 #include <tuple>
 
+#include <cblas.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -146,6 +148,7 @@ TEST_F(Results, ResultRoundTrip) {
   EXPECT_EQ(int_attr(f, "num_parameters"), int64_t(t->model.num_parameters()));
   EXPECT_EQ(string_attr(f, "dslab_version"), DSLAB_VERSION);
   EXPECT_EQ(string_attr(f, "git_commit"), DSLAB_GIT_COMMIT);
+  EXPECT_EQ(string_attr(f, "blas_core"), std::string(openblas_get_corename()));
   EXPECT_FALSE(f.nameExists("optimizer"));
 }
 

@@ -51,8 +51,10 @@ std::string write_text_corpus(const std::string& dir, size_t bytes) {
   return path;
 }
 
-int run_dslab(const std::string& args, std::string* output) {
-  const std::string cmd = std::string(DSLAB_BINARY) + " " + args + " 2>&1";
+int run_dslab(const std::string& args, std::string* output) { return run_dslab_with_env("", args, output); }
+
+int run_dslab_with_env(const std::string& env, const std::string& args, std::string* output) {
+  const std::string cmd = (env.empty() ? "" : "env " + env + " ") + std::string(DSLAB_BINARY) + " " + args + " 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) throw std::runtime_error("popen failed: " + cmd);
   std::string out;

@@ -20,6 +20,9 @@ std::string write_text_corpus(const std::string& dir, size_t bytes);
 // exit status, with stdout+stderr in *output when given.
 int run_dslab(const std::string& args, std::string* output = nullptr);
 
+// The same with `env` ("NAME=value ...") set for the program.
+int run_dslab_with_env(const std::string& env, const std::string& args, std::string* output = nullptr);
+
 // Starts the dslab program with `args` (one word each; stderr discarded) and
 // SIGKILLs it as soon as `path` exists (a checkpoint, say), waiting at most
 // two minutes. True when it was killed; false when it ended first.

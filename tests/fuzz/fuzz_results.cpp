@@ -164,7 +164,7 @@ std::string edited_config(const std::string& text, FuzzedDataProvider& in) {
 
 void edit(const std::string& path, const std::string& config_text, FuzzedDataProvider& in) {
   static const char* const kAttributes[] = {"complete", "steps", "seed", "threads", "num_parameters",
-                                            "adamw_t", "wall_seconds", "dslab_version", "git_commit"};
+                                            "adamw_t", "wall_seconds", "dslab_version", "git_commit", "blas_core"};
   H5::H5File file(path, H5F_ACC_RDWR);
   H5::Group root = file.openGroup("/");
   const int edits = in.ConsumeIntegralInRange(1, 4);
