@@ -58,6 +58,12 @@ void expect_same_run(const std::string& a, const std::string& b) {
     EXPECT_EQ(0, std::memcmp(px[i].data, py[i].data, px[i].size() * sizeof(float))) << px[i].name;
 }
 
+// No temporary file (FILE.tmp-PID) left in `dir`.
+void expect_no_temporaries(const std::string& dir) {
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos) << "left behind: " << e.path();
+}
+
 // Starts a long training run and SIGKILLs it as soon as its first checkpoint exists.
 void train_and_kill(const Dir& d, const std::string& out, const std::vector<std::string>& sets) {
   std::vector<std::string> args = {"train", kTiny, "--out", out, "--threads", "1",
@@ -198,8 +204,7 @@ TEST(Cli, KilledRunLeavesNoResultAndResumeEqualsUninterrupted) {
   train_and_kill(d, d / "killed.h5", sets);
   EXPECT_FALSE(fs::exists(d / "killed.h5"));
   ASSERT_TRUE(fs::exists(checkpoint_path(d / "killed.h5")));
-  for (const auto& e : fs::directory_iterator(d.path))
-    EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos) << e.path();
+  expect_no_temporaries(d.path);
 
   std::string out;
   EXPECT_EQ(test::run_dslab("train " + d.tiny(set_args + " --out " + d / "killed.h5"), &out), 2)
@@ -346,6 +351,17 @@ void expect_only_whole_files(const std::string& out) {
   }
 }
 
+// d/sweep.toml: the tiny config for 150 steps on d's corpus, seeds 1 and 2
+// (runs s-seed=1, s-seed=2), a checkpoint every `checkpoint_every` steps.
+void write_two_seed_sweep(const Dir& d, int checkpoint_every) {
+  fs::create_directories(d / "configs");
+  fs::copy_file(kTiny, d / "configs/tiny.toml");
+  std::ofstream(d / "sweep.toml") << "description = \"two seeds\"\nconfig = \"configs/tiny.toml\"\n"
+                                  << "[[runs]]\nname = \"s\"\n[runs.set]\n\"data.path\" = \"" << d.corpus << "\"\n"
+                                  << "\"train.steps\" = 150\n\"train.checkpoint_every\" = " << checkpoint_every
+                                  << "\n\"train.seed\" = [1, 2]\n";
+}
+
 // Every *.lock in `dir` free (its holder gone), waiting at most a minute.
 bool wait_until_unlocked(const std::string& dir) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -391,8 +407,7 @@ TEST(Cli, TrainKilledAtTwentyRandomMomentsResumesToTheUninterruptedNumbers) {
     ASSERT_EQ(test::spawn_and_wait(args), 0);
   }
   EXPECT_FALSE(fs::exists(checkpoint_path(out)));
-  for (const auto& e : fs::directory_iterator(d.path))
-    EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos) << "left behind: " << e.path();
+  expect_no_temporaries(d.path);
   expect_same_run(d / "straight.h5", out);
 }
 
@@ -400,12 +415,7 @@ TEST(Cli, TrainKilledAtTwentyRandomMomentsResumesToTheUninterruptedNumbers) {
 // same command, again and again, ends with the numbers of an unbroken sweep.
 TEST(Cli, RunKilledAtTwentyRandomMomentsResumesEveryRun) {
   Dir d("cli_run_kill_loop");
-  fs::create_directories(d / "configs");
-  fs::copy_file(kTiny, d / "configs/tiny.toml");
-  std::ofstream(d / "sweep.toml") << "description = \"two seeds\"\nconfig = \"configs/tiny.toml\"\n"
-                                  << "[[runs]]\nname = \"s\"\n[runs.set]\n\"data.path\" = \"" << d.corpus << "\"\n"
-                                  << "\"train.steps\" = 150\n\"train.checkpoint_every\" = 3\n"
-                                  << "\"train.seed\" = [1, 2]\n";
+  write_two_seed_sweep(d, 3);
   std::string msg;
   const auto start = std::chrono::steady_clock::now();
   ASSERT_EQ(test::run_dslab("run " + d / "sweep.toml" + " --jobs 2 --threads 2 --results " + d / "straight", &msg), 0)
@@ -458,10 +468,8 @@ TEST(Cli, AFullDiskFailsCleanlyAndKeepsTheCheckpointAndEarlierResults) {
   EXPECT_FALSE(fs::exists(out));
   EXPECT_EQ(test::read_file(ckpt), ckpt_bytes);
   EXPECT_EQ(test::read_file(d / "straight.h5"), straight_bytes);
-  for (const auto& e : fs::directory_iterator(d.path)) {
-    EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos) << "left behind: " << e.path();
-    EXPECT_NE(e.path().extension(), ".lock") << "left behind: " << e.path();
-  }
+  expect_no_temporaries(d.path);
+  for (const auto& e : fs::directory_iterator(d.path)) EXPECT_NE(e.path().extension(), ".lock") << "left behind: " << e.path();
 
   // The result itself not fitting: no checkpoint is due, the final write fails whole.
   const std::string one = d / "one.h5";
@@ -483,12 +491,7 @@ TEST(Cli, AFullDiskFailsCleanlyAndKeepsTheCheckpointAndEarlierResults) {
 // left, and the same command finishes it with the unbroken sweep's numbers.
 TEST(Cli, SignalsStopASweepWithCheckpointsAndItResumes) {
   Dir d("cli_sweep_signals");
-  fs::create_directories(d / "configs");
-  fs::copy_file(kTiny, d / "configs/tiny.toml");
-  std::ofstream(d / "sweep.toml") << "description = \"two seeds\"\nconfig = \"configs/tiny.toml\"\n"
-                                  << "[[runs]]\nname = \"s\"\n[runs.set]\n\"data.path\" = \"" << d.corpus << "\"\n"
-                                  << "\"train.steps\" = 150\n\"train.checkpoint_every\" = 5\n"
-                                  << "\"train.seed\" = [1, 2]\n";
+  write_two_seed_sweep(d, 5);
   std::string msg;
   ASSERT_EQ(test::run_dslab("run " + d / "sweep.toml" + " --jobs 2 --threads 2 --results " + d / "straight", &msg), 0)
       << msg;
