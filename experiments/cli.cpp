@@ -24,6 +24,7 @@ int run_cli(int argc, const char* const* argv) {
   add_run_command(app);
   add_list_command(app);
   add_sample_command(app);
+  add_export_command(app);
   add_info_command(app);
   // Simulators register under `dslab sim <name>`.
   CLI::App* sim = app.add_subcommand("sim", "Simulators for what one machine cannot run for real");

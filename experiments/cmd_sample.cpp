@@ -1,6 +1,8 @@
 // dslab sample RESULT.h5 --prompt TEXT --tokens N [--temperature T --top-k K --seed S]
 //                        [--speculative [--json FILE]]
-// Generates text from the weights in a result file (or a checkpoint).
+// Generates text from the weights in a result file (or a checkpoint), or in a
+// Hugging Face DeepseekV3 checkpoint folder (config.json + safetensors,
+// experiments/hf_checkpoint.hpp) whose vocabulary is dslab's 256 bytes.
 // --speculative decodes with the model's MTP modules as drafters (Sec. 2.3;
 // reference/sampler.hpp) and reports, per depth, how many drafts the main model
 // accepted, and the tokens per main-model forward.
@@ -11,6 +13,7 @@
 
 #include "experiments/commands.hpp"
 #include "experiments/config.hpp"
+#include "experiments/hf_checkpoint.hpp"
 #include "experiments/io.hpp"
 #include "experiments/results.hpp"
 #include "experiments/run_loop.hpp"
@@ -52,12 +55,18 @@ void sample(const SampleOptions& o) {
   if (!std::filesystem::exists(o.path))
     throw BadInput("'" + o.path + "' does not exist; give a result file written by dslab train");
   if (!o.json.empty() && !o.speculative) throw BadInput("--json reports --speculative: add it");
-  const RunConfig cfg = parse_run_config_text(reading_input([&] { return read_config_text(o.path); }));
-  if (o.speculative && cfg.model.mtp.depth == 0)
+  const bool hf = std::filesystem::is_directory(o.path) || o.path.ends_with(".safetensors");
+  const ModelArgs args = hf ? hf_checkpoint_args(o.path)
+                            : parse_run_config_text(reading_input([&] { return read_config_text(o.path); })).model;
+  if (hf && args.vocab_size != 256)
+    throw BadInput("dslab sample reads and writes bytes (vocab_size 256); '" + o.path + "' has vocab_size " +
+                   std::to_string(args.vocab_size) + ": load it with import dslab (dslab.Model.from_hf) and its tokenizer");
+  if (o.speculative && args.mtp.depth == 0)
     throw BadInput("--speculative needs a model trained with mtp.depth > 0; '" + o.path +
                    "' has no MTP modules");
-  Transformer<float> model(cfg.model);
-  reading_input([&] { read_model(o.path, model); });
+  Transformer<float> model(args);
+  if (hf) read_hf_checkpoint(o.path, model);
+  else reading_input([&] { read_model(o.path, model); });
   use_threads(o.threads);
   if (!o.speculative) {
     std::cout << o.prompt << generate(model, o.prompt, o.args) << std::endl;
@@ -74,7 +83,7 @@ void sample(const SampleOptions& o) {
 void add_sample_command(CLI::App& app) {
   auto o = std::make_shared<SampleOptions>();
   auto* cmd = app.add_subcommand("sample", "Generate text from a trained model");
-  cmd->add_option("checkpoint", o->path, "Result file or checkpoint (HDF5) of dslab train")->required();
+  cmd->add_option("checkpoint", o->path, "Result file or checkpoint (HDF5) of dslab train, or a Hugging Face DeepseekV3 checkpoint folder")->required();
   cmd->add_option("--prompt", o->prompt, "Text to continue");
   cmd->add_option("--tokens", o->args.tokens, "Bytes to generate")
       ->check(CLI::Range(1, 1000000))->capture_default_str();

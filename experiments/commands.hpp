@@ -49,6 +49,7 @@ void add_reward_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_list_command(CLI::App& app);
 void add_sample_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 
 // `dslab sim ...`: one function per simulator, each adding its subcommand to `sim`.

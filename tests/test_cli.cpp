@@ -564,5 +564,37 @@ TEST(Cli, SampleContinuesThePrompt) {
   EXPECT_EQ(test::run_dslab("sample " + d / "m.h5" + " --tokens 0", &a), 2);
 }
 
+// dslab export writes a Hugging Face DeepseekV3 checkpoint that dslab sample reads
+// back to the same text; a model DeepseekV3 cannot describe and a damaged
+// checkpoint exit 2, naming what is wrong, and leave no folder half written.
+TEST(Cli, ExportedCheckpointSamplesTheSameTextAndBadOnesExitTwo) {
+  Dir d("cli_export");
+  const std::string mla = "--set model.attn=mla --set model.n_routed_experts=4 --set model.n_activated_experts=2 "
+                          "--set model.score_func=sigmoid --set balance.bias_update=sign --set train.steps=6";
+  std::string a, b, msg;
+  ASSERT_EQ(test::run_dslab("train " + d.tiny(mla + " --out " + d / "m.h5"), &msg), 0) << msg;
+  ASSERT_EQ(test::run_dslab("export " + d / "m.h5" + " --out " + d / "hf", &msg), 0) << msg;
+  EXPECT_TRUE(fs::exists(d / "hf/config.json"));
+  ASSERT_EQ(test::run_dslab("sample " + d / "m.h5" + " --prompt 'the lord' --tokens 30 --seed 5", &a), 0) << a;
+  ASSERT_EQ(test::run_dslab("sample " + d / "hf" + " --prompt 'the lord' --tokens 30 --seed 5", &b), 0) << b;
+  EXPECT_EQ(a, b) << "the exported checkpoint is the same model";
+
+  ASSERT_EQ(test::run_dslab("train " + d.tiny("--set train.steps=6 --out " + d / "mha.h5")), 0);
+  EXPECT_EQ(test::run_dslab("export " + d / "mha.h5" + " --out " + d / "hf_mha", &msg), 2);
+  EXPECT_NE(msg.find("attn = \"mha\""), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(d / "hf_mha"));
+  EXPECT_EQ(test::run_dslab("export " + d / "m.h5" + " --out " + d / "x" + " --dtype F16", &msg), 2);
+  EXPECT_NE(msg.find("F32, BF16, F64"), std::string::npos) << msg;
+
+  // A damaged header: exit 2 naming the file.
+  {
+    std::fstream f(d / "hf/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(9);
+    f.write("#", 1);
+  }
+  EXPECT_EQ(test::run_dslab("sample " + d / "hf" + " --tokens 5", &msg), 2);
+  EXPECT_NE(msg.find("model.safetensors: not a valid safetensors file"), std::string::npos) << msg;
+}
+
 }  // namespace
 }  // namespace dslab

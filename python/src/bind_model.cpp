@@ -11,6 +11,8 @@
 #include "experiments/commands.hpp"
 #include "experiments/config.hpp"
 #include "experiments/deepseek_config.hpp"
+#include "experiments/hf_checkpoint.hpp"
+#include "experiments/safetensors.hpp"
 #include "experiments/results.hpp"
 #include "python/src/arrays.hpp"
 #include "reference/transformer.hpp"
@@ -109,6 +111,9 @@ void bind_model(py::module_& m) {
         "The [model] of a dslab run config (TOML), after `extends` and overrides such as 'model.dim=64'.");
   args.def_static("from_deepseek_json", &model_args_from_deepseek_json, py::arg("path"),
                   "DeepSeek's inference config (inference/configs/config_671B.json and its kin), read as model.py reads it.");
+  args.def_static("from_hf_config", &model_args_from_hf_config, py::arg("path"),
+                  "A Hugging Face DeepseekV3 config.json (transformers' DeepseekV3Config).");
+  args.def("hf_config_json", &hf_config_json, "This model's DeepseekV3 config.json text (ValueError if it has none).");
 
   py::class_<Model>(m, "Model",
                     "The reference transformer: embed, blocks (attention + dense FFN or MoE), norm, head, and the MTP "
@@ -127,6 +132,17 @@ void bind_model(py::module_& m) {
                throw py::value_error(std::string("dslab.Model.from_result: ") + e.what());
              }
            }, py::arg("path"), "The trained float32 model of a dslab result (or checkpoint) file.")
+      .def_static("from_hf", [](const std::string& path, const std::string& dtype) {
+             Model model = make_model(hf_checkpoint_args(path), dtype, 0);
+             std::visit([&](auto& t) { read_hf_checkpoint(path, t); }, model.m);
+             return model;
+           }, py::arg("path"), py::arg("dtype") = "float64",
+           "A Hugging Face DeepseekV3 checkpoint: a folder with config.json and model.safetensors (or shards "
+           "with model.safetensors.index.json); BF16 and FP8 (weight_scale_inv) tensors are dequantized.")
+      .def("save_hf", [](Model& s, const std::string& dir, const std::string& dtype) {
+             std::visit([&](auto& t) { write_hf_checkpoint(dir, t, parse_st_dtype(dtype, "dtype")); }, s.m);
+           }, py::arg("dir"), py::arg("dtype") = "F32",
+           "Writes dir/config.json and dir/model.safetensors (F32, F64 or BF16) with the published tensor names.")
       .def_property_readonly("args", [](const Model& s) { return std::visit([](auto& t) { return t.args; }, s.m); })
       .def_property_readonly("dtype", [](const Model& s) {
              return std::holds_alternative<Transformer<double>>(s.m) ? "float64" : "float32";
@@ -167,6 +183,21 @@ void bind_model(py::module_& m) {
       .def("mtp_losses", [](Model& s) { return std::visit([](auto& t) { return t.mtp_losses(); }, s.m); },
            "L^k_MTP of Eq. (25) for k = 1..D.");
 
+  m.def("hf_name", &hf_name, py::arg("name"), py::arg("n_layers"),
+        "The Hugging Face name of a dslab parameter ('layers.0.attn.wq_a.weight' -> "
+        "'model.layers.0.self_attn.q_a_proj.weight'); n_layers places the MTP modules.");
+  m.def("load_safetensors", [](const std::string& path) {
+          const SafetensorsFile f(path);
+          py::dict d;
+          for (const auto& [name, e] : f.entries()) {
+            const std::vector<long> shape(e.shape.begin(), e.shape.end());
+            if (e.dtype == StDtype::F64) d[py::str(name)] = array_out(f.doubles(name).data(), shape);
+            else d[py::str(name)] = array_out(f.floats(name).data(), shape);
+          }
+          return d;
+        }, py::arg("path"),
+        "{name: array} of a safetensors file's floating-point tensors, decoded exactly (F64 as float64, the rest "
+        "as float32); ValueError naming the file for a malformed one.");
   m.def("load_metrics", [](const std::string& path) {
           Metrics metrics;
           try {
