@@ -219,6 +219,7 @@ void bind_moe(py::module_& m);
 void bind_grpo(py::module_& m);
 void bind_fp8(py::module_& m);
 void bind_model(py::module_& m);
+void bind_sim(py::module_& m);
 
 }  // namespace dslab::python
 

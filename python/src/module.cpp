@@ -26,4 +26,5 @@ PYBIND11_MODULE(_core, m) {
   dslab::python::bind_grpo(m);
   dslab::python::bind_fp8(m);
   dslab::python::bind_model(m);
+  dslab::python::bind_sim(m);
 }
