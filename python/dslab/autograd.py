@@ -18,7 +18,7 @@ import torch
 
 from . import _core
 
-__all__ = ["mla", "moe", "rms_norm", "rope", "attention", "cross_entropy", "policy_loss"]
+__all__ = ["mla", "moe", "mtp_proj", "rms_norm", "rope", "attention", "cross_entropy", "policy_loss"]
 
 
 def _np(t):
@@ -69,6 +69,26 @@ def moe(x, weights, args, bias=None):
     "experts.<e>.w1.weight", ..., "shared_experts.w3.weight": tensor}; bias [E] (Eq. (24)) selects only."""
     names = tuple(weights)
     return _Moe.apply(x, args, bias, names, *(weights[n] for n in names))
+
+
+class _MtpProj(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, e, h, eps, names, *weights):
+        x, context = _core.mtp_proj_forward(_np(e), _np(h), {n: _np(w) for n, w in zip(names, weights)}, eps)
+        ctx.context, ctx.names = context, names
+        return _torch(x, e)
+
+    @staticmethod
+    def backward(ctx, dx):
+        de, dh, grads = _core.mtp_proj_backward(_np(dx), ctx.context)
+        return (_torch(de, dx), _torch(dh, dx), None, None) + tuple(_torch(grads[n], dx) for n in ctx.names)
+
+
+def mtp_proj(e, h, weights, eps=1e-6):
+    """MTP's input projection, Eq. (25): eh_proj [enorm(e) ; hnorm(h)], e = Emb(t_{i+k}) and h = h^{k-1}_i
+    [..., dim]. weights: {"enorm.weight", "hnorm.weight", "eh_proj.weight": tensor} (DeepSeek-V3's names)."""
+    names = tuple(weights)
+    return _MtpProj.apply(e, h, eps, names, *(weights[n] for n in names))
 
 
 class _RmsNorm(torch.autograd.Function):

@@ -216,6 +216,7 @@ template <class F> py::object dispatch(const py::handle& first, const char* fn, 
 void bind_layers(py::module_& m);
 void bind_mla(py::module_& m);
 void bind_moe(py::module_& m);
+void bind_mtp(py::module_& m);
 void bind_grpo(py::module_& m);
 void bind_fp8(py::module_& m);
 void bind_model(py::module_& m);

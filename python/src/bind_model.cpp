@@ -27,8 +27,28 @@ constexpr const char* kBalanceFields[] = {"aux_alpha", "seq_aux_alpha", "device_
                                           "max_devices_per_token", "bias_update", "bias_gamma"};
 constexpr const char* kMtpFields[] = {"depth", "lambda_", "lambda_final", "lambda_switch"};
 
+// The MTP chain run on its own (Model.mtp_forward / mtp_backward): what its
+// forward keeps for its backward, apart from the model's own activations.
+template <class T> struct MtpRun {
+  std::vector<MtpModuleCache<T>> caches;
+  std::vector<double> depth_losses;
+  std::map<std::string, double> parts;
+  int batch = 0, seq_len = 0;
+  BlockScratch<T> block;
+  MtpScratch<T> scratch;
+};
+
+template <class T> T elem_of(const Transformer<T>&);
+
 struct Model {
+  template <class T> explicit Model(Transformer<T>&& t) : m(std::move(t)) {}
   std::variant<Transformer<double>, Transformer<float>> m;
+  MtpRun<double> mtp64;
+  MtpRun<float> mtp32;
+  template <class T> MtpRun<T>& mtp() {
+    if constexpr (std::is_same_v<T, double>) return mtp64;
+    else return mtp32;
+  }
 };
 
 template <class T> std::vector<int> ids_in(const py::handle& obj, const std::vector<Dim>& dims, int vocab,
@@ -61,6 +81,48 @@ template <class T> py::object forward_py(Transformer<T>& t, const py::handle& to
   }
   const std::vector<int> targets = ids_in<T>(targets_in, {{s[0], "batch"}, {s[1], "seq_len"}}, t.args.vocab_size, fn, "targets");
   return py::float_(double(t.forward(tokens, targets, int(s[0]), int(s[1]))));
+}
+
+// Tokens [batch, seq_len] of a forward: their ids and shape, checked.
+template <class T>
+std::vector<int> tokens_in(const Transformer<T>& t, const py::handle& obj, const char* fn, const char* arg,
+                           std::vector<long>& s) {
+  s = check_shape(as_array(obj, fn, arg), {{-1, "batch"}, {-1, "seq_len"}}, fn, arg);
+  if (s[0] == 0 || s[1] == 0) throw py::value_error(std::string(fn) + ": " + arg + " is empty, shape " + shape_text(s));
+  return ids_in<T>(obj, {{s[0], "batch"}, {s[1], "seq_len"}}, t.args.vocab_size, fn, arg);
+}
+
+// The MTP chain (Eq. (25)-(26)) on h^0 = hidden [batch, seq_len, dim], with the
+// model's modules, embedding and head and its current lambda.
+template <class T>
+double mtp_forward_py(Transformer<T>& t, MtpRun<T>& r, const py::handle& hidden_in, const py::handle& tokens_in_,
+                      const py::handle& targets_in) {
+  const char* fn = "dslab.Model.mtp_forward";
+  if (t.args.mtp.depth == 0) throw py::value_error(std::string(fn) + ": the model has no MTP modules (mtp.depth = 0)");
+  std::vector<long> s, st;
+  const std::vector<int> tokens = tokens_in(t, tokens_in_, fn, "tokens", s);
+  const std::vector<int> targets = tokens_in(t, targets_in, fn, "targets", st);
+  if (st != s) throw py::value_error(std::string(fn) + ": targets has shape " + shape_text(st) + "; expected " + shape_text(s));
+  if (s[1] <= t.args.mtp.depth)
+    throw py::value_error(std::string(fn) + ": seq_len " + std::to_string(s[1]) + " must exceed mtp.depth " +
+                          std::to_string(t.args.mtp.depth) + " (depth k predicts k+1 tokens ahead)");
+  const long D = t.args.dim;
+  const Tensor2<T> hidden = tensor_in<T, 2>(hidden_in, {{s[0], "batch"}, {s[1], "seq_len"}, {D, "dim"}},
+                                            {size_t(s[0] * s[1]), size_t(D)}, fn, "hidden");
+  r.batch = int(s[0]), r.seq_len = int(s[1]);
+  r.parts.clear();
+  const T loss = mtp_forward(r.caches, r.depth_losses, r.parts, hidden, tokens, targets, r.batch, r.seq_len,
+                             t.mtp_lambda, t.params.mtp, MtpShared<T>{t.params.embed, t.params.head}, t.args.balance,
+                             t.block_context(), r.block, r.scratch);
+  return double(loss);
+}
+
+template <class T> py::object mtp_backward_py(Transformer<T>& t, MtpRun<T>& r) {
+  if (r.batch == 0) throw py::value_error("dslab.Model.mtp_backward: call mtp_forward first");
+  Tensor2<T> dhidden = xt::zeros<T>({size_t(r.batch) * size_t(r.seq_len), size_t(t.args.dim)});
+  mtp_backward(dhidden, t.grads.mtp, t.grads.embed, t.grads.head, r.caches, r.batch, r.seq_len, t.mtp_lambda,
+               t.params.mtp, MtpShared<T>{t.params.embed, t.params.head}, t.block_context(), r.block, r.scratch);
+  return array_out(dhidden, {long(r.batch), long(r.seq_len), long(t.args.dim)});
 }
 
 }  // namespace
@@ -181,7 +243,51 @@ void bind_model(py::module_& m) {
       .def("loss_parts", [](Model& s) { return std::visit([](auto& t) { return t.loss_parts(); }, s.m); },
            "The last objective's terms: main, and aux, seq_aux, device, comm, mtp where configured.")
       .def("mtp_losses", [](Model& s) { return std::visit([](auto& t) { return t.mtp_losses(); }, s.m); },
-           "L^k_MTP of Eq. (25) for k = 1..D.");
+           "L^k_MTP of Eq. (25) for k = 1..D, of the last forward (or of mtp_forward, after it).")
+      .def("hidden", [](Model& s) {
+             return std::visit([](auto& t) -> py::object {
+               if (t.acts.x_final.size() == 0) throw py::value_error("dslab.Model.hidden: call forward first");
+               return array_out(t.acts.x_final, {long(t.acts.batch), long(t.acts.seq_len), long(t.args.dim)});
+             }, s.m);
+           }, "h^0 of the last forward: the last block's output [batch, seq_len, dim], before the final norm; "
+              "what the first MTP module reads.")
+      .def("mtp_forward", [](Model& s, const py::handle& hidden, const py::handle& tokens, const py::handle& targets) {
+             return std::visit([&](auto& t) {
+               using T = decltype(elem_of(t));
+               auto& r = s.mtp<T>();
+               const double loss = mtp_forward_py(t, r, hidden, tokens, targets);
+               t.acts.mtp_losses = r.depth_losses;
+               return loss;
+             }, s.m);
+           }, py::arg("hidden"), py::arg("tokens"), py::arg("targets"),
+           "The MTP modules alone on h^0 = hidden [batch, seq_len, dim] (e.g. hidden() of a forward on tokens): "
+           "lambda/D sum_k L^k_MTP (Eq. (25)-(26)), module k reading t_{i+k} and predicting t_{i+k+1} = "
+           "targets[i+k]; mtp_losses() then has each L^k. Equals loss_parts()['mtp'] of forward(tokens, targets).")
+      .def("mtp_backward", [](Model& s) {
+             return std::visit([&](auto& t) {
+               using T = decltype(elem_of(t));
+               return mtp_backward_py(t, s.mtp<T>());
+             }, s.m);
+           }, "The backward of the last mtp_forward: returns d/d hidden [batch, seq_len, dim]; the modules', the "
+              "embedding's and the head's gradients add into grads().")
+      .def("mtp_logits", [](Model& s, int k, const py::handle& tokens_obj) {
+             return std::visit([&](auto& t) -> py::object {
+               const char* fn = "dslab.Model.mtp_logits";
+               const std::vector<long> v =
+                   ints_in(tokens_obj, {{-1, "positions"}}, fn, "tokens", 0, t.args.vocab_size, "0 <= id < vocab_size");
+               if (k < 1 || k > t.args.mtp.depth)
+                 throw py::value_error(std::string(fn) + ": k = " + std::to_string(k) + "; allowed: 1.." +
+                                       std::to_string(t.args.mtp.depth) + " (mtp.depth)");
+               if (t.acts.batch != 1)
+                 throw py::value_error(std::string(fn) + ": needs a forward on one sequence (batch 1) first");
+               const std::vector<int> ids(v.begin(), v.end());
+               const auto& logits = t.mtp_logits(k, ids);
+               return array_out(logits, {long(ids.size()), long(t.args.vocab_size)});
+             }, s.m);
+           }, py::arg("k"), py::arg("tokens"),
+           "Drafting (speculative decoding): after forward(tokens) on one sequence, call for k = 1, 2, ... in turn; "
+           "MTP module k reads the first P positions of depth k-1's hidden state with tokens = t_{k..k+P-1} and "
+           "returns logits [P, vocab_size]; row i predicts t_{i+k+1}.");
 
   m.def("hf_name", &hf_name, py::arg("name"), py::arg("n_layers"),
         "The Hugging Face name of a dslab parameter ('layers.0.attn.wq_a.weight' -> "

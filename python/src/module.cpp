@@ -23,6 +23,7 @@ PYBIND11_MODULE(_core, m) {
   dslab::python::bind_layers(m);
   dslab::python::bind_mla(m);
   dslab::python::bind_moe(m);
+  dslab::python::bind_mtp(m);
   dslab::python::bind_grpo(m);
   dslab::python::bind_fp8(m);
   dslab::python::bind_model(m);
