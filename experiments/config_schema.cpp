@@ -185,6 +185,10 @@ const std::vector<KeySpec>& schema() {
                   "optimisation steps"),
       integer_key("train", "batch_size", DSLAB_FIELD(train.batch_size), 1, 65536,
                   "sequences per step"),
+      integer_key("train", "micro_batches", DSLAB_FIELD(train.micro_batches), 1, 65536,
+                  "micro-batches per step, each batch_size/micro_batches rows: the gradient is their mean, "
+                  "added in micro-batch order; under mpirun the ranks share them, and the numbers are the "
+                  "same for every rank count dividing it"),
       integer_key("train", "seq_len", DSLAB_FIELD(train.seq_len), 1, kMaxWidth,
                   "tokens per training sequence; at most model.max_seq_len"),
       float_key("train", "lr", DSLAB_FIELD(train.lr), open_closed(0, 10),

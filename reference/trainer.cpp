@@ -21,31 +21,6 @@ void push_each(Metrics& m, const std::string& prefix, const std::vector<double>&
   for (size_t i = 0; i < values.size(); ++i) m[prefix + std::to_string(i)].push_back(values[i]);
 }
 
-// Load balance of every MoE layer on the last batch (Sec. 2.2.3): per-expert
-// load_i, f_i (Eq. (22)), P_i (Eq. (23)), MaxVio, and per-device load when the
-// experts are placed on several devices. maxvio_batch is the mean over layers.
-void record_balance(Metrics& m, const Transformer<float>& model) {
-  double maxvio_sum = 0;
-  int moe_layers = 0;
-  for (size_t l = 0; l < size_t(model.args.n_layers); ++l) {
-    const Routing<float>* r = model.routing(l);
-    if (!r) continue;
-    const std::vector<double> load = expert_load(*r);
-    const double maxvio = max_violation(load);
-    m[layer_key(l, "maxvio")].push_back(maxvio);
-    push_each(m, layer_key(l, "load."), load);
-    push_each(m, layer_key(l, "f."), expert_fraction(*r));
-    push_each(m, layer_key(l, "P."), expert_probability(*r));
-    if (model.args.balance.n_devices > 1) {
-      const Placement pl = Placement::contiguous(r->n_experts, model.args.balance.n_devices);
-      push_each(m, layer_key(l, "device_load."), device_load(load, pl));
-    }
-    maxvio_sum += maxvio;
-    ++moe_layers;
-  }
-  if (moe_layers > 0) m["maxvio_batch"].push_back(maxvio_sum / moe_layers);
-}
-
 void add_into(std::vector<double>& total, const std::vector<double>& x) {
   if (total.empty()) total.assign(x.size(), 0.0);
   for (size_t i = 0; i < x.size(); ++i) total[i] += x[i];
@@ -53,8 +28,89 @@ void add_into(std::vector<double>& total, const std::vector<double>& x) {
 
 }  // namespace
 
+// What a step reports beyond its gradient: the objective's terms, L^k_MTP,
+// and the load balance of every MoE layer (Sec. 2.2.3): per-expert load_i,
+// f_i (Eq. (22)), P_i (Eq. (23)); and each MoE block's load for Eq. (24).
+struct Trainer::StepStats {
+  struct Layer {
+    size_t layer;
+    std::vector<double> load, f, P;  // [E]
+  };
+  std::map<std::string, double> loss_parts;
+  std::vector<double> mtp_losses;
+  std::vector<Layer> balance;              // the main model's MoE layers
+  std::vector<std::vector<double>> loads;  // every MoE block (Transformer::expert_loads)
+
+  // Of the model's last forward.
+  static StepStats of(const Transformer<float>& model) {
+    StepStats s{model.loss_parts(), model.mtp_losses(), {}, model.expert_loads()};
+    for (size_t l = 0; l < size_t(model.args.n_layers); ++l)
+      if (const Routing<float>* r = model.routing(l))
+        s.balance.push_back({l, expert_load(*r), expert_fraction(*r), expert_probability(*r)});
+    return s;
+  }
+  // Every number in a fixed order, and back.
+  std::vector<double> flat() const {
+    std::vector<double> v;
+    for (const auto& [name, value] : loss_parts) v.push_back(value);
+    v.insert(v.end(), mtp_losses.begin(), mtp_losses.end());
+    for (const Layer& b : balance)
+      for (const auto* x : {&b.load, &b.f, &b.P}) v.insert(v.end(), x->begin(), x->end());
+    for (const auto& x : loads) v.insert(v.end(), x.begin(), x.end());
+    return v;
+  }
+  // The step's statistics from the M micro-batches' flat() (all of this shape),
+  // concatenated in micro-batch order: losses, f and P are means, loads sums,
+  // each added up in micro-batch order.
+  StepStats combined(const std::vector<double>& all, int M) const {
+    const size_t S = flat().size();
+    if (all.size() != S * size_t(M)) throw std::logic_error("StepStats: micro-batch statistics of another shape");
+    std::vector<double> sum(all.begin(), all.begin() + long(S));
+    for (int m = 1; m < M; ++m)
+      for (size_t i = 0; i < S; ++i) sum[i] += all[size_t(m) * S + i];
+    StepStats s = *this;
+    size_t i = 0;
+    const auto take = [&](double& x, bool mean) { x = mean ? sum[i++] / M : sum[i++]; };
+    for (auto& [name, value] : s.loss_parts) take(value, true);
+    for (double& x : s.mtp_losses) take(x, true);
+    for (Layer& b : s.balance) {
+      for (double& x : b.load) take(x, false);
+      for (double& x : b.f) take(x, true);
+      for (double& x : b.P) take(x, true);
+    }
+    for (auto& load : s.loads)
+      for (double& x : load) take(x, false);
+    return s;
+  }
+};
+
+namespace {
+
+// maxvio and the per-expert columns of each MoE layer, the per-device load
+// when the experts are placed on several devices; maxvio_batch is the mean over layers.
+void record_balance(Metrics& m, const std::vector<Trainer::StepStats::Layer>& layers, int n_devices) {
+  double maxvio_sum = 0;
+  for (const auto& b : layers) {
+    const double maxvio = max_violation(b.load);
+    m[layer_key(b.layer, "maxvio")].push_back(maxvio);
+    push_each(m, layer_key(b.layer, "load."), b.load);
+    push_each(m, layer_key(b.layer, "f."), b.f);
+    push_each(m, layer_key(b.layer, "P."), b.P);
+    if (n_devices > 1) {
+      const Placement pl = Placement::contiguous(int(b.load.size()), n_devices);
+      push_each(m, layer_key(b.layer, "device_load."), device_load(b.load, pl));
+    }
+    maxvio_sum += maxvio;
+  }
+  if (!layers.empty()) m["maxvio_batch"].push_back(maxvio_sum / double(layers.size()));
+}
+
+}  // namespace
+
 void TrainArgs::validate(const ModelArgs& model) const {
   const auto v = [](auto x) { return value_text(x); };
+  require(micro_batches >= 1 && batch_size % micro_batches == 0, {"train.micro_batches", "train.batch_size"},
+          "train.micro_batches = " + v(micro_batches) + " must divide train.batch_size = " + v(batch_size));
   require(seq_len <= model.max_seq_len, {"train.seq_len", "model.max_seq_len"},
           "train.seq_len = " + v(seq_len) + " must be <= model.max_seq_len = " + v(model.max_seq_len));
   require(model.mtp.depth <= 0 || seq_len > model.mtp.depth, {"train.seq_len", "mtp.depth"},
@@ -75,8 +131,15 @@ void TrainArgs::validate(const ModelArgs& model) const {
 }
 
 Trainer::Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus,
-                 std::vector<TaskExample> pairs)
-    : args(train_args), model(model_args), corpus_(corpus) {
+                 std::vector<TaskExample> pairs, DataParallel* parallel)
+    : args(train_args), model(model_args), corpus_(corpus), parallel_(parallel) {
+  if (parallel_) {
+    const int n = parallel_->size(), m = args.micro_batches;
+    require(m % n == 0, {"train.micro_batches"},
+            "train.micro_batches = " + value_text(m) + " is not a multiple of the " + std::to_string(n) +
+                " ranks; set it to a multiple of " + std::to_string(n) + " that divides train.batch_size = " +
+                value_text(args.batch_size) + " (the numbers are then the same for every rank count dividing it)");
+  }
   if ((args.pair_text.share > 0) != !pairs.empty())
     throw std::invalid_argument("Trainer: pairs are given exactly when data.pairs_share > 0");
   if (!pairs.empty()) {
@@ -156,21 +219,67 @@ SpeculativeStats Trainer::measure_acceptance() {
   return stats;
 }
 
+Trainer::StepStats Trainer::micro_batch_step(const Batch& b) {
+  const int M = args.micro_batches, N = parallel_ ? parallel_->size() : 1, r = parallel_ ? parallel_->rank() : 0;
+  const int rows = args.batch_size / M, L = M / N;
+  const size_t window = size_t(rows) * size_t(args.seq_len), n = model.grads.arena().size();
+  float* grads = model.grads.arena().data();
+  std::vector<float> sum;                 // one process: g_0 + g_1 + ..., added as each is made
+  std::vector<std::vector<float>> mine;   // N ranks: this rank's g_m, summed across ranks after
+  std::vector<double> stats;
+  StepStats shape;
+  for (int l = 0; l < L; ++l) {
+    const size_t m = size_t(r) * size_t(L) + size_t(l), first = m * window;
+    const std::vector<int> inputs(b.inputs.begin() + long(first), b.inputs.begin() + long(first + window));
+    const std::vector<int> targets(b.targets.begin() + long(first), b.targets.begin() + long(first + window));
+    model.zero_grad();
+    model.forward(inputs, targets, rows, args.seq_len);
+    model.backward();
+    shape = StepStats::of(model);
+    const std::vector<double> s = shape.flat();
+    stats.insert(stats.end(), s.begin(), s.end());
+    if (N > 1) {
+      mine.emplace_back(grads, grads + n);
+    } else if (l == 0) {
+      sum.assign(grads, grads + n);
+    } else {
+      for (size_t i = 0; i < n; ++i) sum[i] += grads[i];
+    }
+  }
+  if (N > 1) {
+    std::vector<const float*> local;
+    for (const auto& g : mine) local.push_back(g.data());
+    parallel_->sum_in_order(local, n, grads);
+    stats = parallel_->all_gather(stats);
+  } else {
+    std::copy(sum.begin(), sum.end(), grads);
+  }
+  const float inv = 1.0f / float(M);  // the mean of the micro-batches' gradients
+  for (size_t i = 0; i < n; ++i) grads[i] *= inv;
+  return shape.combined(stats, M);
+}
+
 StepReport Trainer::train_step() {
   const auto t0 = std::chrono::steady_clock::now();
   Batch b = mixed_train_batch(corpus_.train, args.task_text, args.batch_size, args.seq_len, args.seed, step,
                               pairs_ ? &*pairs_ : nullptr);
   model.mtp_lambda = model.args.mtp.lambda_at(step, args.steps);
-  model.zero_grad();
-  model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
-  const double loss = model.loss_parts().at("main");
-  model.backward();
+  StepStats stats;
+  if (args.micro_batches == 1 && (!parallel_ || parallel_->size() == 1)) {
+    model.zero_grad();
+    model.forward(b.inputs, b.targets, args.batch_size, args.seq_len);
+    model.backward();
+    stats = StepStats::of(model);
+  } else {
+    stats = micro_batch_step(b);
+  }
+  const double loss = stats.loss_parts.at("main");
   const double norm = global_grad_norm(grad_segments_);
   clip_grad_norm(grad_segments_, norm, args.grad_clip);
   const double lr = schedule_.at(step);
   optimizer.step(param_segments_, grad_segments_, lr, args.adamw);
-  record_balance(metrics, model);  // the batch's routing, before the bias moves
-  model.update_expert_bias();      // Eq. (24), after the step
+  record_balance(metrics, stats.balance, model.args.balance.n_devices);  // the batch's routing, before the bias moves
+  model.update_expert_bias(stats.loads);                                // Eq. (24), after the step
   ++step;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -183,27 +292,28 @@ StepReport Trainer::train_step() {
   r.grad_norm = norm;
   r.seconds = seconds;
   r.tokens_per_second = double(args.batch_size) * args.seq_len / seconds;
-  r.loss_parts = model.loss_parts();
+  r.loss_parts = stats.loss_parts;
   metrics["step"].push_back(double(step));
   metrics["train_loss"].push_back(loss);
-  for (const auto& [name, value] : model.loss_parts())
+  for (const auto& [name, value] : stats.loss_parts)
     if (name != "main") metrics["loss_" + name].push_back(value);
-  for (size_t k = 1; k <= model.mtp_losses().size(); ++k)
-    metrics["loss_mtp_" + std::to_string(k)].push_back(model.mtp_losses()[k - 1]);
+  for (size_t k = 1; k <= stats.mtp_losses.size(); ++k)
+    metrics["loss_mtp_" + std::to_string(k)].push_back(stats.mtp_losses[k - 1]);
   if (model.args.mtp.depth > 0) metrics["mtp_lambda"].push_back(model.mtp_lambda);
   metrics["lr"].push_back(lr);
   if (pairs_) metrics["pairs_epoch"].push_back(pairs_->epoch_of(step));
   metrics["grad_norm"].push_back(norm);
   metrics["tokens_per_second"].push_back(r.tokens_per_second);
   metrics["step_seconds"].push_back(seconds);
-  if ((args.eval_every > 0 && step % args.eval_every == 0) || step == args.steps) {
+  const bool root = !parallel_ || parallel_->rank() == 0;  // the rank that evaluates and reports
+  if (root && ((args.eval_every > 0 && step % args.eval_every == 0) || step == args.steps)) {
     r.evaluated = true;
     r.val_loss = evaluate();
     metrics["val_step"].push_back(double(step));
     metrics["val_loss"].push_back(r.val_loss);
     if (metrics.count("val_task_loss")) r.val_task_loss = metrics["val_task_loss"].back();
   }
-  if (step == args.steps) {
+  if (root && step == args.steps) {
     if (model.args.mtp.depth > 0) {
       const SpeculativeStats s = measure_acceptance();
       for (int k = 1; k <= model.args.mtp.depth; ++k)

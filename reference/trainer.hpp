@@ -27,6 +27,7 @@
 
 #include "reference/adamw.hpp"
 #include "reference/data.hpp"
+#include "reference/data_parallel.hpp"
 #include "reference/fp8_linear.hpp"
 #include "reference/sampler.hpp"
 #include "reference/transformer.hpp"
@@ -36,6 +37,12 @@ namespace dslab {
 struct TrainArgs {
   int64_t steps = 1000;
   int batch_size = 16;
+  // M: each step's batch_size rows run as M micro-batches of batch_size/M rows
+  // (forward and backward each); the step's gradient and losses are their mean,
+  // summed in micro-batch order (reference/data_parallel.hpp), and the MoE
+  // loads are summed over all M. With N data-parallel ranks, N divides M, and
+  // the step is the same bits for every such N. 1: the whole batch at once.
+  int micro_batches = 1;
   int seq_len = 128;
   double lr = 1e-3, min_lr = 1e-4;
   int64_t warmup_steps = 100;
@@ -49,7 +56,7 @@ struct TrainArgs {
   std::string init;              // a result file whose weights start the run (read by the caller); "": fresh
   TaskTextArgs task_text;        // task rows mixed into the batches (data.hpp); share 0: none
   PairTextArgs pair_text;        // SFT pair rows (data.hpp); share 0: none
-  // How this run fits `model` and its own schedule: seq_len <= model.max_seq_len,
+  // How this run fits `model` and its own schedule: micro_batches divides batch_size, seq_len <= model.max_seq_len,
   // seq_len > model.mtp.depth (with MTP), min_lr <= lr, warmup_steps <= steps.
   // Throws ArgsError (train.* and model keys). The config loader calls it after
   // ModelArgs::validate(); the Trainer does not.
@@ -84,8 +91,11 @@ class Trainer {
   // args.steps becomes PairRows::steps_for(epochs); throws ArgsError
   // ("data.pairs_epochs") when warmup_steps exceeds it, std::invalid_argument
   // when a pair does not fit a row.
+  // With `parallel` (not owned; null: one process) this rank runs its block of
+  // each step's micro-batches and only rank 0 evaluates; throws ArgsError
+  // ("train.micro_batches") when the rank count does not divide micro_batches.
   Trainer(const ModelArgs& model_args, const TrainArgs& train_args, const ByteCorpus& corpus,
-          std::vector<TaskExample> pairs = {});
+          std::vector<TaskExample> pairs = {}, DataParallel* parallel = nullptr);
   Trainer(const Trainer&) = delete;  // it keeps views of its model's arenas
   Trainer& operator=(const Trainer&) = delete;
 
@@ -101,6 +111,8 @@ class Trainer {
   // validation prompts of seq_len/4 bytes, seq_len/2 tokens each.
   SpeculativeStats measure_acceptance();
 
+  struct StepStats;  // a step's losses and MoE loads (trainer.cpp)
+
   TrainArgs args;
   Transformer<float> model;
   AdamW<float> optimizer;
@@ -109,7 +121,12 @@ class Trainer {
   const ByteCorpus& corpus() const { return corpus_; }
 
  private:
+  // One step as M micro-batches (train.micro_batches > 1, or data-parallel):
+  // fills the gradient arena with the mean gradient; returns the step's
+  // statistics (losses, MoE loads) combined over the micro-batches.
+  StepStats micro_batch_step(const Batch& b);
   const ByteCorpus& corpus_;
+  DataParallel* parallel_;
   std::optional<PairRows> pairs_;
   LrSchedule schedule_;
   std::vector<Segment<float>> param_segments_, grad_segments_;  // the arenas, tensor by tensor

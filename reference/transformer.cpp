@@ -233,15 +233,28 @@ const Tensor2<T>& Transformer<T>::mtp_logits(int k, const std::vector<int>& toke
   return c.logits;
 }
 
-template <class T> void Transformer<T>::update_expert_bias() {
+template <class T> std::vector<std::vector<double>> Transformer<T>::expert_loads() const {
+  std::vector<std::vector<double>> loads;
+  for (size_t l = 0; l < params.layers.size(); ++l)
+    if (const Routing<T>* r = acts.layers.at(l).routing(); r && params.layers[l].moe()) loads.push_back(expert_load(*r));
+  for (size_t k = 0; k < params.mtp.size() && k < acts.mtp.size(); ++k)
+    if (const Routing<T>* r = acts.mtp[k].block.routing(); r && params.mtp[k].block.moe())
+      loads.push_back(expert_load(*r));
+  return loads;
+}
+
+template <class T> void Transformer<T>::update_expert_bias(const std::vector<std::vector<double>>& loads) {
   const BiasUpdate rule = args.balance.bias_update;
   if (rule == BiasUpdate::None) return;
+  size_t i = 0;
+  const auto next = [&]() -> const std::vector<double>& {
+    if (i >= loads.size()) throw std::invalid_argument("update_expert_bias: fewer loads than MoE blocks");
+    return loads[i++];
+  };
   for (size_t l = 0; l < params.layers.size(); ++l)
-    if (MoeParams<T>* m = params.layers[l].moe())
-      update_bias(m->bias, expert_load(*acts.layers[l].routing()), args.balance.bias_gamma, rule);
+    if (MoeParams<T>* m = params.layers[l].moe()) update_bias(m->bias, next(), args.balance.bias_gamma, rule);
   for (size_t k = 0; k < params.mtp.size() && k < acts.mtp.size(); ++k)
-    if (MoeParams<T>* m = params.mtp[k].block.moe())
-      update_bias(m->bias, expert_load(*acts.mtp[k].block.routing()), args.balance.bias_gamma, rule);
+    if (MoeParams<T>* m = params.mtp[k].block.moe()) update_bias(m->bias, next(), args.balance.bias_gamma, rule);
 }
 
 template struct TransformerParams<float>;

@@ -137,7 +137,12 @@ template <class T> class Transformer {
   // MoE layers: the routing of the last forward (null for a dense layer), and
   // Eq. (24)'s bias update from its load.
   const Routing<T>* routing(size_t l) const { return acts.layers.at(l).routing(); }
-  void update_expert_bias();
+  void update_expert_bias() { update_expert_bias(expert_loads()); }
+  // The last forward's load [E] of each MoE block: the main layers' in order,
+  // then the MTP modules'. update_expert_bias(loads) moves each block's bias by
+  // Eq. (24) from such loads (e.g. summed over the micro-batches of a step).
+  std::vector<std::vector<double>> expert_loads() const;
+  void update_expert_bias(const std::vector<std::vector<double>>& loads);
   // What every block reads (widths, the RoPE table, the FP8 recipe), e.g. for
   // incremental decoding (reference/decode.hpp).
   BlockContext<T> block_context() const { return context(); }
