@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -162,8 +163,17 @@ constexpr bool kHaveMpi = false;
 const std::string kMpiexec;
 #endif
 
-// mpirun as root and with more ranks than cores, as on a CI machine.
-const std::string kMpiEnv = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1";
+// mpirun as root and with more ranks than cores, as on a CI machine. Under
+// LeakSanitizer the ranks keep Open MPI's plugins loaded and unwind fully, so
+// that tests/lsan_openmpi.supp can tell Open MPI's own allocations from dslab's.
+std::string mpi_env() {
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
+         "OMPI_MCA_mca_base_component_disable_dlclose=1 ASAN_OPTIONS=" +
+         std::string(asan ? std::string(asan) + ":" : "") + "fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=" +
+         std::string(DSLAB_SOURCE_DIR) + "/tests/lsan_openmpi.supp";
+}
+const std::string kMpiEnv = mpi_env();
 
 int run_mpi(int ranks, const std::string& args, std::string* output) {
   const std::string cmd = "env " + kMpiEnv + " OMP_NUM_THREADS=1 " + kMpiexec + " -np " + std::to_string(ranks) +
