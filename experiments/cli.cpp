@@ -1,4 +1,5 @@
 // The dslab command line: run_cli (commands.hpp), which main() calls.
+#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -6,11 +7,22 @@
 #include "experiments/commands.hpp"
 #include "experiments/config.hpp"
 #include "experiments/io.hpp"
+#include "experiments/mpi_parallel.hpp"
 #include "experiments/omp_wait.hpp"
 
 namespace dslab {
 
 int run_cli(int argc, const char* const* argv) {
+  // Under mpirun only `dslab train` shares its work out (docs/parallel.md);
+  // any other command would run once per rank over the same files.
+  if (const std::string command = argc > 1 ? argv[1] : ""; launched_by_mpirun() && !command.empty() &&
+                                                           command != "train" && command[0] != '-') {
+    const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+    if (!rank || std::string(rank) == "0")
+      std::cerr << "dslab: '" << command << "' does not run under mpirun; only 'dslab train' is data parallel "
+                << "(docs/parallel.md). Run it without mpirun.\n";
+    return kBadInput;
+  }
   CLI::App app{"dslab: the techniques of DeepSeek-V3 and R1 as exact CPU references and simulators"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "dslab " + provenance().dslab_version + " (git " +

@@ -9,7 +9,7 @@
 // Under mpirun (when Open MPI was found): N = 1, 2 and 4 ranks give the
 // single-process M-micro-batch run bit for bit (weights and every metric but
 // the timings), with MoE, the bias update and MTP on; a rank count that does
-// not divide M, or a bad config, exits 2 with one message; a rank killed with
+// not divide M, a bad config, or a command other than train, exits 2 with one message; a rank killed with
 // SIGKILL ends the job naming it and leaves no result, and the kept
 // checkpoint resumes on another rank count to the uninterrupted numbers.
 #include <signal.h>
@@ -245,6 +245,13 @@ TEST_F(MpiRun, BadRankCountsAndConfigsExitTwoWithOneMessage) {
   ASSERT_NE(first, std::string::npos) << log;
   EXPECT_EQ(log.find("unknown key", first + 1), std::string::npos) << "printed by more than one rank:\n" << log;
   EXPECT_FALSE(fs::exists(dir + "/r.h5"));
+  // Only train is data parallel: another command says so once instead of running once per rank.
+  EXPECT_EQ(run_mpi(2, "rl " + std::string(DSLAB_SOURCE_DIR) + "/experiments/configs/grpo_tiny.toml --out " + dir +
+                           "/rl.h5", &log), 2) << log;
+  const size_t said = log.find("'rl' does not run under mpirun");
+  ASSERT_NE(said, std::string::npos) << log;
+  EXPECT_EQ(log.find("does not run under mpirun", said + 30), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(dir + "/rl.h5"));
 }
 
 TEST_F(MpiRun, AKilledRankEndsTheJobAndTheCheckpointResumesOnOtherRankCounts) {
