@@ -11,7 +11,8 @@
 // the timings), with MoE, the bias update and MTP on; a rank count that does
 // not divide M, a bad config, or a command other than train, exits 2 with one message; a rank killed with
 // SIGKILL ends the job naming it and leaves no result, and the kept
-// checkpoint resumes on another rank count to the uninterrupted numbers.
+// checkpoint resumes on another rank count to the uninterrupted numbers; SIGTERM to mpirun stops
+// every rank with a checkpoint that one process resumes.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -223,6 +224,26 @@ void expect_same_result(const std::string& a, const std::string& b) {
     EXPECT_EQ(0, std::memcmp(px[i].data, py[i].data, px[i].size() * sizeof(float))) << px[i].name;
 }
 
+// mpirun -np `ranks` dslab ARGS in the background, its output to `log`; returns mpirun's pid.
+int start_mpi(int ranks, const std::string& args, const std::string& log) {
+  const std::string cmd = "env " + kMpiEnv + " OMP_NUM_THREADS=1 " + kMpiexec + " -np " + std::to_string(ranks) +
+                          " " + DSLAB_BINARY + " " + args + " > " + log + " 2>&1 & echo $!";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  int pid = 0;
+  if (fscanf(p, "%d", &pid) != 1) pid = -1;
+  pclose(p);
+  return pid;
+}
+
+// mpirun is not this process's child: polls until `pid` is gone (two minutes at most).
+bool wait_gone(int pid) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return kill(pid, 0) != 0;
+}
+
 TEST_F(MpiRun, EveryRankCountGivesTheSingleProcessNumbers) {
   std::string log;
   ASSERT_EQ(test::run_dslab("train " + args(dir + "/one.h5"), &log), 0) << log;
@@ -260,13 +281,8 @@ TEST_F(MpiRun, AKilledRankEndsTheJobAndTheCheckpointResumesOnOtherRankCounts) {
   ASSERT_EQ(test::run_dslab("train " + args(dir + "/straight.h5", sets), &log), 0) << log;
 
   const std::string out = dir + "/r.h5", ckpt = checkpoint_path(out), log_path = dir + "/killed.log";
-  const std::string cmd = "env " + kMpiEnv + " OMP_NUM_THREADS=1 " + kMpiexec + " -np 2 " + DSLAB_BINARY + " train " +
-                          args(out, sets) + " > " + log_path + " 2>&1 & echo $!";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  int mpirun_pid = 0;
-  ASSERT_EQ(fscanf(p, "%d", &mpirun_pid), 1);
-  pclose(p);
+  const int mpirun_pid = start_mpi(2, "train " + args(out, sets), log_path);
+  ASSERT_GT(mpirun_pid, 0);
   // Rank 1 is the child of mpirun whose environment says OMPI_COMM_WORLD_RANK=1.
   const auto rank1 = [&]() -> int {
     for (const auto& e : fs::directory_iterator("/proc")) {
@@ -292,10 +308,7 @@ TEST_F(MpiRun, AKilledRankEndsTheJobAndTheCheckpointResumesOnOtherRankCounts) {
   const int victim = rank1();
   ASSERT_GT(victim, 0) << "no rank 1 under mpirun " << mpirun_pid;
   ASSERT_EQ(kill(victim, SIGKILL), 0);
-  // mpirun is not this process's child: wait for it to go.
-  while (kill(mpirun_pid, 0) == 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_NE(kill(mpirun_pid, 0), 0) << "mpirun still running";
+  ASSERT_TRUE(wait_gone(mpirun_pid)) << "mpirun still running";
   const std::string killed_log = test::read_file(log_path);
   EXPECT_THAT(killed_log, HasSubstr("rank 1"));
   EXPECT_FALSE(fs::exists(out)) << killed_log;
@@ -306,6 +319,31 @@ TEST_F(MpiRun, AKilledRankEndsTheJobAndTheCheckpointResumesOnOtherRankCounts) {
 
   // Resumed on 4 ranks: the uninterrupted single-process numbers.
   ASSERT_EQ(run_mpi(4, "train " + args(out, sets + " --resume"), &log), 0) << log;
+  EXPECT_THAT(log, HasSubstr("resuming from"));
+  expect_same_result(dir + "/straight.h5", out);
+}
+
+TEST_F(MpiRun, SigtermToMpirunStopsEveryRankWithACheckpoint) {
+  // No periodic checkpoints: the one left behind is the stop's own.
+  const std::string sets = "--set train.steps=300 --set train.checkpoint_every=0";
+  std::string log;
+  ASSERT_EQ(test::run_dslab("train " + args(dir + "/straight.h5", sets), &log), 0) << log;
+
+  const std::string out = dir + "/r.h5", ckpt = checkpoint_path(out), log_path = dir + "/stopped.log";
+  const int mpirun_pid = start_mpi(2, "train " + args(out, sets), log_path);
+  ASSERT_GT(mpirun_pid, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (test::read_file(log_path).find("step 1/300") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(kill(mpirun_pid, SIGTERM), 0);
+  ASSERT_TRUE(wait_gone(mpirun_pid)) << "mpirun still running";
+  const std::string stopped_log = test::read_file(log_path);
+  ASSERT_FALSE(fs::exists(out)) << "the run ended before the signal:\n" << stopped_log;
+  ASSERT_TRUE(fs::exists(ckpt)) << stopped_log;
+
+  // Resumed by one process: the uninterrupted numbers.
+  ASSERT_EQ(test::run_dslab("train " + args(out, sets + " --resume"), &log), 0) << log;
   EXPECT_THAT(log, HasSubstr("resuming from"));
   expect_same_result(dir + "/straight.h5", out);
 }
