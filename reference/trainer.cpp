@@ -29,24 +29,23 @@ void add_into(std::vector<double>& total, const std::vector<double>& x) {
 }  // namespace
 
 // What a step reports beyond its gradient: the objective's terms, L^k_MTP,
-// and the load balance of every MoE layer (Sec. 2.2.3): per-expert load_i,
-// f_i (Eq. (22)), P_i (Eq. (23)); and each MoE block's load for Eq. (24).
+// and the load balance of every MoE layer (Sec. 2.2.3): each MoE block's
+// per-expert load_i (for the metrics and Eq. (24)), f_i (Eq. (22)) and P_i (Eq. (23)).
 struct Trainer::StepStats {
   struct Layer {
     size_t layer;
-    std::vector<double> load, f, P;  // [E]
+    std::vector<double> f, P;  // [E]; its load is loads[i] for balance[i]
   };
   std::map<std::string, double> loss_parts;
   std::vector<double> mtp_losses;
-  std::vector<Layer> balance;              // the main model's MoE layers
-  std::vector<std::vector<double>> loads;  // every MoE block (Transformer::expert_loads)
+  std::vector<std::vector<double>> loads;  // every MoE block (Transformer::expert_loads): the main layers' first
+  std::vector<Layer> balance;              // the main model's MoE layers, in the order of their loads
 
   // Of the model's last forward.
   static StepStats of(const Transformer<float>& model) {
-    StepStats s{model.loss_parts(), model.mtp_losses(), {}, model.expert_loads()};
+    StepStats s{model.loss_parts(), model.mtp_losses(), model.expert_loads(), {}};
     for (size_t l = 0; l < size_t(model.args.n_layers); ++l)
-      if (const Routing<float>* r = model.routing(l))
-        s.balance.push_back({l, expert_load(*r), expert_fraction(*r), expert_probability(*r)});
+      if (const Routing<float>* r = model.routing(l)) s.balance.push_back({l, expert_fraction(*r), expert_probability(*r)});
     return s;
   }
   // Every number in a fixed order, and back.
@@ -54,9 +53,9 @@ struct Trainer::StepStats {
     std::vector<double> v;
     for (const auto& [name, value] : loss_parts) v.push_back(value);
     v.insert(v.end(), mtp_losses.begin(), mtp_losses.end());
-    for (const Layer& b : balance)
-      for (const auto* x : {&b.load, &b.f, &b.P}) v.insert(v.end(), x->begin(), x->end());
     for (const auto& x : loads) v.insert(v.end(), x.begin(), x.end());
+    for (const Layer& b : balance)
+      for (const auto* x : {&b.f, &b.P}) v.insert(v.end(), x->begin(), x->end());
     return v;
   }
   // The step's statistics from the M micro-batches' flat() (all of this shape),
@@ -73,13 +72,12 @@ struct Trainer::StepStats {
     const auto take = [&](double& x, bool mean) { x = mean ? sum[i++] / M : sum[i++]; };
     for (auto& [name, value] : s.loss_parts) take(value, true);
     for (double& x : s.mtp_losses) take(x, true);
+    for (auto& load : s.loads)
+      for (double& x : load) take(x, false);
     for (Layer& b : s.balance) {
-      for (double& x : b.load) take(x, false);
       for (double& x : b.f) take(x, true);
       for (double& x : b.P) take(x, true);
     }
-    for (auto& load : s.loads)
-      for (double& x : load) take(x, false);
     return s;
   }
 };
@@ -88,21 +86,23 @@ namespace {
 
 // maxvio and the per-expert columns of each MoE layer, the per-device load
 // when the experts are placed on several devices; maxvio_batch is the mean over layers.
-void record_balance(Metrics& m, const std::vector<Trainer::StepStats::Layer>& layers, int n_devices) {
+void record_balance(Metrics& m, const Trainer::StepStats& s, int n_devices) {
   double maxvio_sum = 0;
-  for (const auto& b : layers) {
-    const double maxvio = max_violation(b.load);
+  for (size_t i = 0; i < s.balance.size(); ++i) {
+    const Trainer::StepStats::Layer& b = s.balance[i];
+    const std::vector<double>& load = s.loads.at(i);
+    const double maxvio = max_violation(load);
     m[layer_key(b.layer, "maxvio")].push_back(maxvio);
-    push_each(m, layer_key(b.layer, "load."), b.load);
+    push_each(m, layer_key(b.layer, "load."), load);
     push_each(m, layer_key(b.layer, "f."), b.f);
     push_each(m, layer_key(b.layer, "P."), b.P);
     if (n_devices > 1) {
-      const Placement pl = Placement::contiguous(int(b.load.size()), n_devices);
-      push_each(m, layer_key(b.layer, "device_load."), device_load(b.load, pl));
+      const Placement pl = Placement::contiguous(int(load.size()), n_devices);
+      push_each(m, layer_key(b.layer, "device_load."), device_load(load, pl));
     }
     maxvio_sum += maxvio;
   }
-  if (!layers.empty()) m["maxvio_batch"].push_back(maxvio_sum / double(layers.size()));
+  if (!s.balance.empty()) m["maxvio_batch"].push_back(maxvio_sum / double(s.balance.size()));
 }
 
 }  // namespace
@@ -278,7 +278,7 @@ StepReport Trainer::train_step() {
   clip_grad_norm(grad_segments_, norm, args.grad_clip);
   const double lr = schedule_.at(step);
   optimizer.step(param_segments_, grad_segments_, lr, args.adamw);
-  record_balance(metrics, stats.balance, model.args.balance.n_devices);  // the batch's routing, before the bias moves
+  record_balance(metrics, stats, model.args.balance.n_devices);  // the batch's routing, before the bias moves
   model.update_expert_bias(stats.loads);                                // Eq. (24), after the step
   ++step;
   const double seconds =

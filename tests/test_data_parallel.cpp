@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include <gmock/gmock.h>
@@ -236,12 +237,17 @@ int start_mpi(int ranks, const std::string& args, const std::string& log) {
   return pid;
 }
 
-// mpirun is not this process's child: polls until `pid` is gone (two minutes at most).
-bool wait_gone(int pid) {
+// Polls `done` every 20 ms for two minutes at most; its last answer.
+bool wait_for(const std::function<bool()>& done) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
-  while (kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline)
+  while (!done() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  return kill(pid, 0) != 0;
+  return done();
+}
+
+// mpirun is not this process's child: polls until `pid` is gone.
+bool wait_gone(int pid) {
+  return wait_for([pid] { return kill(pid, 0) != 0; });
 }
 
 TEST_F(MpiRun, EveryRankCountGivesTheSingleProcessNumbers) {
@@ -301,10 +307,7 @@ TEST_F(MpiRun, AKilledRankEndsTheJobAndTheCheckpointResumesOnOtherRankCounts) {
     }
     return 0;
   };
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
-  while (!fs::exists(ckpt) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_TRUE(fs::exists(ckpt)) << test::read_file(log_path);
+  ASSERT_TRUE(wait_for([&] { return fs::exists(ckpt); })) << test::read_file(log_path);
   const int victim = rank1();
   ASSERT_GT(victim, 0) << "no rank 1 under mpirun " << mpirun_pid;
   ASSERT_EQ(kill(victim, SIGKILL), 0);
@@ -332,10 +335,7 @@ TEST_F(MpiRun, SigtermToMpirunStopsEveryRankWithACheckpoint) {
   const std::string out = dir + "/r.h5", ckpt = checkpoint_path(out), log_path = dir + "/stopped.log";
   const int mpirun_pid = start_mpi(2, "train " + args(out, sets), log_path);
   ASSERT_GT(mpirun_pid, 0);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
-  while (test::read_file(log_path).find("step 1/300") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  wait_for([&] { return test::read_file(log_path).find("step 1/300") != std::string::npos; });
   ASSERT_EQ(kill(mpirun_pid, SIGTERM), 0);
   ASSERT_TRUE(wait_gone(mpirun_pid)) << "mpirun still running";
   const std::string stopped_log = test::read_file(log_path);

@@ -114,6 +114,19 @@ Tensor<T, R> tensor_in(const py::handle& obj, const std::vector<Dim>& dims, cons
   return tensor_in<T, R>(obj, dims, shape, fn, arg);
 }
 
+// An argument that only float32 makes sense for (the FP8 quantizer's input,
+// captured router logits), whatever the other arguments: any other dtype is a
+// TypeError that says why (`why`).
+template <size_t R>
+Tensor<float, R> float32_in(const py::handle& obj, const std::vector<Dim>& dims, const char* fn, const char* arg,
+                            const char* why) {
+  const py::array a = as_array(obj, fn, arg);
+  if (!a.dtype().is(py::dtype::of<float>()))
+    throw py::type_error(std::string(fn) + ": " + arg + " has dtype " + std::string(py::str(a.dtype())) +
+                         "; expected float32 (" + why + ")");
+  return tensor_in<float, R>(a, dims, fn, arg);
+}
+
 // Integer arrays (token ids, targets, offsets): any integer dtype, values in [lo, hi).
 inline std::vector<long> ints_in(const py::handle& obj, const std::vector<Dim>& dims, const char* fn,
                                  const char* arg, long lo, long hi, const char* allowed) {

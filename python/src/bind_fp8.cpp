@@ -17,11 +17,7 @@ constexpr const char* kQuantFields[] = {"format", "granularity", "scale_rounding
 constexpr const char* kAccFields[] = {"mantissa_bits", "alignment", "products_per_step", "promote_every"};
 
 Tensor2<float> matrix_in(const py::handle& obj, const char* fn, const char* arg) {
-  const py::array a = as_array(obj, fn, arg);
-  if (!a.dtype().is(py::dtype::of<float>()))
-    throw py::type_error(std::string(fn) + ": " + arg + " has dtype " + std::string(py::str(a.dtype())) +
-                         "; expected float32 (the quantizer's input type)");
-  return tensor_in<float, 2>(a, {{-1, "rows"}, {-1, "cols"}}, fn, arg);
+  return float32_in<2>(obj, {{-1, "rows"}, {-1, "cols"}}, fn, arg, "the quantizer's input type");
 }
 
 QuantizedMatrix quantized_in(const py::handle& codes_in, const py::handle& scales_in, const QuantConfig& cfg,

@@ -151,12 +151,8 @@ void bind_sim(py::module_& m) {
                              int limited_groups, const std::string& rule, double gamma) {
           namespace bl = dslab::balance;
           const char* fn = "dslab.balance_replay";
-          const py::array a = as_array(logits_in, fn, "logits");
-          if (!a.dtype().is(py::dtype::of<float>()))
-            throw py::type_error(std::string(fn) + ": logits has dtype " + std::string(py::str(a.dtype())) +
-                                 "; expected float32 (captured router logits)");
-          const Tensor3<float> logits =
-              tensor_in<float, 3>(a, {{-1, "n_batches"}, {-1, "n_tokens"}, {-1, "n_experts"}}, fn, "logits");
+          const Tensor3<float> logits = float32_in<3>(
+              logits_in, {{-1, "n_batches"}, {-1, "n_tokens"}, {-1, "n_experts"}}, fn, "logits", "captured router logits");
           if (logits.size() == 0) throw py::value_error(std::string(fn) + ": logits is empty");
           for (float v : logits)
             if (!std::isfinite(v)) throw py::value_error(std::string(fn) + ": logits holds a value that is not finite");
@@ -195,11 +191,8 @@ void bind_sim(py::module_& m) {
 
   m.def("fp8_quantization_error", [](const py::handle& x_in, const fp8::QuantConfig& cfg) {
           const char* fn = "dslab.fp8_quantization_error";
-          const py::array a = as_array(x_in, fn, "x");
-          if (!a.dtype().is(py::dtype::of<float>()))
-            throw py::type_error(std::string(fn) + ": x has dtype " + std::string(py::str(a.dtype())) +
-                                 "; expected float32 (the quantizer's input type)");
-          const Tensor2<float> x = tensor_in<float, 2>(a, {{-1, "rows"}, {-1, "cols"}}, fn, "x");
+          const Tensor2<float> x =
+              float32_in<2>(x_in, {{-1, "rows"}, {-1, "cols"}}, fn, "x", "the quantizer's input type");
           const fp8::sim::QuantizeReport r = checked(fn, [&] {
             fp8::validate(cfg);
             return fp8::sim::measure_quantization(x, cfg);
